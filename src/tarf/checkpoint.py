@@ -1,0 +1,70 @@
+"""Self-describing model checkpoints: architecture, label domain and names, weights.
+
+Loading checks the label domain against the request, so a 20-superclass model is never
+silently evaluated as a 100-class one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from tarf.domains import Level
+from tarf.io import save_torch
+from tarf.models import create_model
+from tarf.request import UnlearningRequest
+
+CHECKPOINT_FORMAT = "tarf-checkpoint-v1"
+
+
+class CheckpointError(ValueError):
+    """An unreadable checkpoint, or one whose label domain does not match the request."""
+
+
+def model_label_names(request: UnlearningRequest) -> list[str]:
+    h = request.hierarchy
+    return list(h.class_names if request.model_level == Level.CLASS else h.superclass_names)
+
+
+def checkpoint_meta(
+    train_meta: dict[str, Any], request: UnlearningRequest, dataset: str
+) -> dict[str, Any]:
+    keys = ("arch", "num_classes", "in_channels", "mean", "std", "recipe", "seed")
+    return {
+        **{k: train_meta[k] for k in keys},
+        "label_level": request.model_level.label,
+        "label_names": model_label_names(request),
+        "dataset": dataset,
+    }
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) -> Path:
+    state = {k: v.cpu() for k, v in model.state_dict().items()}
+    return save_torch(path, {"format": CHECKPOINT_FORMAT, **meta, "state_dict": state})
+
+
+def load_checkpoint(
+    path: str | Path, request: UnlearningRequest, device: torch.device
+) -> nn.Module:
+    """Load a checkpoint, refusing one whose label domain is not the request's model domain."""
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unreadable file gets one clear message
+        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is not a tarf checkpoint (write one with `tarf unlearn --save-model` or `tarf train --out`)"
+        )
+    names = model_label_names(request)
+    if ck["label_level"] != request.model_level.label or list(ck["label_names"]) != names:
+        raise CheckpointError(
+            f"checkpoint {path} predicts {len(ck['label_names'])} {ck['label_level']} labels, but the request's "
+            f"model domain is {len(names)} {request.model_level.label} labels of {request.hierarchy.name}; pass "
+            f"--model-labels {ck['label_level']}, or the checkpoint of a model trained on that domain"
+        )
+    model = create_model(ck["arch"], ck["num_classes"], ck["in_channels"], ck["mean"], ck["std"])
+    model.load_state_dict(ck["state_dict"])
+    return model.to(device).to(memory_format=torch.channels_last).eval()

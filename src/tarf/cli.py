@@ -1,0 +1,419 @@
+"""The ``tarf`` command line: demo, unlearn, train, eval, speed, classes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+import torch
+
+from tarf.checkpoint import CheckpointError, checkpoint_meta, load_checkpoint, save_checkpoint
+from tarf.data.core import DataError
+from tarf.domains import MAIN_TASKS
+from tarf.io import write_json
+from tarf.report import REPORT_COLUMNS, markdown_table, report_rows
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument("--dataset", required=True, help="cifar100, cifar10, fashion-mnist or digits")
+    g.add_argument(
+        "--data-root",
+        help="folder holding the dataset (default: $TARF_DATA, else ~/.cache/tarf/data)",
+    )
+    g.add_argument(
+        "--download",
+        action="store_true",
+        help="fetch the official archives (md5-checked) if missing",
+    )
+    g.add_argument(
+        "--hierarchy",
+        help="JSON/YAML file mapping class names to superclasses (replaces the built-in one)",
+    )
+
+
+def _add_request_args(p: argparse.ArgumentParser, forget_required: bool = True) -> None:
+    g = p.add_argument_group("request")
+    g.add_argument(
+        "--model-labels",
+        required=True,
+        choices=["class", "superclass"],
+        help="label domain of the model's outputs (L_M)",
+    )
+    g.add_argument(
+        "--forget",
+        required=forget_required,
+        help="comma-separated class or superclass names of the reported forget data (L_D)",
+    )
+    g.add_argument(
+        "--target",
+        help="comma-separated names of the target concept (L_T); ground truth for the reference and the evaluation",
+    )
+    g.add_argument(
+        "--prior",
+        type=int,
+        help="number of model classes of the concept left in the data (TARF's prior); default: derived from --target",
+    )
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("run")
+    g.add_argument(
+        "--recipe",
+        default="cpu",
+        help="training recipe: cpu (2 cores), paper (ResNet-18, GPU), tiny (seconds)",
+    )
+    g.add_argument(
+        "--seed", type=int, default=0, help="seed of the models, the sampling and the MIA"
+    )
+    g.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tarf",
+        description="Concept-level machine unlearning under label-domain mismatch (TARF and baselines).",
+    )
+    parser.add_argument("--version", action="version", version=f"tarf {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "demo", help="all four tasks with TARF on the embedded digits dataset (about a minute)"
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed (default 0)")
+    p.add_argument("--out", help="also write the four reports to this JSON file")
+
+    p = sub.add_parser(
+        "unlearn",
+        help="run an unlearning method on a request and measure it against the retrained reference",
+    )
+    _add_data_args(p)
+    _add_request_args(p)
+    _add_run_args(p)
+    p.add_argument("--method", default="tarf", help="registered method name (see `tarf methods`)")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="set a method hyperparameter, e.g. --set lr=0.005 (repeatable)",
+    )
+    p.add_argument("--config", help="YAML/JSON file of method hyperparameters (--set wins)")
+    p.add_argument("--out", help="write the report to this JSON file")
+    p.add_argument("--save-model", help="save the unlearned model as a tarf checkpoint")
+
+    p = sub.add_parser(
+        "train", help="train (or fetch from the cache) the original model or a retrained reference"
+    )
+    _add_data_args(p)
+    p.add_argument(
+        "--model-labels",
+        required=True,
+        choices=["class", "superclass"],
+        help="label domain of the model",
+    )
+    p.add_argument(
+        "--exclude",
+        help="comma-separated class/superclass names left out of training (the reference's D_t)",
+    )
+    _add_run_args(p)
+    p.add_argument("--out", help="also write the model as a tarf checkpoint")
+
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a saved checkpoint on a request (UA, RA, TA, MIA; Gap with --reference)",
+    )
+    _add_data_args(p)
+    _add_request_args(p)
+    _add_run_args(p)
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        help="a tarf checkpoint (from unlearn --save-model or train --out)",
+    )
+    p.add_argument(
+        "--reference", help="checkpoint of the retrained reference (default: train/fetch it)"
+    )
+    p.add_argument("--out", help="write the metrics to this JSON file")
+
+    p = sub.add_parser(
+        "speed", help="training loop images/s next to the bare forward+backward throughput"
+    )
+    p.add_argument(
+        "--dataset",
+        default="cifar100",
+        help="dataset whose image shape and class count to use (no data is read)",
+    )
+    p.add_argument("--recipe", default="cpu")
+    p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
+    p.add_argument("--device", default="auto")
+
+    p = sub.add_parser(
+        "classes", help="list the class and superclass names of a dataset's hierarchy"
+    )
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--hierarchy", help="a user hierarchy file to show instead")
+
+    sub.add_parser("methods", help="list the registered methods and their hyperparameters")
+    return parser
+
+
+def _version() -> str:
+    from tarf import __version__
+
+    return __version__
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(COMMANDS[args.command](args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted; finished results and cached models are kept", file=sys.stderr)
+        return 130
+    except (CLIError, CheckpointError, DataError, ValueError, FileNotFoundError) as e:
+        print(f"tarf: error: {e}", file=sys.stderr)
+        return 2
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _load(args: argparse.Namespace):
+    from tarf.data import load_dataset
+    from tarf.hierarchy import LabelHierarchy
+
+    ds = load_dataset(args.dataset, args.data_root, download=getattr(args, "download", False))
+    if getattr(args, "hierarchy", None):
+        user = LabelHierarchy.from_file(args.hierarchy, class_order=ds.hierarchy.class_names)
+        ds.hierarchy = user
+    return ds
+
+
+def _request(args: argparse.Namespace, ds):
+    from tarf.request import UnlearningRequest
+
+    return UnlearningRequest.from_names(
+        ds.hierarchy, args.forget, args.model_labels, args.target, args.prior
+    )
+
+
+def _device(args: argparse.Namespace) -> torch.device:
+    from tarf.training import pick_device
+
+    return pick_device(args.device)
+
+
+def _recipe(args: argparse.Namespace):
+    from tarf.recipes import get_recipe
+
+    return get_recipe(args.recipe, args.dataset)
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def print_reports(reports: list[dict[str, Any]]) -> None:
+    rows = [r for rep in reports for r in report_rows(rep)]
+    print(markdown_table(["task", "model", *REPORT_COLUMNS], rows))
+    for rep in reports:
+        ident = rep.get("identification")
+        if ident and ident.get("level") == "class":
+            top = list(ident["drops"].items())[:5]
+            print(
+                f"{rep['task']}: set aside {ident['classes'] or 'nothing'} (prior n={ident['n']}); largest accuracy drops: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in top)
+            )
+
+
+# -- commands -----------------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Digits ships inside scikit-learn: all four tasks, forget "1", concept "straight"."""
+    from tarf.data import load_dataset
+    from tarf.methods import get_method
+    from tarf.recipes import get_recipe
+    from tarf.request import UnlearningRequest
+    from tarf.runner import run_request
+    from tarf.training import pick_device
+
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+    ds = load_dataset("digits")
+    recipe, device = get_recipe("tiny", "digits"), pick_device("auto")
+    start = time.perf_counter()
+    reports = []
+    for labels, target in (
+        ("class", "1"),
+        ("class", "straight"),
+        ("superclass", "1"),
+        ("superclass", "straight"),
+    ):
+        req = UnlearningRequest.from_names(ds.hierarchy, "1", labels, target)
+        _log(req.describe())
+        reports.append(
+            run_request(ds, req, get_method("tarf"), recipe, args.seed, device, log=_log)
+        )
+    print()
+    print_reports(reports)
+    print(f"\ndigits (sklearn), recipe 'tiny', seed {args.seed}, {device}; total {time.perf_counter() - start:.0f}s. "
+          "Gap = mean |metric - retrained| over UA, RA, TA, MIA (lower is better).")  # fmt: skip
+    if args.out:
+        write_json(args.out, reports)
+    return 0
+
+
+def cmd_unlearn(args: argparse.Namespace) -> int:
+    from tarf.methods import get_method, parse_set
+    from tarf.runner import run_request
+
+    ds = _load(args)
+    req = _request(args, ds)
+    method = get_method(args.method, args.config, parse_set(args.set))
+    recipe, device = _recipe(args), _device(args)
+    _log(req.describe())
+    if req.task.name not in MAIN_TASKS:
+        _log(f"note: {req.task.comment} — reported under the name {req.task.name!r}")
+    report = run_request(
+        ds, req, method, recipe, args.seed, device, log=_log, save_model=args.save_model
+    )
+    print_reports([report])
+    if args.out:
+        write_json(args.out, report)
+        _log(f"report written to {args.out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from tarf.request import UnlearningRequest
+    from tarf.runner import prepare_dataset, trained_model
+
+    ds = _load(args)
+    recipe, device = _recipe(args), _device(args)
+    ds = prepare_dataset(ds, recipe)
+    if args.exclude:
+        req = UnlearningRequest.from_names(
+            ds.hierarchy, args.exclude, args.model_labels, args.exclude
+        )
+        idx = req.partitions(ds.y_train, ds.y_test).remaining
+        role = "retrained"
+    else:
+        first = ds.hierarchy.class_names[0]
+        req = UnlearningRequest.from_names(ds.hierarchy, first, args.model_labels, first)
+        idx, role = torch.arange(len(ds.y_train)), "original"
+    m = trained_model(ds, req, idx, recipe, args.seed, device, role)
+    meta = m.meta
+    print(
+        json.dumps(
+            {
+                k: meta[k]
+                for k in (
+                    "role",
+                    "arch",
+                    "label_level",
+                    "num_classes",
+                    "train_size",
+                    "test_acc",
+                    "train_s",
+                    "images_per_s",
+                    "cached",
+                    "key",
+                )
+            },
+            indent=2,
+        )
+    )
+    if args.out:
+        save_checkpoint(args.out, m.model, checkpoint_meta(meta, req, ds.name))
+        _log(f"checkpoint written to {args.out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tarf.domains import MODEL_MISMATCH
+    from tarf.metrics import evaluate, gap
+    from tarf.runner import prepare_dataset, trained_model
+
+    ds = _load(args)
+    req = _request(args, ds)
+    recipe, device = _recipe(args), _device(args)
+    ds = prepare_dataset(ds, recipe)
+    model = load_checkpoint(args.checkpoint, req, device)
+    parts = req.partitions(ds.y_train, ds.y_test)
+    ev = (
+        ds.x_train,
+        req.model_labels(ds.y_train),
+        ds.x_test,
+        req.model_labels(ds.y_test),
+        parts,
+        device,
+        args.seed,
+        req.task.name == MODEL_MISMATCH,
+    )
+    out: dict[str, Any] = {"task": req.task.name, "metrics": evaluate(model, *ev)}
+    if req.has_reference:
+        ref = (
+            load_checkpoint(args.reference, req, device)
+            if args.reference
+            else trained_model(
+                ds, req, parts.remaining, recipe, args.seed, device, "retrained"
+            ).model
+        )
+        out["reference"] = evaluate(ref, *ev)
+        out["metrics"]["Gap"] = gap(out["metrics"], out["reference"])
+    print(json.dumps(out, indent=2))
+    if args.out:
+        write_json(args.out, out)
+    return 0
+
+
+def cmd_speed(args: argparse.Namespace) -> int:
+    from tarf.speed import measure_throughput
+
+    res = measure_throughput(args.dataset, args.recipe, _device(args), args.steps)
+    print(json.dumps(res, indent=2))
+    ok = res["loop_images_per_s"] >= 0.9 * res["bare_images_per_s"]
+    print(
+        f"training loop at {100 * res['ratio']:.1f}% of the bare forward+backward throughput ({'ok' if ok else 'BELOW 90%'})"
+    )
+    return 0 if ok else 1
+
+
+def cmd_classes(args: argparse.Namespace) -> int:
+    from tarf.hierarchy import LabelHierarchy, builtin_hierarchy
+
+    h = builtin_hierarchy(args.dataset)
+    if args.hierarchy:
+        h = LabelHierarchy.from_file(args.hierarchy, class_order=h.class_names)
+    for s, name in enumerate(h.superclass_names):
+        print(f"{name}: {', '.join(h.class_names[c] for c in h.classes_of(s))}")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from tarf.methods import METHODS
+
+    for name, cls in sorted(METHODS.items()):
+        fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Config))
+        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()[0]
+        print(f"{name}: {doc}\n    {fields}")
+    return 0
+
+
+COMMANDS = {
+    "demo": cmd_demo,
+    "unlearn": cmd_unlearn,
+    "train": cmd_train,
+    "eval": cmd_eval,
+    "speed": cmd_speed,
+    "classes": cmd_classes,
+    "methods": cmd_methods,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Label domains and the task taxonomy (SPEC section 1, paper Tables 2 and 4).
+
+This is the one place that says what a request *is*: given the level of the reported
+forget data (L_D), of the model's outputs (L_M) and of the target concept (L_T), it
+names the task. Everything else (partitions, methods, reports) asks this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+
+class Level(IntEnum):
+    """A label layer; a smaller value is finer (``SUBSET ≺ CLASS ≺ SUPERCLASS``)."""
+
+    SUBSET = 0
+    CLASS = 1
+    SUPERCLASS = 2
+
+    @property
+    def label(self) -> str:
+        return {0: "sub-set", 1: "class", 2: "superclass"}[int(self)]
+
+    @classmethod
+    def parse(cls, text: str) -> Level:
+        key = text.strip().lower().replace("_", "-")
+        aliases = {
+            "subset": cls.SUBSET,
+            "sub-set": cls.SUBSET,
+            "class": cls.CLASS,
+            "classes": cls.CLASS,
+            "fine": cls.CLASS,
+            "superclass": cls.SUPERCLASS,
+            "superclasses": cls.SUPERCLASS,
+            "coarse": cls.SUPERCLASS,
+        }
+        if key not in aliases:
+            raise ValueError(
+                f"unknown label level {text!r}: use one of 'subset', 'class', 'superclass'"
+            )
+        return aliases[key]
+
+
+# Task names as they appear in reports, JSON and on the command line.
+ALL_MATCHED = "all-matched"
+TARGET_MISMATCH = "target-mismatch"
+MODEL_MISMATCH = "model-mismatch"
+DATA_MISMATCH = "data-mismatch"
+MAIN_TASKS = (ALL_MATCHED, TARGET_MISMATCH, MODEL_MISMATCH, DATA_MISMATCH)
+EXTRA_SCENARIOS = (5, 6, 7, 8, 9, 16)
+
+
+class ImpracticalRequestError(ValueError):
+    """``L_D ≻ L_T``: the user reports more data than the concept holds."""
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    """Where a request falls in the taxonomy.
+
+    ``name`` is what the methods and reports act on: one of the four main tasks (a
+    "similar to all matched" case is handled as all matched) or ``scenario-N`` for
+    the six extra three-layer scenarios. ``case`` is the paper's Table 4 number and
+    ``comment`` its wording, so a user sees exactly which row their request is.
+    """
+
+    name: str
+    case: int
+    comment: str
+    data: Level
+    model: Level
+    target: Level
+
+    @property
+    def is_main(self) -> bool:
+        return self.name in MAIN_TASKS
+
+
+def _table4() -> dict[tuple[Level, Level, Level], tuple[int, str]]:
+    """The paper's Table 4: (L_D, L_M, L_T) -> (No., comment), all 27 cases."""
+    s, c, p = Level.SUBSET, Level.CLASS, Level.SUPERCLASS
+    rows = [
+        (s, s, s, "All matched"),
+        (s, s, c, "Target mismatch"),
+        (s, c, s, "Model mismatch"),
+        (s, c, c, "Data mismatch"),
+        (s, s, p, "Different"),
+        (s, p, s, "Different"),
+        (s, p, p, "Different"),
+        (s, c, p, "Different"),
+        (s, p, c, "Different"),
+        (c, c, c, "All matched"),
+        (c, c, p, "Target mismatch"),
+        (c, p, c, "Model mismatch"),
+        (c, p, p, "Data mismatch"),
+        (c, s, s, "Impractical"),
+        (c, s, c, "Similar to all matched"),
+        (c, s, p, "Different"),
+        (c, c, s, "Impractical"),
+        (c, p, s, "Impractical"),
+        (p, p, p, "All matched"),
+        (p, c, c, "Impractical"),
+        (p, c, p, "Similar to all matched"),
+        (p, p, c, "Impractical"),
+        (p, s, s, "Impractical"),
+        (p, s, c, "Impractical"),
+        (p, s, p, "Similar to all matched"),
+        (p, c, s, "Impractical"),
+        (p, p, s, "Impractical"),
+    ]
+    return {(d, m, t): (i + 1, comment) for i, (d, m, t, comment) in enumerate(rows)}
+
+
+TABLE4 = _table4()
+
+
+def classify(data: Level, model: Level, target: Level) -> TaskKind:
+    """Name the task of a request from its three label domains.
+
+    The rule (SPEC section 1), which reproduces every row of the paper's Table 4:
+    ``L_D ≻ L_T`` is impractical; ``L_D = L_T`` is all matched when ``L_M ⪯ L_T``
+    and model mismatch when ``L_M`` is one level coarser; ``L_D ≺ L_T`` is target
+    mismatch when ``L_M = L_D`` and data mismatch when ``L_M = L_T``, each only when
+    the two differing domains are adjacent levels. Everything else is one of the six
+    extra scenarios, named by its Table 4 number.
+    """
+    data, model, target = Level(data), Level(model), Level(target)
+    case = TABLE4[(data, model, target)][0]
+    if data > target:
+        raise ImpracticalRequestError(
+            f"impractical request (paper Table 4 No. {case}): the forget data is reported at "
+            f"the {data.label} level but the target concept is at the finer {target.label} "
+            "level (L_D ≻ L_T), so the reported data is larger than what must be forgotten. "
+            "Report only the data of the concept (e.g. its classes), or widen the target."
+        )
+    if data == target:
+        if model == target:
+            return TaskKind(ALL_MATCHED, case, "all matched", data, model, target)
+        if model < target:
+            return TaskKind(ALL_MATCHED, case, "similar to all matched", data, model, target)
+        if model - target == 1:
+            return TaskKind(MODEL_MISMATCH, case, "model mismatch", data, model, target)
+    elif target - data == 1:
+        if model == data:
+            return TaskKind(TARGET_MISMATCH, case, "target mismatch", data, model, target)
+        if model == target:
+            return TaskKind(DATA_MISMATCH, case, "data mismatch", data, model, target)
+    return TaskKind(f"scenario-{case}", case, f"extra scenario No. {case}", data, model, target)

@@ -1,0 +1,249 @@
+"""Label hierarchies: every class belongs to exactly one superclass (SPEC section 3).
+
+Built-in hierarchies for the datasets tarf reads, and user hierarchies from a JSON or
+YAML file mapping class names to superclass names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tarf.domains import Level
+
+
+def normalize_name(name: str) -> str:
+    """Case, spaces, hyphens and underscores do not distinguish names ("pickup truck")."""
+    return re.sub(r"[\s_\-]+", "_", name.strip().lower())
+
+
+class UnknownNameError(ValueError):
+    """A class or superclass name that the hierarchy does not have."""
+
+
+@dataclass(frozen=True)
+class LabelHierarchy:
+    """Class names (index = class id) and, for each class, its superclass id."""
+
+    name: str
+    class_names: tuple[str, ...]
+    superclass_names: tuple[str, ...]
+    superclass_of: tuple[int, ...]  # class id -> superclass id
+    _lookup: dict[str, tuple[Level, int]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(self.superclass_of) != len(self.class_names):
+            raise ValueError(
+                f"hierarchy {self.name!r}: {len(self.class_names)} classes but "
+                f"{len(self.superclass_of)} superclass assignments"
+            )
+        bad = [s for s in self.superclass_of if not 0 <= s < len(self.superclass_names)]
+        if bad:
+            raise ValueError(f"hierarchy {self.name!r}: superclass ids {bad} out of range")
+        lookup: dict[str, tuple[Level, int]] = {}
+        for level, names in (
+            (Level.CLASS, self.class_names),
+            (Level.SUPERCLASS, self.superclass_names),
+        ):
+            for i, n in enumerate(names):
+                key = normalize_name(n)
+                if key in lookup:
+                    raise ValueError(
+                        f"hierarchy {self.name!r}: the name {n!r} is used twice; class and "
+                        "superclass names must all be distinct"
+                    )
+                lookup[key] = (level, i)
+        object.__setattr__(self, "_lookup", lookup)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def num_superclasses(self) -> int:
+        return len(self.superclass_names)
+
+    def classes_of(self, superclass: int) -> list[int]:
+        return [c for c, s in enumerate(self.superclass_of) if s == superclass]
+
+    def resolve(self, name: str) -> tuple[Level, int]:
+        """Map a class or superclass name to (level, id); unknown names list close ones."""
+        key = normalize_name(name)
+        if key in self._lookup:
+            return self._lookup[key]
+        candidates = list(self.class_names) + list(self.superclass_names)
+        close = difflib.get_close_matches(
+            key, [normalize_name(c) for c in candidates], n=5, cutoff=0.5
+        )
+        by_key = {normalize_name(c): c for c in candidates}
+        hint = ", ".join(repr(by_key[c]) for c in close) if close else "none close"
+        raise UnknownNameError(
+            f"unknown class or superclass {name!r} in the {self.name} hierarchy "
+            f"(closest: {hint}). `tarf classes --dataset {self.name}` lists every name."
+        )
+
+    def resolve_many(self, names: Iterable[str]) -> tuple[Level, frozenset[int]]:
+        """Resolve names that must all be at one level; returns that level and the ids."""
+        resolved = [self.resolve(n) for n in names]
+        if not resolved:
+            raise ValueError("no names given")
+        levels = {lvl for lvl, _ in resolved}
+        if len(levels) > 1:
+            raise ValueError(
+                f"names {list(names)} mix classes and superclasses; give either class names "
+                "or superclass names (a superclass stands for all its classes)"
+            )
+        return levels.pop(), frozenset(i for _, i in resolved)
+
+    def class_ids(self, level: Level, ids: Iterable[int]) -> frozenset[int]:
+        """All class ids covered by ids at the given level."""
+        ids = set(ids)
+        if level == Level.CLASS:
+            return frozenset(ids)
+        return frozenset(c for c, s in enumerate(self.superclass_of) if s in ids)
+
+    def to_dict(self) -> dict[str, str]:
+        return {c: self.superclass_names[s] for c, s in zip(self.class_names, self.superclass_of)}
+
+    @classmethod
+    def from_groups(
+        cls,
+        name: str,
+        groups: Mapping[str, Iterable[str]],
+        class_order: Iterable[str] | None = None,
+    ) -> LabelHierarchy:
+        """Build from ``{superclass: [classes]}``; superclass ids follow the groups' order,
+        class ids follow ``class_order`` if given."""
+        mapping = {c: s for s, cs in groups.items() for c in cs}
+        classes = list(class_order) if class_order is not None else list(mapping)
+        missing = [c for c in classes if c not in mapping]
+        if missing:
+            raise ValueError(f"hierarchy {name!r}: classes without a superclass: {missing}")
+        supers = list(groups)
+        return cls(
+            name, tuple(classes), tuple(supers), tuple(supers.index(mapping[c]) for c in classes)
+        )
+
+    @classmethod
+    def from_mapping(
+        cls, name: str, mapping: Mapping[str, str], class_order: Iterable[str] | None = None
+    ) -> LabelHierarchy:
+        """Build from ``{class: superclass}``; superclass ids in order of first appearance."""
+        classes = list(class_order) if class_order is not None else list(mapping)
+        missing = [c for c in classes if c not in mapping]
+        if missing:
+            raise ValueError(f"hierarchy {name!r}: classes without a superclass: {missing}")
+        supers: list[str] = []
+        for c in classes:
+            if mapping[c] not in supers:
+                supers.append(mapping[c])
+        return cls(
+            name, tuple(classes), tuple(supers), tuple(supers.index(mapping[c]) for c in classes)
+        )
+
+    @classmethod
+    def from_file(
+        cls, path: str | Path, class_order: Iterable[str] | None = None
+    ) -> LabelHierarchy:
+        """Read a user hierarchy: JSON or YAML, either ``{class: superclass}`` or
+        ``{superclass: [classes]}``."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise FileNotFoundError(f"cannot read hierarchy file {path}: {e}") from e
+        try:
+            if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except Exception as e:  # noqa: BLE001 - any parse error becomes one clear message
+            raise ValueError(f"hierarchy file {path} is not valid JSON/YAML: {e}") from e
+        if not isinstance(data, dict) or not data:
+            raise ValueError(
+                f"hierarchy file {path} must map class names to superclass names "
+                '({"boy": "people", ...}) or superclasses to class lists ({"people": ["boy", ...]})'
+            )
+        if all(isinstance(v, list) for v in data.values()):
+            return cls.from_groups(path.stem, data, class_order)
+        if all(isinstance(v, str) for v in data.values()):
+            return cls.from_mapping(path.stem, data, class_order)
+        raise ValueError(
+            f"hierarchy file {path}: values must be all strings (class -> superclass) "
+            "or all lists (superclass -> classes)"
+        )
+
+
+CIFAR100_GROUPS: dict[str, list[str]] = {
+    "aquatic_mammals": ["beaver", "dolphin", "otter", "seal", "whale"],
+    "fish": ["aquarium_fish", "flatfish", "ray", "shark", "trout"],
+    "flowers": ["orchid", "poppy", "rose", "sunflower", "tulip"],
+    "food_containers": ["bottle", "bowl", "can", "cup", "plate"],
+    "fruit_and_vegetables": ["apple", "mushroom", "orange", "pear", "sweet_pepper"],
+    "household_electrical_devices": ["clock", "keyboard", "lamp", "telephone", "television"],
+    "household_furniture": ["bed", "chair", "couch", "table", "wardrobe"],
+    "insects": ["bee", "beetle", "butterfly", "caterpillar", "cockroach"],
+    "large_carnivores": ["bear", "leopard", "lion", "tiger", "wolf"],
+    "large_man-made_outdoor_things": ["bridge", "castle", "house", "road", "skyscraper"],
+    "large_natural_outdoor_scenes": ["cloud", "forest", "mountain", "plain", "sea"],
+    "large_omnivores_and_herbivores": ["camel", "cattle", "chimpanzee", "elephant", "kangaroo"],
+    "medium_mammals": ["fox", "porcupine", "possum", "raccoon", "skunk"],
+    "non-insect_invertebrates": ["crab", "lobster", "snail", "spider", "worm"],
+    "people": ["baby", "boy", "girl", "man", "woman"],
+    "reptiles": ["crocodile", "dinosaur", "lizard", "snake", "turtle"],
+    "small_mammals": ["hamster", "mouse", "rabbit", "shrew", "squirrel"],
+    "trees": ["maple_tree", "oak_tree", "palm_tree", "pine_tree", "willow_tree"],
+    "vehicles_1": ["bicycle", "bus", "motorcycle", "pickup_truck", "train"],
+    "vehicles_2": ["lawn_mower", "rocket", "streetcar", "tank", "tractor"],
+}
+CIFAR100_CLASSES = tuple(sorted(c for cs in CIFAR100_GROUPS.values() for c in cs))
+
+CIFAR10_CLASSES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
+CIFAR10_GROUPS = {
+    "airplane_bird": ["airplane", "bird"],
+    "vehicle": ["automobile", "truck"],
+    "cat_dog": ["cat", "dog"],
+    "deer_frog": ["deer", "frog"],
+    "horse_ship": ["horse", "ship"],
+}
+
+FASHION_MNIST_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+FASHION_MNIST_GROUPS = {
+    "tops": ["T-shirt/top", "Pullover", "Coat", "Shirt"],
+    "footwear": ["Sandal", "Sneaker", "Ankle boot"],
+    "lower-and-full-body": ["Trouser", "Dress"],
+    "bags": ["Bag"],
+}
+
+DIGITS_CLASSES = tuple(str(i) for i in range(10))
+DIGITS_GROUPS = {
+    "round": ["0", "6", "8", "9"],
+    "straight": ["1", "4", "7"],
+    "curved": ["2", "3", "5"],
+}
+
+BUILTIN: dict[str, tuple[dict[str, list[str]], tuple[str, ...]]] = {
+    "cifar100": (CIFAR100_GROUPS, CIFAR100_CLASSES),
+    "cifar10": (CIFAR10_GROUPS, CIFAR10_CLASSES),
+    "fashion-mnist": (FASHION_MNIST_GROUPS, FASHION_MNIST_CLASSES),
+    "digits": (DIGITS_GROUPS, DIGITS_CLASSES),
+}
+
+
+def builtin_hierarchy(dataset: str) -> LabelHierarchy:
+    """The SPEC section 3 hierarchy of a built-in dataset (class ids = official label ids)."""
+    if dataset not in BUILTIN:
+        raise ValueError(f"no built-in hierarchy for {dataset!r}; known: {sorted(BUILTIN)}")
+    groups, order = BUILTIN[dataset]
+    return LabelHierarchy.from_groups(dataset, groups, order)

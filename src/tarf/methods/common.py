@@ -1,0 +1,137 @@
+"""Pieces every method's loop shares: batches from tensor pools, SGD, frozen batch norm."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from tarf.methods.base import UnlearnContext
+from tarf.training import augment, autocast
+
+
+class Pool:
+    """A tensor pool (images, labels) that hands out shuffled batches forever, seeded."""
+
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, ctx: UnlearnContext, seed_offset: int = 0
+    ) -> None:
+        self.x, self.y, self.ctx = x, y, ctx
+        self.gen = torch.Generator().manual_seed(ctx.seed * 1000 + seed_offset)
+        self.aug_gen = torch.Generator(device=ctx.device).manual_seed(
+            ctx.seed * 1000 + seed_offset + 1
+        )
+        self._order = torch.empty(0, dtype=torch.long)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def next_indices(self, n: int) -> torch.Tensor:
+        """The next ``n`` indices of an endless shuffled stream (reshuffled each pass)."""
+        out = []
+        while n > 0:
+            if len(self._order) == 0:
+                self._order = torch.randperm(len(self.y), generator=self.gen)
+            take, self._order = self._order[:n], self._order[n:]
+            out.append(take)
+            n -= len(take)
+        return torch.cat(out)
+
+    def batch(self, n: int, augmented: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = self.next_indices(min(n, len(self.y)))
+        return self.images(idx, augmented), self.y[idx].to(self.ctx.device)
+
+    def images(self, idx: torch.Tensor, augmented: bool = True) -> torch.Tensor:
+        x = self.x[idx].to(self.ctx.device).float().div_(255)
+        r = self.ctx.recipe
+        if augmented:
+            return augment(x, r.crop_pad, r.flip, self.aug_gen)
+        return x.contiguous(memory_format=torch.channels_last)
+
+    def epoch(self, samples: int, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches totalling ``samples`` (one budgeted unlearning epoch)."""
+        done = 0
+        while done < samples and len(self.y):
+            xb, yb = self.batch(min(batch_size, samples - done))
+            done += len(yb)
+            yield xb, yb
+
+
+def sgd(
+    params, lr: float, ctx: UnlearnContext, momentum: float = 0.9, weight_decay: float = 5e-4
+) -> torch.optim.SGD:
+    """The harness's optimizer: SGD, momentum 0.9, weight decay 5e-4 (SPEC section 6)."""
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+
+
+def ce(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: UnlearnContext, reduction: str = "mean"
+) -> torch.Tensor:
+    with autocast(ctx.device):
+        return F.cross_entropy(model(x).float(), y, reduction=reduction)
+
+
+def step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
+@contextlib.contextmanager
+def frozen_batchnorm(model: nn.Module):
+    """Keep batch-norm running statistics fixed, e.g. while only forget data flows:
+    otherwise a few forget-only batches shift them toward D_f and hurt every class."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    states = [m.training for m in bns]
+    for m in bns:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, s in zip(bns, states):
+            m.train(s)
+
+
+def clone(model: nn.Module) -> nn.Module:
+    """A trainable copy, so the caller's original model is never modified."""
+    m = copy.deepcopy(model)
+    m.train()
+    return m
+
+
+@torch.no_grad()
+def per_sample_loss(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: UnlearnContext, batch_size: int = 1024
+) -> torch.Tensor:
+    """Cross-entropy of each sample in eval mode (no augmentation), batched."""
+    was = model.training
+    model.eval()
+    out = []
+    for i in range(0, len(y), batch_size):
+        xb = (
+            x[i : i + batch_size]
+            .to(ctx.device)
+            .float()
+            .div_(255)
+            .contiguous(memory_format=torch.channels_last)
+        )
+        with autocast(ctx.device):
+            logits = model(xb).float()
+        out.append(
+            F.cross_entropy(logits, y[i : i + batch_size].to(ctx.device), reduction="none").cpu()
+        )
+    model.train(was)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+@torch.no_grad()
+def predictions(
+    model: nn.Module, x: torch.Tensor, ctx: UnlearnContext, batch_size: int = 1024
+) -> torch.Tensor:
+    from tarf.training import forward_logits
+
+    return forward_logits(model, x, ctx.device, batch_size).argmax(1)

@@ -1,0 +1,138 @@
+"""Model registry: a name on the command line picks an architecture.
+
+Every model takes float images in [0, 1] and normalises inside (so a saved model needs
+no separate preprocessing), and exposes ``features(x)`` (the penultimate layer, used by
+identification analyses and probes) and ``head`` (the final linear layer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+MODELS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        MODELS[name] = fn
+        return fn
+
+    return deco
+
+
+def create_model(
+    name: str,
+    num_classes: int,
+    in_channels: int = 3,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
+    **kwargs,
+) -> nn.Module:
+    """Instantiate a registered architecture; unknown names list the registered ones."""
+    if name not in MODELS:
+        raise ValueError(f"unknown architecture {name!r}; registered: {', '.join(sorted(MODELS))}")
+    return MODELS[name](
+        num_classes=num_classes, in_channels=in_channels, mean=mean, std=std, **kwargs
+    )
+
+
+class Classifier(nn.Module):
+    """Normalisation -> feature extractor -> linear head."""
+
+    def __init__(
+        self, body: nn.Module, width: int, num_classes: int, in_channels: int, mean, std
+    ) -> None:
+        super().__init__()
+        mean = mean if mean is not None else (0.5,) * in_channels
+        std = std if std is not None else (0.25,) * in_channels
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
+        self.body = body
+        self.head = nn.Linear(width, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body((x - self.mean) / self.std)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def _conv_bn(cin: int, cout: int, act: type[nn.Module] = nn.GELU) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), act()
+    )
+
+
+class _Residual(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.a, self.b = _conv_bn(c, c), _conv_bn(c, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.b(self.a(x))
+
+
+@register("cpunet")
+def cpunet(
+    num_classes: int,
+    in_channels: int = 3,
+    mean=None,
+    std=None,
+    widths: tuple[int, ...] = (32, 64, 128, 128),
+) -> nn.Module:
+    """The `cpu` recipe's network: a 4-stage residual CNN with GELU and batch norm
+    (SPEC section 7's data point), pooling after stages 2-4, global max-pool."""
+    layers: list[nn.Module] = [_conv_bn(in_channels, widths[0])]
+    cin = widths[0]
+    for i, c in enumerate(widths):
+        layers.append(_conv_bn(cin, c))
+        if i > 0:
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+        layers.append(_Residual(c))
+        cin = c
+    layers += [nn.AdaptiveMaxPool2d(1), nn.Flatten()]
+    return Classifier(nn.Sequential(*layers), cin, num_classes, in_channels, mean, std)
+
+
+@register("cpunet-tiny")
+def cpunet_tiny(num_classes: int, in_channels: int = 3, mean=None, std=None) -> nn.Module:
+    """A narrow cpunet for tests and the embedded demo."""
+    return cpunet(num_classes, in_channels, mean, std, widths=(16, 32, 64, 64))
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.b1 = nn.BatchNorm2d(cout)
+        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.b2 = nn.BatchNorm2d(cout)
+        self.short = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.short = nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.b1(self.c1(x)))
+        return F.relu(self.b2(self.c2(out)) + self.short(x))
+
+
+@register("resnet18")
+def resnet18(num_classes: int, in_channels: int = 3, mean=None, std=None) -> nn.Module:
+    """ResNet-18, CIFAR variant (3x3 stride-1 stem, no max-pool), the paper recipe's model."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(),
+    ]
+    cin = 64
+    for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        layers += [_BasicBlock(cin, cout, stride), _BasicBlock(cout, cout, 1)]
+        cin = cout
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return Classifier(nn.Sequential(*layers), 512, num_classes, in_channels, mean, std)

@@ -1,0 +1,186 @@
+"""An unlearning request and the data partitions it induces (SPEC sections 1 and 2).
+
+Data flows one way: request -> partitions -> method -> metrics -> report. The request
+knows the ground truth (the target concept); methods only ever receive
+:class:`tarf.methods.base.UnlearnData`, built from ``D_f`` and ``D_un`` alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tarf.domains import Level, TaskKind, classify
+from tarf.hierarchy import LabelHierarchy
+
+
+@dataclass(frozen=True)
+class Partitions:
+    """Index tensors into the train split (``D_*``) and the test split (``test_*``)."""
+
+    forget: torch.Tensor  # D_f
+    unlearn: torch.Tensor  # D_un = D \ D_f
+    target: torch.Tensor  # D_t
+    pseudo_remaining: torch.Tensor  # D_uf = D_t \ D_f
+    remaining: torch.Tensor  # D_r = D \ D_t
+    affected_remaining: torch.Tensor  # D_ar: D_r samples sharing a model class with D_f
+    test_target: torch.Tensor  # test_t
+    test_remaining: torch.Tensor  # test_r
+
+    def sizes(self) -> dict[str, int]:
+        return {k: int(v.numel()) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class Prior:
+    """What TARF may know about the request: how many model classes of the concept hide
+    in ``D_un`` (class level), or what fraction of ``D_un`` they are (instance level)."""
+
+    num_classes: int | None
+    fraction: float | None = None
+
+
+@dataclass(frozen=True)
+class UnlearningRequest:
+    """Forget data (names at one level), the model's label level, and the target concept.
+
+    ``target=None`` means the concept has no name in the hierarchy: the user then gives
+    ``prior`` and gets a report without reference metrics.
+    """
+
+    hierarchy: LabelHierarchy
+    forget: tuple[str, ...]
+    model_level: Level
+    target: tuple[str, ...] | None = None
+    prior_classes: int | None = None  # overrides the prior derived from the target
+
+    def __post_init__(self) -> None:
+        if self.model_level not in (Level.CLASS, Level.SUPERCLASS):
+            raise ValueError("the model's labels must be 'class' or 'superclass'")
+        if self.target is None and self.prior_classes is None:
+            raise ValueError(
+                "give the target concept (--target NAMES) or, for a concept with no name in "
+                "the hierarchy, the number of its model classes left in the data (--prior N)"
+            )
+        if self.prior_classes is not None and self.prior_classes < 0:
+            raise ValueError(f"--prior must be >= 0, got {self.prior_classes}")
+        # Resolve eagerly so that bad names fail when the request is made, not mid-run.
+        self.task  # noqa: B018
+        if self.target is not None and not self.forget_classes <= self.target_classes:
+            extra = sorted(
+                self.hierarchy.class_names[c] for c in self.forget_classes - self.target_classes
+            )
+            raise ValueError(
+                f"the forget data must lie inside the target concept (D_f ⊆ D_t), but {extra} "
+                f"are not part of target {list(self.target)}; widen --target or drop them from --forget"
+            )
+
+    @classmethod
+    def from_names(
+        cls,
+        hierarchy: LabelHierarchy,
+        forget: str | list[str] | tuple[str, ...],
+        model_level: str | Level,
+        target: str | list[str] | tuple[str, ...] | None = None,
+        prior_classes: int | None = None,
+    ) -> UnlearningRequest:
+        """Build from comma-separated strings or lists, as typed on the command line."""
+
+        def split(v: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+            items = v.split(",") if isinstance(v, str) else list(v)
+            return tuple(s.strip() for s in items if s.strip())
+
+        level = model_level if isinstance(model_level, Level) else Level.parse(model_level)
+        return cls(
+            hierarchy,
+            split(forget),
+            level,
+            split(target) if target is not None else None,
+            prior_classes,
+        )
+
+    # -- label domains ---------------------------------------------------------------
+    @property
+    def data_level(self) -> Level:
+        return self.hierarchy.resolve_many(self.forget)[0]
+
+    @property
+    def target_level(self) -> Level:
+        if self.target is None:
+            return self.data_level
+        return self.hierarchy.resolve_many(self.target)[0]
+
+    @property
+    def task(self) -> TaskKind:
+        return classify(self.data_level, self.model_level, self.target_level)
+
+    @property
+    def forget_classes(self) -> frozenset[int]:
+        return self.hierarchy.class_ids(*self.hierarchy.resolve_many(self.forget))
+
+    @property
+    def target_classes(self) -> frozenset[int]:
+        if self.target is None:
+            return self.forget_classes
+        return self.hierarchy.class_ids(*self.hierarchy.resolve_many(self.target))
+
+    @property
+    def has_reference(self) -> bool:
+        """Whether the ground truth is known, so a retrained reference can be built."""
+        return self.target is not None
+
+    # -- labels and partitions --------------------------------------------------------
+    @property
+    def num_model_classes(self) -> int:
+        h = self.hierarchy
+        return h.num_classes if self.model_level == Level.CLASS else h.num_superclasses
+
+    def model_labels(self, class_ids: torch.Tensor) -> torch.Tensor:
+        """Class ids -> labels in the model's domain ``L_M``."""
+        if self.model_level == Level.CLASS:
+            return class_ids
+        table = torch.tensor(self.hierarchy.superclass_of, dtype=torch.long)
+        return table[class_ids]
+
+    def partitions(self, y_train: torch.Tensor, y_test: torch.Tensor) -> Partitions:
+        """All partitions of SPEC section 2, from class ids of the train and test split."""
+        forget = _isin(y_train, self.forget_classes)
+        target = _isin(y_train, self.target_classes)
+        model_y = self.model_labels(y_train)
+        forget_model_classes = model_y[forget].unique()
+        affected = ~target & torch.isin(model_y, forget_model_classes)
+        test_target = _isin(y_test, self.target_classes)
+        idx = lambda m: m.nonzero().flatten()  # noqa: E731
+        return Partitions(
+            forget=idx(forget),
+            unlearn=idx(~forget),
+            target=idx(target),
+            pseudo_remaining=idx(target & ~forget),
+            remaining=idx(~target),
+            affected_remaining=idx(affected),
+            test_target=idx(test_target),
+            test_remaining=idx(~test_target),
+        )
+
+    def prior(self, y_train: torch.Tensor) -> Prior:
+        """The request's prior (SPEC section 5): model classes of the concept in ``D_un``."""
+        if self.prior_classes is not None:
+            return Prior(self.prior_classes, None)
+        p = self.partitions(y_train, y_train[:0])
+        hidden = self.model_labels(y_train[p.pseudo_remaining]).unique()
+        fraction = p.pseudo_remaining.numel() / max(p.unlearn.numel(), 1)
+        return Prior(int(hidden.numel()), fraction)
+
+    def describe(self) -> str:
+        h, t = self.hierarchy, self.task
+        target = ", ".join(self.target) if self.target else "(unnamed concept)"
+        return (
+            f"{h.name}: forget {', '.join(self.forget)} ({t.data.label}); model labels: "
+            f"{t.model.label}; target {target} ({t.target.label}) -> {t.name} "
+            f"[paper Table 4 No. {t.case}, {t.comment}]"
+        )
+
+
+def _isin(y: torch.Tensor, ids: frozenset[int]) -> torch.Tensor:
+    return torch.isin(y, torch.tensor(sorted(ids), dtype=y.dtype))

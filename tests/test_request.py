@@ -1,0 +1,150 @@
+"""Requests, hierarchies and partitions on a synthetic hierarchy and on the built-ins."""
+
+import json
+
+import pytest
+import torch
+
+from tarf.domains import ImpracticalRequestError
+from tarf.hierarchy import LabelHierarchy, UnknownNameError, builtin_hierarchy
+from tarf.request import UnlearningRequest
+
+
+def labels(h, per_class):
+    return torch.arange(h.num_classes).repeat_interleave(per_class)
+
+
+@pytest.mark.parametrize(
+    "model,target,task,prior",
+    [
+        ("class", "cat", "all-matched", 0),
+        ("class", "animals", "target-mismatch", 2),
+        ("superclass", "cat", "model-mismatch", 0),
+        ("superclass", "animals", "data-mismatch", 1),
+    ],
+)
+def test_four_tasks_partitions(toy_hierarchy, model, target, task, prior):
+    h = toy_hierarchy
+    ytr, yte = labels(h, 10), labels(h, 3)
+    req = UnlearningRequest.from_names(h, "cat", model, target)
+    assert req.task.name == task
+    p = req.partitions(ytr, yte)
+    n = len(ytr)
+    # sizes
+    assert len(p.forget) == 10
+    assert len(p.unlearn) == n - 10
+    assert len(p.target) == (10 if target == "cat" else 30)
+    assert len(p.pseudo_remaining) == len(p.target) - 10
+    assert len(p.remaining) == n - len(p.target)
+    # disjointness and unions
+    as_set = lambda t: set(t.tolist())  # noqa: E731
+    assert as_set(p.forget) | as_set(p.unlearn) == set(range(n))
+    assert not as_set(p.forget) & as_set(p.unlearn)
+    assert as_set(p.forget) <= as_set(p.target)
+    assert as_set(p.pseudo_remaining) == as_set(p.target) - as_set(p.forget)
+    assert as_set(p.remaining) == set(range(n)) - as_set(p.target)
+    assert as_set(p.affected_remaining) <= as_set(p.remaining)
+    # D_ar: only model mismatch has remaining data sharing a model class with D_f
+    assert len(p.affected_remaining) == (20 if task == "model-mismatch" else 0)
+    assert len(p.test_target) + len(p.test_remaining) == len(yte)
+    assert req.prior(ytr).num_classes == prior
+
+
+def test_model_labels(toy_hierarchy):
+    req = UnlearningRequest.from_names(toy_hierarchy, "cat", "superclass", "cat")
+    assert req.model_labels(torch.tensor([0, 3, 6])).tolist() == [0, 1, 2]
+    assert req.num_model_classes == 3
+
+
+def test_cifar100_people_prior():
+    h = builtin_hierarchy("cifar100")
+    y = labels(h, 2)
+    tm = UnlearningRequest.from_names(h, "boy,girl", "class", "people")
+    dm = UnlearningRequest.from_names(h, "boy,girl", "superclass", "people")
+    assert tm.prior(y).num_classes == 3  # baby, man, woman
+    assert dm.prior(y).num_classes == 1  # people
+    assert abs(tm.prior(y).fraction - 6 / 196) < 1e-9
+
+
+def test_unknown_name_lists_closest():
+    h = builtin_hierarchy("cifar100")
+    with pytest.raises(UnknownNameError, match="'boy'"):
+        UnlearningRequest.from_names(h, "boyy,girl", "class", "people")
+    with pytest.raises(UnknownNameError, match="closest"):
+        UnlearningRequest.from_names(h, "boy", "class", "peeple")
+
+
+def test_names_are_normalised():
+    h = builtin_hierarchy("cifar100")
+    r = UnlearningRequest.from_names(h, "Pickup Truck", "class", "vehicles 1")
+    assert r.task.name == "target-mismatch"
+    f = builtin_hierarchy("fashion-mnist")
+    assert (
+        UnlearningRequest.from_names(f, "ankle boot", "class", "Footwear")
+        .prior(labels(f, 1))
+        .num_classes
+        == 2
+    )
+
+
+def test_impractical_request_rejected(toy_hierarchy):
+    with pytest.raises(ImpracticalRequestError, match="L_D ≻ L_T"):
+        UnlearningRequest.from_names(toy_hierarchy, "animals", "class", "cat")
+
+
+def test_forget_outside_target_rejected(toy_hierarchy):
+    with pytest.raises(ValueError, match="D_f ⊆ D_t"):
+        UnlearningRequest.from_names(toy_hierarchy, "car", "class", "animals")
+
+
+def test_mixed_levels_rejected(toy_hierarchy):
+    with pytest.raises(ValueError, match="mix classes and superclasses"):
+        UnlearningRequest.from_names(toy_hierarchy, "cat,vehicles", "class", "animals")
+
+
+def test_no_target_needs_prior(toy_hierarchy):
+    with pytest.raises(ValueError, match="--prior"):
+        UnlearningRequest.from_names(toy_hierarchy, "cat", "class")
+    r = UnlearningRequest.from_names(toy_hierarchy, "cat", "class", prior_classes=2)
+    assert not r.has_reference and r.prior(labels(toy_hierarchy, 2)).num_classes == 2
+
+
+def test_user_hierarchy_files(tmp_path):
+    (tmp_path / "h.json").write_text(json.dumps({"a": "X", "b": "X", "c": "Y"}))
+    (tmp_path / "g.yaml").write_text("X: [a, b]\nY: [c]\n")
+    hj = LabelHierarchy.from_file(tmp_path / "h.json", class_order=["a", "b", "c"])
+    hy = LabelHierarchy.from_file(tmp_path / "g.yaml", class_order=["a", "b", "c"])
+    assert hj.superclass_of == hy.superclass_of == (0, 0, 1)
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="must map class names"):
+        LabelHierarchy.from_file(tmp_path / "bad.json")
+    (tmp_path / "broken.yaml").write_text("X: [a, b\n")
+    with pytest.raises(ValueError, match="not valid JSON/YAML"):
+        LabelHierarchy.from_file(tmp_path / "broken.yaml")
+    with pytest.raises(ValueError, match="without a superclass"):
+        LabelHierarchy.from_file(tmp_path / "h.json", class_order=["a", "b", "c", "d"])
+
+
+def test_builtin_hierarchies_match_spec():
+    c100 = builtin_hierarchy("cifar100")
+    assert c100.num_classes == 100 and c100.num_superclasses == 20
+    assert all(len(c100.classes_of(s)) == 5 for s in range(20))
+    people = c100.superclass_names.index("people")
+    assert [c100.class_names[c] for c in c100.classes_of(people)] == [
+        "baby",
+        "boy",
+        "girl",
+        "man",
+        "woman",
+    ]
+    d = builtin_hierarchy("digits")
+    assert [d.class_names[c] for c in d.classes_of(d.superclass_names.index("straight"))] == [
+        "1",
+        "4",
+        "7",
+    ]
+    c10 = builtin_hierarchy("cifar10")
+    assert [c10.class_names[c] for c in c10.classes_of(c10.superclass_names.index("vehicle"))] == [
+        "automobile",
+        "truck",
+    ]

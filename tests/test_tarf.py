@@ -1,0 +1,172 @@
+"""TARF: the k(t) schedule, the phase boundaries, identification, and the Phase I cost rule."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from tarf.methods import get_method
+from tarf.methods.base import UnlearnContext
+from tarf.methods.tarf import (
+    balanced_sample,
+    class_accuracy,
+    default_k,
+    k_schedule,
+    phase_of,
+    rank_drops,
+)
+from tarf.recipes import get_recipe
+from tarf.request import UnlearningRequest
+from tarf.runner import unlearn_data
+from tarf.training import train_classifier
+
+
+def test_k_schedule_matches_paper_formula():
+    ks = k_schedule(0.05, epochs=10, t0=2)
+    assert ks == pytest.approx([0.05 * (10 - t - 2) / 10 for t in range(8)] + [0.0, 0.0])
+    assert ks[0] == pytest.approx(0.04) and ks[7] == pytest.approx(0.005)
+    assert all(
+        a > b for a, b in zip(ks[:8], ks[1:8])
+    )  # annealed: strictly decreasing while positive
+    assert k_schedule(0.1, 10, 2, "constant")[:8] == [0.1] * 8
+    inc = k_schedule(0.1, 10, 2, "increasing")
+    assert inc[0] < inc[7] and inc[8:] == [0.0, 0.0]
+    with pytest.raises(ValueError):
+        k_schedule(0.1, 10, 2, "cosine")
+
+
+def test_phase_boundaries():
+    ks = k_schedule(0.05, 10, 2)
+    phases = [phase_of(t, 1, ks[t]) for t in range(10)]
+    assert phases == ["I"] + ["II"] * 7 + ["III"] * 2
+    ks = k_schedule(0.05, 10, 4)
+    assert [phase_of(t, 2, ks[t]) for t in range(10)] == ["I", "I"] + ["II"] * 4 + ["III"] * 4
+
+
+def test_paper_default_k():
+    assert default_k("cifar100", "model-mismatch") == 0.5
+    assert default_k("cifar100", "target-mismatch") == 0.05
+    assert default_k("cifar10", "model-mismatch") == 0.04
+    assert default_k("cifar10", "all-matched") == 0.02
+
+
+def test_rank_drops_picks_largest_and_skips_absent():
+    before = torch.tensor([90.0, 80.0, 85.0, float("nan"), 70.0])
+    after = torch.tensor([20.0, 78.0, 40.0, float("nan"), 69.0])
+    chosen, drops, beta = rank_drops(before, after, 2)
+    assert chosen == [0, 2] and beta == pytest.approx(45.0)
+    assert rank_drops(before, after, 0)[0] == [] and rank_drops(before, after, 0)[2] == float("inf")
+    assert 3 not in rank_drops(before, after, 4)[0]  # a class absent from D_un is never chosen
+
+
+def test_class_accuracy_and_balanced_sample():
+    y = torch.tensor([0, 0, 1, 1, 1, 2])
+    pred = torch.tensor([0, 1, 1, 1, 0, 2])
+    acc = class_accuracy(pred, y, 4)
+    assert acc[:3].tolist() == pytest.approx([50.0, 200 / 3, 100.0]) and torch.isnan(acc[3])
+    yy = torch.arange(5).repeat_interleave(30)
+    idx = balanced_sample(yy, 7, 5, torch.Generator().manual_seed(0))
+    assert torch.bincount(yy[idx]).tolist() == [7] * 5 and len(idx.unique()) == 35
+
+
+@pytest.fixture(scope="module")
+def trained(toy_dataset):
+    recipe = dataclasses.replace(get_recipe("tiny"), epochs=15, flip=False, crop_pad=0)
+    res = train_classifier(
+        toy_dataset.x_train, toy_dataset.y_train, 7, recipe, 0, torch.device("cpu")
+    )
+    return res.model, recipe
+
+
+def _ctx(recipe, ds, task):
+    return UnlearnContext(
+        device=torch.device("cpu"),
+        recipe=recipe,
+        seed=0,
+        task=task,
+        dataset="toy",
+        train_size=len(ds.y_train),
+    )
+
+
+def test_identification_finds_concept_classes(trained, toy_dataset):
+    """Forget "cat" from a class model; the concept "animals" hides dog and fox in D_un.
+    Their features share the superclass component, so Phase I's ascent drops them most."""
+    model, recipe = trained
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "animals")
+    data = unlearn_data(toy_dataset, req)
+    assert data.prior.num_classes == 2
+    res = get_method("tarf", k=1.0, lr=0.05, t1=1).run(
+        model, data, _ctx(recipe, toy_dataset, "target-mismatch")
+    )
+    ident = res.record["identification"]
+    assert sorted(ident["classes"]) == ["dog", "fox"]
+    assert ident["set_aside_samples"] == 80
+    drops = ident["drops"]
+    assert min(drops["dog"], drops["fox"]) >= max(
+        v for k, v in drops.items() if k not in ("dog", "fox")
+    )
+    assert res.record["phases"] == ["I"] + ["II"] * 7 + ["III"] * 2
+
+
+def test_tarf_does_not_modify_input_and_forgets(trained, toy_dataset):
+    model, recipe = trained
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "cat")
+    data = unlearn_data(toy_dataset, req)
+    res = get_method("tarf", k=1.0, lr=0.05).run(
+        model, data, _ctx(recipe, toy_dataset, "all-matched")
+    )
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    pred = res.model(data.x_forget.float() / 255).argmax(1)
+    assert (pred == data.y_forget).float().mean() < 0.5
+    assert res.record["identification"]["classes"] == []  # all matched: prior 0
+
+
+def test_phase_one_skips_remaining_data(trained, toy_dataset):
+    """τ = 0 in Phase I, so no D_un sample may pass through the network there."""
+    model, recipe = trained
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "animals")
+    data = unlearn_data(toy_dataset, req)
+    seen: list[int] = []
+    orig_forward = type(model).forward
+
+    def spy(self, x):
+        if self.training:
+            seen.append(len(x))
+        return orig_forward(self, x)
+
+    # With T = t1 = 1 the run is Phase I only; identification then runs eval-mode passes.
+    type(model).forward = spy
+    try:
+        get_method("tarf", epochs=1, t1=1, k=1.0, lr=0.05).run(
+            model, data, _ctx(recipe, toy_dataset, "target-mismatch")
+        )
+    finally:
+        type(model).forward = orig_forward
+    assert sum(seen) == len(data.y_forget)
+
+
+def test_instance_level_identification(trained, toy_dataset):
+    model, recipe = trained
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "animals")
+    data = unlearn_data(toy_dataset, req)
+    res = get_method("tarf", identification="instance", k=1.0, lr=0.05).run(
+        model, data, _ctx(recipe, toy_dataset, "target-mismatch")
+    )
+    ident = res.record["identification"]
+    assert ident["level"] == "instance"
+    assert ident["set_aside_samples"] == round(data.prior.fraction * ident["scored_samples"])
+
+
+def test_bad_options_are_rejected(trained, toy_dataset):
+    model, recipe = trained
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "cat")
+    with pytest.raises(ValueError, match="identification"):
+        get_method("tarf", identification="cluster").run(
+            model, unlearn_data(toy_dataset, req), _ctx(recipe, toy_dataset, "all-matched")
+        )
+    with pytest.raises(ValueError, match="unknown hyperparameter"):
+        get_method("tarf", overrides={"kk": "1"})
+    with pytest.raises(ValueError, match="expected float"):
+        get_method("tarf", overrides={"k": "lots"})

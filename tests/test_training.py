@@ -1,0 +1,121 @@
+"""Training pieces: batch augmentation, the model cache (hit, miss, corrupt), atomic writes."""
+
+import dataclasses
+import os
+
+import pytest
+import torch
+
+from tarf.io import atomic_write, write_json
+from tarf.recipes import get_recipe
+from tarf.request import UnlearningRequest
+from tarf.runner import trained_model
+from tarf.training import ModelCache, augment, prepare_images
+
+
+def test_augment_crops_and_flips_whole_batch():
+    x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4)
+    g = torch.Generator().manual_seed(0)
+    out = augment(x, pad=0, flip=True, generator=g)
+    for i in range(2):  # each image is either itself or its mirror
+        assert torch.equal(out[i], x[i]) or torch.equal(out[i], x[i].flip(2))
+    out = augment(x, pad=1, flip=False, generator=torch.Generator().manual_seed(1))
+    assert out.shape == x.shape
+    # a crop of the zero-padded image: every value is 0 or comes from the same image
+    for i in range(2):
+        assert set(out[i].flatten().tolist()) <= set(x[i].flatten().tolist()) | {0.0}
+    # seeded: same generator state, same batch
+    a = augment(x, 1, True, torch.Generator().manual_seed(5))
+    b = augment(x, 1, True, torch.Generator().manual_seed(5))
+    assert torch.equal(a, b)
+
+
+def test_prepare_images_downsamples_by_area():
+    x = torch.tensor([[[[0, 255] * 8] * 16]], dtype=torch.uint8)  # 1x1x16x16 stripes
+    y = prepare_images(x, 2)
+    assert y.shape == (1, 1, 8, 8) and int(y[0, 0, 0, 0]) == 128
+    assert (
+        prepare_images(torch.zeros(1, 1, 8, 8, dtype=torch.uint8), 2).shape[-1] == 8
+    )  # small: untouched
+
+
+def _tiny(toy_dataset):
+    recipe = dataclasses.replace(get_recipe("tiny"), epochs=2)
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "cat")
+    return recipe, req
+
+
+def test_cache_hit_miss_and_corrupt(toy_dataset, tmp_path):
+    recipe, req = _tiny(toy_dataset)
+    cache = ModelCache(tmp_path / "models")
+    idx = torch.arange(len(toy_dataset.y_train))
+    cpu = torch.device("cpu")
+    first = trained_model(toy_dataset, req, idx, recipe, 0, cpu, "original", cache)
+    assert not first.meta["cached"]
+    second = trained_model(toy_dataset, req, idx, recipe, 0, cpu, "original", cache)
+    assert second.meta["cached"] and second.meta["key"] == first.meta["key"]
+    for a, b in zip(first.model.state_dict().values(), second.model.state_dict().values()):
+        assert torch.equal(a, b)
+    # anything that determines the weights changes the key: seed, data, recipe
+    assert (
+        trained_model(toy_dataset, req, idx, recipe, 1, cpu, "original", cache).meta["key"]
+        != first.meta["key"]
+    )
+    assert (
+        trained_model(toy_dataset, req, idx[10:], recipe, 0, cpu, "retrained", cache).meta["key"]
+        != first.meta["key"]
+    )
+    lr = dataclasses.replace(recipe, lr=0.05)
+    assert (
+        trained_model(toy_dataset, req, idx, lr, 0, cpu, "original", cache).meta["key"]
+        != first.meta["key"]
+    )
+    # a corrupt entry is a miss that retrains and rewrites it
+    path = cache.path(first.meta["key"])
+    path.write_bytes(b"not a checkpoint")
+    with pytest.warns(UserWarning, match="unreadable"):
+        third = trained_model(toy_dataset, req, idx, recipe, 0, cpu, "original", cache)
+    assert not third.meta["cached"] and path.exists()
+    assert cache.load(first.meta["key"]) is not None
+
+
+def test_training_is_deterministic(toy_dataset, tmp_path):
+    recipe, req = _tiny(toy_dataset)
+    idx = torch.arange(len(toy_dataset.y_train))
+    a = trained_model(
+        toy_dataset,
+        req,
+        idx,
+        recipe,
+        3,
+        torch.device("cpu"),
+        "original",
+        ModelCache(tmp_path / "a"),
+    )
+    b = trained_model(
+        toy_dataset,
+        req,
+        idx,
+        recipe,
+        3,
+        torch.device("cpu"),
+        "original",
+        ModelCache(tmp_path / "b"),
+    )
+    for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()):
+        assert torch.equal(x, y)
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    target = tmp_path / "r.json"
+    write_json(target, {"ok": 1})
+
+    def boom(f):
+        f.write("partial")
+        raise RuntimeError("killed mid-write")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(target, boom, mode="w")
+    assert target.read_text().startswith("{") and '"ok": 1' in target.read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temp file left behind
+    assert os.access(target, os.R_OK)
