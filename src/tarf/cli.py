@@ -150,14 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="cifar100",
         help="dataset whose image shape and class count to use (no data is read)",
     )
-    p.add_argument("--recipe", default="cpu")
+    p.add_argument("--recipe", default="cpu", help="recipe whose model, batch size and augmentation to time")
     p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
 
     p = sub.add_parser(
         "classes", help="list the class and superclass names of a dataset's hierarchy"
     )
-    p.add_argument("--dataset", required=True)
+    p.add_argument("--dataset", required=True, help="cifar100, cifar10, fashion-mnist or digits")
     p.add_argument("--hierarchy", help="a user hierarchy file to show instead")
 
     sub.add_parser("methods", help="list the registered methods and their hyperparameters")

@@ -167,7 +167,7 @@ def build_optimizer(
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt,
             max_lr=recipe.lr,
-            total_steps=total,
+            total_steps=max(total, 8),  # warm-up and decay need at least two steps each
             pct_start=0.25,
             anneal_strategy="linear",
             div_factor=10,

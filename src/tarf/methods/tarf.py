@@ -145,48 +145,37 @@ class TARF(Method):
         # What identification will measure, fixed before any update (θ_o).
         if c.identification == "class":
             probe = balanced_sample(data.y_remain, c.id_samples_per_class, data.num_classes, gen)
-            acc_before = class_accuracy(
-                predictions(original, data.x_remain[probe], ctx),
-                data.y_remain[probe],
-                data.num_classes,
-            )
+            preds = predictions(original, data.x_remain[probe], ctx)
+            before = class_accuracy(preds, data.y_remain[probe], data.num_classes)
         elif c.identification == "instance":
             probe = (
                 torch.randperm(len(data.y_remain), generator=gen)[: c.instance_pool].sort().values
             )
-            loss_before = per_sample_loss(original, data.x_remain[probe], data.y_remain[probe], ctx)
+            before = per_sample_loss(original, data.x_remain[probe], data.y_remain[probe], ctx)
         else:
             raise ValueError(
                 f"identification must be 'class' or 'instance', got {c.identification!r}"
             )
+        if c.identified_op not in ("zero", "ascent"):
+            raise ValueError(f"identified_op must be 'zero' or 'ascent', got {c.identified_op!r}")
 
         record: dict[str, Any] = {"k": k, "lr": lr, "k_schedule": ks, "phases": [], "samples": 0}
         retain: Pool | None = None
         ascent_extra: Pool | None = None
         for t in range(c.epochs):
             if t == c.t1 or (retain is None and t >= c.t1):
-                keep, ident = self._identify(
-                    model,
-                    data,
-                    ctx,
-                    probe,
-                    acc_before if c.identification == "class" else loss_before,
-                )
+                keep, ident = self._identify(model, data, ctx, probe, before)
                 record["identification"] = ident
                 retain = Pool(data.x_remain[keep], data.y_remain[keep], ctx, 2)
                 if c.identified_op == "ascent" and (~keep).any():
                     ascent_extra = Pool(data.x_remain[~keep], data.y_remain[~keep], ctx, 3)
-                elif c.identified_op not in ("zero", "ascent"):
-                    raise ValueError(
-                        f"identified_op must be 'zero' or 'ascent', got {c.identified_op!r}"
-                    )
             phase = phase_of(t, c.t1, ks[t])
             record["phases"].append(phase)
             if phase == "I":
                 # τ = 0 for all of D_un: its forward passes cannot change the update, so skip them.
                 n = min(samples, len(forget))
                 with frozen_batchnorm(model):
-                    for xf, yf in forget.epoch(n, bs):
+                    for xf, yf in forget.epoch(n, c.forget_batch_size):
                         step(opt, -ks[t] * ce(model, xf, yf, ctx))
                 record["samples"] += n
             elif phase == "II":
@@ -207,6 +196,8 @@ class TARF(Method):
                 for xr, yr in retain.epoch(samples, bs):
                     step(opt, ce(model, xr, yr, ctx))
                 record["samples"] += samples
+        if retain is None:  # t1 >= T: Phase I only (an analysis of identification)
+            record["identification"] = self._identify(model, data, ctx, probe, before)[1]
         model.eval()
         return MethodResult(model, record)
 
