@@ -150,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="cifar100",
         help="dataset whose image shape and class count to use (no data is read)",
     )
-    p.add_argument("--recipe", default="cpu", help="recipe whose model, batch size and augmentation to time")
+    p.add_argument(
+        "--recipe", default="cpu", help="recipe whose model, batch size and augmentation to time"
+    )
     p.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
 
