@@ -24,7 +24,12 @@ def toy_hierarchy() -> LabelHierarchy:
 
 
 def make_toy_dataset(
-    h: LabelHierarchy, per_class: int = 40, test_per_class: int = 10, size: int = 8, seed: int = 0
+    h: LabelHierarchy,
+    per_class: int = 40,
+    test_per_class: int = 10,
+    size: int = 8,
+    seed: int = 0,
+    noise: float = 0.15,
 ) -> ImageDataset:
     """Images = a class prototype + noise; classes of one superclass share a component,
     so the superclass structure is visible in the features like in real data."""
@@ -36,7 +41,7 @@ def make_toy_dataset(
 
     def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
         y = torch.arange(h.num_classes).repeat_interleave(n)
-        x = protos[y] + 0.15 * torch.randn(len(y), 1, size, size, generator=g)
+        x = protos[y] + noise * torch.randn(len(y), 1, size, size, generator=g)
         return (x.clamp(0, 1) * 255).to(torch.uint8), y
 
     xtr, ytr = split(per_class)

@@ -56,6 +56,13 @@ def test_unlearn_writes_report(capsys, tmp_path, monkeypatch, shared_cache):
     ident = rep["identification"]
     assert len(ident["classes"]) == 2 and set(ident["drops"]) == {str(i) for i in range(10)} - {"1"}
     assert "| target-mismatch | tarf" in stdout
+    # the report command turns run files into a table and a CSV
+    md, csv = tmp_path / "t.md", tmp_path / "t.csv"
+    assert main(["report", str(out), "--md", str(md), "--csv", str(csv)]) == 0
+    assert "| target-mismatch | retrained" in md.read_text()
+    header, row = csv.read_text().splitlines()
+    assert header.startswith("dataset,task,method,seed") and "retrain_s" in header
+    assert row.startswith("digits,target-mismatch,tarf,0")
     # the saved model evaluates; a checkpoint of another label domain is refused
     code, stdout, err = run(
         capsys,

@@ -89,22 +89,47 @@ def _ctx(recipe, ds, task):
     )
 
 
-def test_identification_finds_concept_classes(trained, toy_dataset):
-    """Forget "cat" from a class model; the concept "animals" hides dog and fox in D_un.
-    Their features share the superclass component, so Phase I's ascent drops them most."""
+@pytest.mark.parametrize("signal", ["loss", "accuracy"])
+def test_identification_sets_aside_the_classes_that_moved(
+    trained, toy_dataset, monkeypatch, signal
+):
+    """A constructed case: after Phase I, dog and fox (the concept's hidden classes) lose
+    accuracy and gain loss, the rest barely move. Identification must set aside exactly
+    their samples, and Phase II/III must never descend on them."""
+    import tarf.methods.tarf as tarf_mod
+
     model, recipe = trained
     req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "animals")
     data = unlearn_data(toy_dataset, req)
-    assert data.prior.num_classes == 2
-    res = get_method("tarf", k=1.0, lr=0.05, t1=1).run(
+    acc0, loss0 = torch.full((7,), 90.0), torch.full((7,), 0.3)
+    acc0[0] = loss0[0] = float("nan")  # cat is not in D_un
+    acc1, loss1 = (
+        acc0 - torch.tensor([0, 30, 25, 2, 1, 3, 0.0]),
+        loss0 + torch.tensor([0, 2.0, 1.5, 0.1, 0.2, 0.0, 0.1]),
+    )
+    calls = iter([(acc0, loss0), (acc1, loss1)])
+    monkeypatch.setattr(tarf_mod, "class_stats", lambda *a, **k: next(calls))
+    seen_labels: list[torch.Tensor] = []
+    orig_init = tarf_mod.Pool.__init__
+
+    def spy_init(self, x, y, ctx, seed_offset=0):
+        seen_labels.append(y)
+        orig_init(self, x, y, ctx, seed_offset)
+
+    monkeypatch.setattr(tarf_mod.Pool, "__init__", spy_init)
+    res = get_method("tarf", class_signal=signal, k=0.5, lr=0.01).run(
         model, data, _ctx(recipe, toy_dataset, "target-mismatch")
     )
     ident = res.record["identification"]
-    assert sorted(ident["classes"]) == ["dog", "fox"]
+    assert sorted(ident["classes"]) == ["dog", "fox"] and ident["signal"] == signal
     assert ident["set_aside_samples"] == 80
-    drops = ident["drops"]
-    assert min(drops["dog"], drops["fox"]) >= max(
-        v for k, v in drops.items() if k not in ("dog", "fox")
+    assert list(ident["drops"])[:2] == ["dog", "fox"] and ident["drops"]["dog"] == pytest.approx(
+        30.0
+    )
+    retained = seen_labels[1]  # pools: forget, then retained D_un
+    assert (
+        len(retained) == len(data.y_remain) - 80
+        and not torch.isin(retained, torch.tensor([1, 2])).any()
     )
     assert res.record["phases"] == ["I"] + ["II"] * 7 + ["III"] * 2
 
@@ -136,14 +161,15 @@ def test_phase_one_skips_remaining_data(trained, toy_dataset):
             seen.append(len(x))
         return orig_forward(self, x)
 
-    # With T = t1 = 1 the run is Phase I only; identification then runs eval-mode passes.
+    # Stopping at identification leaves exactly Phase I (then eval-mode passes only).
     type(model).forward = spy
     try:
-        get_method("tarf", epochs=1, t1=1, k=1.0, lr=0.05).run(
+        res = get_method("tarf", stop_after_identification=True, k=1.0, lr=0.05).run(
             model, data, _ctx(recipe, toy_dataset, "target-mismatch")
         )
     finally:
         type(model).forward = orig_forward
+    assert res.record["phases"] == ["I"] and "identification" in res.record
     assert sum(seen) == len(data.y_forget)
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -163,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hierarchy", help="a user hierarchy file to show instead")
 
     sub.add_parser("methods", help="list the registered methods and their hyperparameters")
+
+    p = sub.add_parser("report", help="collect run reports (JSON) into a Markdown table and a CSV")
+    p.add_argument("reports", nargs="+", help="JSON files written by `tarf unlearn --out`")
+    p.add_argument("--md", help="write the Markdown table here (default: print it)")
+    p.add_argument("--csv", help="write one CSV row per run here")
     return parser
 
 
@@ -407,6 +413,28 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from tarf.io import write_text
+    from tarf.report import flat_row, to_csv
+
+    reports = []
+    for path in args.reports:
+        try:
+            data = json.loads(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            raise CLIError(f"cannot read report {path}: {e}") from e
+        reports.extend(data if isinstance(data, list) else [data])
+    rows = [r for rep in reports for r in report_rows(rep)]
+    table = markdown_table(["task", "model", *REPORT_COLUMNS], rows)
+    if args.md:
+        write_text(args.md, table + "\n")
+    else:
+        print(table)
+    if args.csv:
+        write_text(args.csv, to_csv([flat_row(r) for r in reports]))
+    return 0
+
+
 COMMANDS = {
     "demo": cmd_demo,
     "unlearn": cmd_unlearn,
@@ -415,6 +443,7 @@ COMMANDS = {
     "speed": cmd_speed,
     "classes": cmd_classes,
     "methods": cmd_methods,
+    "report": cmd_report,
 }
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from tarf.domains import MODEL_MISMATCH
 from tarf.methods.base import Method, MethodResult, UnlearnContext, UnlearnData, register
@@ -26,10 +27,10 @@ from tarf.methods.common import (
     clone,
     frozen_batchnorm,
     per_sample_loss,
-    predictions,
     sgd,
     step,
 )
+from tarf.training import forward_logits
 
 # Paper Appendix F.1: k per dataset and task (t1 = 1, t0 = 2 everywhere).
 PAPER_K = {
@@ -80,8 +81,12 @@ class TARFConfig:
     identification: str = "class"  # class (Algorithm 1) | instance (Algorithm 2, TARF-I)
     identified_op: str = "zero"  # zero weight on identified data (paper) | ascent (ablation)
     id_samples_per_class: int = 100  # D_un samples per model class used to measure drops
+    class_signal: str = (
+        "loss"  # rank classes by mean loss increase (class-mean I_con) | accuracy drop
+    )
     instance_pool: int = 10000  # D_un samples scored by I_con at instance level
     forget_batch_size: int = 64
+    stop_after_identification: bool = False  # analysis: run Phase I, identify, stop
 
 
 def class_accuracy(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -91,6 +96,28 @@ def class_accuracy(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> tor
     return torch.where(
         count > 0, 100 * correct / count.clamp_min(1), torch.full_like(count, float("nan"))
     )
+
+
+def guarded_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> int:
+    """Ascent on an unbounded loss can overflow; a non-finite loss is skipped, not applied
+    (which would turn every weight into NaN). Returns 1 when skipped."""
+    if not torch.isfinite(loss):
+        opt.zero_grad(set_to_none=True)
+        return 1
+    step(opt, loss)
+    return 0
+
+
+def class_stats(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, ctx: UnlearnContext
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-class accuracy (%) and mean cross-entropy, from one batched forward pass."""
+    logits = forward_logits(model, x, ctx.device)
+    loss = F.cross_entropy(logits, y, reduction="none")
+    count = torch.zeros(num_classes).index_add_(0, y, torch.ones(len(y))).clamp_min(1)
+    mean_loss = torch.zeros(num_classes).index_add_(0, y, loss) / count
+    acc = class_accuracy(logits.argmax(1), y, num_classes)
+    return acc, torch.where(torch.isnan(acc), acc, mean_loss)
 
 
 def rank_drops(
@@ -145,8 +172,9 @@ class TARF(Method):
         # What identification will measure, fixed before any update (θ_o).
         if c.identification == "class":
             probe = balanced_sample(data.y_remain, c.id_samples_per_class, data.num_classes, gen)
-            preds = predictions(original, data.x_remain[probe], ctx)
-            before = class_accuracy(preds, data.y_remain[probe], data.num_classes)
+            before = class_stats(
+                original, data.x_remain[probe], data.y_remain[probe], data.num_classes, ctx
+            )
         elif c.identification == "instance":
             probe = (
                 torch.randperm(len(data.y_remain), generator=gen)[: c.instance_pool].sort().values
@@ -156,16 +184,27 @@ class TARF(Method):
             raise ValueError(
                 f"identification must be 'class' or 'instance', got {c.identification!r}"
             )
+        if c.class_signal not in ("loss", "accuracy"):
+            raise ValueError(f"class_signal must be 'loss' or 'accuracy', got {c.class_signal!r}")
         if c.identified_op not in ("zero", "ascent"):
             raise ValueError(f"identified_op must be 'zero' or 'ascent', got {c.identified_op!r}")
 
-        record: dict[str, Any] = {"k": k, "lr": lr, "k_schedule": ks, "phases": [], "samples": 0}
+        record: dict[str, Any] = {
+            "k": k,
+            "lr": lr,
+            "k_schedule": ks,
+            "phases": [],
+            "samples": 0,
+            "skipped_steps": 0,
+        }
         retain: Pool | None = None
         ascent_extra: Pool | None = None
         for t in range(c.epochs):
             if t == c.t1 or (retain is None and t >= c.t1):
                 keep, ident = self._identify(model, data, ctx, probe, before)
                 record["identification"] = ident
+                if c.stop_after_identification:
+                    break
                 retain = Pool(data.x_remain[keep], data.y_remain[keep], ctx, 2)
                 if c.identified_op == "ascent" and (~keep).any():
                     ascent_extra = Pool(data.x_remain[~keep], data.y_remain[~keep], ctx, 3)
@@ -176,7 +215,9 @@ class TARF(Method):
                 n = min(samples, len(forget))
                 with frozen_batchnorm(model):
                     for xf, yf in forget.epoch(n, c.forget_batch_size):
-                        step(opt, -ks[t] * ce(model, xf, yf, ctx))
+                        record["skipped_steps"] += guarded_step(
+                            opt, -ks[t] * ce(model, xf, yf, ctx)
+                        )
                 record["samples"] += n
             elif phase == "II":
                 fb = c.forget_batch_size
@@ -190,7 +231,7 @@ class TARF(Method):
                     if len(retain):
                         xr, yr = retain.batch(bs)
                         loss = loss + ce(model, xr, yr, ctx)
-                    step(opt, loss)
+                    record["skipped_steps"] += guarded_step(opt, loss)
                 record["samples"] += steps * (fb + bs + (fb if ascent_extra is not None else 0))
             else:
                 for xr, yr in retain.epoch(samples, bs):
@@ -215,12 +256,16 @@ class TARF(Method):
         keep = torch.ones(len(data.y_remain), dtype=torch.bool)
         if c.identification == "class":
             n = prior.num_classes if prior is not None and prior.num_classes is not None else 0
-            after = class_accuracy(
-                predictions(model, data.x_remain[probe], ctx),
-                data.y_remain[probe],
-                data.num_classes,
+            acc_after, loss_after = class_stats(
+                model, data.x_remain[probe], data.y_remain[probe], data.num_classes, ctx
             )
-            chosen, drops, beta = rank_drops(before, after, n)
+            acc_drops = before[0] - acc_after
+            loss_rise = loss_after - before[1]
+            # rank_drops ranks by before - after: negate losses so a rise counts as a drop
+            if c.class_signal == "loss":
+                chosen, drops, beta = rank_drops(-before[1], -loss_after, n)
+            else:
+                chosen, drops, beta = rank_drops(before[0], acc_after, n)
             if chosen:
                 keep &= ~torch.isin(data.y_remain, torch.tensor(chosen))
             ranked = [
@@ -232,8 +277,15 @@ class TARF(Method):
                 "class_ids": chosen,
                 "classes": [data.class_names[i] for i in chosen],
                 "beta": beta,
+                "signal": c.class_signal,
+                # in rank order of the signal; accuracy drops in points, loss rises in nats
                 "drops": {
-                    data.class_names[i]: round(float(drops[i]), 2)
+                    data.class_names[i]: round(float(acc_drops[i]), 2)
+                    for i in ranked
+                    if not torch.isnan(drops[i])
+                },
+                "loss_increase": {
+                    data.class_names[i]: round(float(loss_rise[i]), 3)
                     for i in ranked
                     if not torch.isnan(drops[i])
                 },
