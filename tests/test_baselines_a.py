@@ -38,16 +38,6 @@ def split(x: torch.Tensor, y: torch.Tensor) -> UnlearnData:
     return UnlearnData(x[f], y[f], x[~f], y[~f], C, tuple(f"c{i}" for i in range(C)))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a machine whose cores are busy, two threads spin-wait on
-    each other and tiny ops slow down by orders of magnitude."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def setup():
     x, y = make_images()
