@@ -119,3 +119,12 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path):
     assert target.read_text().startswith("{") and '"ok": 1' in target.read_text()
     assert [p.name for p in tmp_path.iterdir()] == ["r.json"]  # no temp file left behind
     assert os.access(target, os.R_OK)
+
+
+def test_atomic_write_respects_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = write_json(tmp_path / "r.json", {"ok": 1})
+    finally:
+        os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o644  # mkstemp alone would leave 0600

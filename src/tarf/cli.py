@@ -169,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("reports", nargs="+", help="JSON files written by `tarf unlearn --out`")
     p.add_argument("--md", help="write the Markdown table here (default: print it)")
     p.add_argument("--csv", help="write one CSV row per run here")
+    p.add_argument(
+        "--layout",
+        choices=("runs", "table1"),
+        default="runs",
+        help="runs: every run with its reference and original (default); table1: the paper's "
+        "Table 1, one block per task, mean ± std over seeds, best Gap in bold, RTE / retrain time",
+    )
     return parser
 
 
@@ -422,7 +429,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from tarf.io import write_text
-    from tarf.report import flat_row, to_csv
+    from tarf.report import flat_row, table1, to_csv
 
     reports = []
     for path in args.reports:
@@ -431,8 +438,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         except (OSError, json.JSONDecodeError) as e:
             raise CLIError(f"cannot read report {path}: {e}") from e
         reports.extend(data if isinstance(data, list) else [data])
-    rows = [r for rep in reports for r in report_rows(rep)]
-    table = markdown_table(["task", "model", *REPORT_COLUMNS], rows)
+    if args.layout == "table1":
+        table = table1(reports)
+    else:
+        rows = [r for rep in reports for r in report_rows(rep)]
+        table = markdown_table(["task", "model", *REPORT_COLUMNS], rows)
     if args.md:
         write_text(args.md, table + "\n")
     else:

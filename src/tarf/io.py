@@ -10,6 +10,12 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Write through ``write(file)`` to a temp file beside ``path``, then rename it in place."""
     path = Path(path)
@@ -20,6 +26,7 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp's 0600 would make results private
         os.replace(tmp, path)
     except BaseException:
         try:

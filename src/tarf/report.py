@@ -29,10 +29,16 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join([line(header), sep, *(line(r) for r in cells)])
 
 
+def method_label(report: dict[str, Any]) -> str:
+    """The method's name, with the hyperparameters set away from its defaults."""
+    changes = report.get("config_changes") or {}
+    return " ".join([report["method"], *(f"{k}={v}" for k, v in changes.items())])
+
+
 def report_rows(report: dict[str, Any]) -> list[list[Any]]:
     """One run as table rows: the method, the retrained reference and the original."""
     m, ref, orig = report["metrics"], report.get("reference"), report.get("original") or {}
-    rows = [[report["task"], report["method"], *(m.get(k) for k in REPORT_COLUMNS)]]
+    rows = [[report["task"], method_label(report), *(m.get(k) for k in REPORT_COLUMNS)]]
     if ref:
         rows.append(
             [
@@ -63,6 +69,9 @@ def flat_row(report: dict[str, Any]) -> dict[str, Any]:
         "dataset": report["dataset"],
         "task": report["task"],
         "method": report["method"],
+        "config_changes": " ".join(
+            f"{k}={v}" for k, v in (report.get("config_changes") or {}).items()
+        ),
         "seed": report["seed"],
         "recipe": report["recipe"],
     }
@@ -82,3 +91,92 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     for r in rows:
         w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items()})
     return buf.getvalue()
+
+
+# Row order of the paper's Table 1 (methods not listed follow, alphabetically).
+TABLE1_METHODS = ("ft", "rl", "ga", "iu", "bs", "l1-sparse", "salun", "scrub", "retrain", "tarf")
+TABLE1_COLUMNS = ("UA", "RA", "TA", "MIA", "Gap", "RTE_s", "RTE_ratio")
+
+
+def _mean_std(values: Sequence[float | None]) -> tuple[float, float] | None:
+    vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    if not vals:
+        return None
+    mean = sum(vals) / len(vals)
+    var = sum((v - mean) ** 2 for v in vals) / (len(vals) - 1) if len(vals) > 1 else 0.0
+    return mean, math.sqrt(var)
+
+
+def _cell(stat: tuple[float, float] | None, n: int, bold: bool = False) -> str:
+    if stat is None:
+        return "-"
+    text = f"{stat[0]:.2f}" + (f" ± {stat[1]:.2f}" if n > 1 else "")
+    return f"**{text}**" if bold else text
+
+
+def table1(reports: Sequence[dict[str, Any]]) -> str:
+    """The paper's Table 1 layout: per task the retrained reference, then each method
+    (mean ± std over seeds when there are several), the best Gap per task in bold and
+    RTE as a ratio to the reference's training time."""
+    from tarf.domains import MAIN_TASKS
+
+    by_task: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    for rep in reports:
+        by_task.setdefault(rep["task"], {}).setdefault(method_label(rep), []).append(rep)
+    order = {m: i for i, m in enumerate(TABLE1_METHODS)}
+    tasks = sorted(by_task, key=lambda t: (MAIN_TASKS.index(t) if t in MAIN_TASKS else 99, t))
+    header = ["task", "method", "seeds", *TABLE1_COLUMNS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for task in tasks:
+        runs = by_task[task]
+        refs = {
+            (r["seed"]): r["reference"] for rs in runs.values() for r in rs if r.get("reference")
+        }
+        origs = {
+            (r["seed"]): r["original"] for rs in runs.values() for r in rs if r.get("original")
+        }
+        if refs:
+            ref_stats = [
+                _mean_std([v.get(k) for v in refs.values()]) for k in ("UA", "RA", "TA", "MIA")
+            ]
+            ref_cells = [_cell(s, len(refs)) for s in ref_stats]
+            train = _mean_std([v.get("train_s") for v in refs.values()])
+            lines.append(
+                f"| {task} | retrained (reference) | {len(refs)} | "
+                + " | ".join([*ref_cells, "-", _cell(train, len(refs)), "1.00"])
+                + " |"
+            )
+        if origs:
+            stats = [
+                _mean_std([v.get(k) for v in origs.values()])
+                for k in ("UA", "RA", "TA", "MIA", "Gap")
+            ]
+            cells = [_cell(s, len(origs)) for s in stats]
+            lines.append(
+                f"| {task} | original | {len(origs)} | " + " | ".join([*cells, "-", "-"]) + " |"
+            )
+        labels = sorted(runs, key=lambda lab: (order.get(lab.split()[0], 99), lab))
+        gaps = {lab: _mean_std([r["metrics"].get("Gap") for r in runs[lab]]) for lab in labels}
+        known = [g[0] for g in gaps.values() if g is not None]
+        best = min(known) if known else None
+        for lab in labels:
+            rs = runs[lab]
+            n = len(rs)
+            cells = []
+            for k in TABLE1_COLUMNS:
+                if k == "RTE_ratio":
+                    vals = [
+                        r["metrics"]["RTE_s"] / r["reference"]["train_s"]
+                        if r.get("reference") and r["reference"].get("train_s")
+                        else None
+                        for r in rs
+                    ]
+                    stat = _mean_std(vals)
+                    cells.append("-" if stat is None else f"{stat[0]:.3f}")
+                    continue
+                stat = gaps[lab] if k == "Gap" else _mean_std([r["metrics"].get(k) for r in rs])
+                cells.append(
+                    _cell(stat, n, bold=k == "Gap" and stat is not None and stat[0] == best)
+                )
+            lines.append(f"| {task} | {lab} | {n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

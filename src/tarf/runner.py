@@ -19,7 +19,7 @@ import torch.nn as nn
 from tarf.checkpoint import checkpoint_meta, save_checkpoint
 from tarf.data.core import ImageDataset
 from tarf.domains import MODEL_MISMATCH
-from tarf.methods.base import Method, UnlearnContext, UnlearnData, config_dict
+from tarf.methods.base import Method, UnlearnContext, UnlearnData, config_changes, config_dict
 from tarf.metrics import evaluate, gap
 from tarf.models import create_model
 from tarf.recipes import Recipe
@@ -216,6 +216,7 @@ def run_request(
         },
         "method": method.name,
         "config": config_dict(method),
+        "config_changes": config_changes(method),
         "seed": seed,
         "recipe": recipe.name,
         "metrics": {**metrics, "RTE_s": rte},

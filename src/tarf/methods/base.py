@@ -172,3 +172,9 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
 
 def config_dict(method: Method) -> dict[str, Any]:
     return dataclasses.asdict(method.config)
+
+
+def config_changes(method: Method) -> dict[str, Any]:
+    """The hyperparameters that differ from the method's defaults (they label a run)."""
+    default = dataclasses.asdict(method.Config())
+    return {k: v for k, v in config_dict(method).items() if default.get(k) != v}

@@ -12,6 +12,7 @@ on the retained part only (approximation of the retrained model).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,13 +197,18 @@ class TARF(Method):
             "phases": [],
             "samples": 0,
             "skipped_steps": 0,
+            "seconds": {},  # wall time per phase and of identification: where RTE goes
         }
+        secs = record["seconds"]
+        tick = time.perf_counter()
         retain: Pool | None = None
         ascent_extra: Pool | None = None
         for t in range(c.epochs):
             if t == c.t1 or (retain is None and t >= c.t1):
                 keep, ident = self._identify(model, data, ctx, probe, before)
                 record["identification"] = ident
+                secs["identify"] = time.perf_counter() - tick
+                tick = time.perf_counter()
                 if c.stop_after_identification:
                     break
                 retain = Pool(data.x_remain[keep], data.y_remain[keep], ctx, 2)
@@ -237,6 +243,9 @@ class TARF(Method):
                 for xr, yr in retain.epoch(samples, bs):
                     step(opt, ce(model, xr, yr, ctx))
                 record["samples"] += samples
+            now = time.perf_counter()
+            secs[phase] = secs.get(phase, 0.0) + now - tick
+            tick = now
         if retain is None:  # t1 >= T: Phase I only (an analysis of identification)
             record["identification"] = self._identify(model, data, ctx, probe, before)[1]
         model.eval()

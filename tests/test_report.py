@@ -1,0 +1,45 @@
+"""Report tables: the paper's Table 1 layout (mean ± std over seeds, best Gap in bold)."""
+
+from tarf.report import flat_row, method_label, table1
+
+
+def run(task, method, seed, gap, rte=10.0, changes=None):
+    return {
+        "task": task,
+        "method": method,
+        "config_changes": changes or {},
+        "seed": seed,
+        "dataset": "toy",
+        "recipe": "tiny",
+        "metrics": {"UA": 1.0, "RA": 90.0, "TA": 80.0, "MIA": 99.0, "Gap": gap, "RTE_s": rte},
+        "reference": {"UA": 0.0, "RA": 91.0, "TA": 81.0, "MIA": 100.0, "train_s": 100.0},
+        "original": {"UA": 90.0, "RA": 91.0, "TA": 81.0, "MIA": 10.0, "Gap": 40.0},
+    }
+
+
+def test_table1_groups_tasks_averages_seeds_and_bolds_best_gap():
+    reports = [
+        run("target-mismatch", "tarf", 0, 1.0),
+        run("target-mismatch", "tarf", 1, 3.0),
+        run("target-mismatch", "ga", 0, 5.0, rte=50.0),
+        run("all-matched", "ga", 0, 0.5),
+        run("all-matched", "tarf", 0, 2.0),
+    ]
+    lines = table1(reports).splitlines()
+    body = [line for line in lines[2:]]
+    # the paper's task order, reference first, methods in Table 1 order (ga before tarf)
+    assert [line.split(" | ")[0].strip("| ") for line in body] == ["all-matched"] * 4 + [
+        "target-mismatch"
+    ] * 4
+    assert "retrained (reference)" in body[0] and "original" in body[1]
+    assert "| ga |" in body[2] and "**0.50**" in body[2] and "**2.00**" not in body[3]
+    tarf_tm = next(line for line in body if line.startswith("| target-mismatch | tarf |"))
+    assert "| 2 |" in tarf_tm and "**2.00 ± 1.41**" in tarf_tm  # mean ± sample std
+    ga_tm = next(line for line in body if line.startswith("| target-mismatch | ga |"))
+    assert ga_tm.endswith("| 0.500 |")  # RTE / retrain time = 50 / 100
+
+
+def test_changed_hyperparameters_label_the_run():
+    rep = run("all-matched", "ga", 0, 1.0, changes={"lr": 0.0003})
+    assert method_label(rep) == "ga lr=0.0003"
+    assert flat_row(rep)["config_changes"] == "lr=0.0003" and flat_row(rep)["method"] == "ga"
