@@ -12,7 +12,7 @@ out=docs/results/cifar100/tuning
 mkdir -p "$out"
 data="${TARF_DATA:-../shared/datasets}"
 grid=(
-  "ga lr 1e-4" "ga lr 3e-4" "ga lr 1e-3" "ga lr 3e-3"
+  "ga lr 1e-5" "ga lr 3e-5" "ga lr 1e-4" "ga lr 3e-4" "ga lr 1e-3" "ga lr 3e-3"
   "iu alpha 1" "iu alpha 3" "iu alpha 10" "iu alpha 30" "iu alpha 100"
   "scrub lr 5e-4" "scrub lr 2e-3" "scrub lr 5e-3" "scrub lr 2e-2"
 )

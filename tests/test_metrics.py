@@ -83,3 +83,11 @@ def test_evaluate_on_constructed_model(toy_hierarchy):
         model_mismatch=True,
     )
     assert m3["UA-F"] == 0.0 and m3["UA-R"] == 0.0 and m3["RA"] == pytest.approx(100 * 80 / 120)
+
+
+def test_diverged_logits_give_zero_confidence_not_a_crash():
+    logits = torch.tensor([[float("nan"), 0.0], [2.0, 0.0]])
+    conf = true_label_confidence(logits, torch.tensor([0, 0]))
+    assert conf[0] == 0.0 and 0.8 < conf[1] < 0.9
+    members = np.concatenate([conf, [0.9, 0.95]])
+    assert 0.0 <= mia_efficacy(members, np.array([0.1, 0.2, 0.3, 0.2]), conf) <= 100.0

@@ -176,6 +176,61 @@ def build_parser() -> argparse.ArgumentParser:
         help="runs: every run with its reference and original (default); table1: the paper's "
         "Table 1, one block per task, mean ± std over seeds, best Gap in bold, RTE / retrain time",
     )
+
+    p = sub.add_parser(
+        "bench",
+        help="a grid of tasks x methods x seeds from one (forget, concept) pair: shared models "
+        "trained once, one resumable job per run, results.md / results.csv",
+    )
+    _add_data_args(p)
+    g = p.add_argument_group("grid")
+    g.add_argument("--forget", required=True, help="comma-separated class names (D_f)")
+    g.add_argument(
+        "--concept",
+        help="the superclass holding the --forget classes (target of the concept tasks)",
+    )
+    g.add_argument(
+        "--tasks",
+        default="all",
+        help="all, or some of all-matched,target-mismatch,model-mismatch,data-mismatch",
+    )
+    g.add_argument(
+        "--methods", default="all", help="all, or registered method names (`tarf methods`)"
+    )
+    g.add_argument(
+        "--seeds", default="1", help="a count (3 = seeds 0,1,2) or a comma list (0,2; one seed: 5,)"
+    )
+    g.add_argument("--recipe", default="cpu", help="training recipe: cpu, paper or tiny")
+    g.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
+    g.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="hyperparameter of every selected method that has it, or METHOD.NAME=VALUE (repeatable)",
+    )
+    g.add_argument("--config", help="YAML/JSON file of hyperparameters, as --set (--set wins)")
+    g.add_argument("--out", required=True, help="folder of the run reports and results")
+    g = p.add_argument_group("execution")
+    g.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="parallel jobs of the local backend (default: min(2, cores)); 1 runs in this "
+        "process; Ray schedules by --cpus-per-job / --gpus-per-job instead",
+    )
+    g.add_argument("--backend", choices=("local", "ray"), default="local", help="local pool or Ray")
+    g.add_argument("--cpus-per-job", type=float, default=1.0, help="ray: CPUs per job (default 1)")
+    g.add_argument(
+        "--gpus-per-job",
+        type=float,
+        default=0.0,
+        help="ray: GPUs per job, fractions share a GPU (0.25: four jobs per GPU; default 0)",
+    )
+    g.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (models cached or not, jobs done or to do, time left); run nothing",
+    )
     return parser
 
 
@@ -452,6 +507,51 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Plan the grid, train the shared models, run the jobs, then collect the results."""
+    from tarf import bench
+    from tarf.methods.base import parse_set, read_config_file
+
+    try:
+        methods = bench.parse_methods(args.methods)
+        values = read_config_file(args.config) if args.config else {}
+        values.update(parse_set(args.set))
+        grid = bench.Grid(
+            args.dataset, args.forget, args.concept, bench.parse_tasks(args.tasks), methods,
+            bench.parse_seeds(args.seeds), args.recipe, args.data_root, args.hierarchy,
+            args.device, bench.split_overrides(methods, values),
+        )  # fmt: skip
+        _recipe(args)  # an unknown recipe fails here, not in every job
+        jobs = args.jobs or bench.default_jobs()
+        if jobs < 1:
+            raise CLIError("--jobs must be >= 1")
+        if not args.dry_run:
+            backend = (
+                bench.RayBackend(args.cpus_per_job, args.gpus_per_job)
+                if args.backend == "ray"
+                else bench.LocalBackend(jobs)
+            )
+        plan = bench.make_plan(grid, args.out, download=args.download)
+        if args.dry_run:
+            print(bench.format_plan(plan, args.out, jobs))
+            return 0
+        outcome = bench.run_plan(plan, args.out, backend, log=_log)
+    except bench.BenchError as e:
+        raise CLIError(str(e)) from e
+    reports = bench.write_results(args.out)
+    if reports:
+        from tarf.report import table1
+
+        print(table1(reports))
+    _log(
+        f"{len(outcome.ok)} ran, {len(outcome.skipped)} already done, {len(outcome.failed)} failed; "
+        f"{len(reports)} reports in {args.out}/results.md and results.csv"
+    )
+    for name in outcome.failed:
+        _log(f"failed: {name} (see {Path(args.out) / name}.error.txt)")
+    return 1 if outcome.failed else 0
+
+
 COMMANDS = {
     "demo": cmd_demo,
     "unlearn": cmd_unlearn,
@@ -461,6 +561,7 @@ COMMANDS = {
     "classes": cmd_classes,
     "methods": cmd_methods,
     "report": cmd_report,
+    "bench": cmd_bench,
 }
 
 if __name__ == "__main__":

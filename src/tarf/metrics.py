@@ -19,8 +19,10 @@ def _acc(pred: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def true_label_confidence(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-    """Softmax probability of the true label: the MIA's one feature."""
-    return logits.softmax(1).gather(1, y.view(-1, 1)).flatten().numpy().astype(np.float64)
+    """Softmax probability of the true label: the MIA's one feature. A diverged model's
+    non-finite logits count as confidence 0 (the SVC cannot take NaN)."""
+    conf = logits.float().softmax(1).gather(1, y.view(-1, 1)).flatten()
+    return torch.nan_to_num(conf, nan=0.0).numpy().astype(np.float64)
 
 
 def mia_efficacy(

@@ -69,15 +69,14 @@ def flat_row(report: dict[str, Any]) -> dict[str, Any]:
         "dataset": report["dataset"],
         "task": report["task"],
         "method": report["method"],
-        "config_changes": " ".join(
-            f"{k}={v}" for k, v in (report.get("config_changes") or {}).items()
-        ),
         "seed": report["seed"],
         "recipe": report["recipe"],
     }
     row.update({k: m.get(k) for k in ("UA", "RA", "TA", "MIA", "Gap", "RTE_s", "UA-F", "UA-R")})
     row["retrain_s"] = ref.get("train_s")
     row.update({f"ref_{k}": ref.get(k) for k in ("UA", "RA", "TA", "MIA")})
+    changes = report.get("config_changes") or {}
+    row["config_changes"] = " ".join(f"{k}={v}" for k, v in changes.items())
     return row
 
 

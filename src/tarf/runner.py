@@ -7,6 +7,7 @@ method sees only :class:`UnlearnData`; metrics compare it with the reference.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import time
@@ -19,6 +20,7 @@ import torch.nn as nn
 from tarf.checkpoint import checkpoint_meta, save_checkpoint
 from tarf.data.core import ImageDataset
 from tarf.domains import MODEL_MISMATCH
+from tarf.io import write_json
 from tarf.methods.base import Method, UnlearnContext, UnlearnData, config_changes, config_dict
 from tarf.metrics import evaluate, gap
 from tarf.models import create_model
@@ -62,6 +64,22 @@ class TrainedModel:
     meta: dict[str, Any]
 
 
+def model_key(
+    ds: ImageDataset,
+    request: UnlearningRequest,
+    train_idx: torch.Tensor,
+    recipe: Recipe,
+    seed: int,
+) -> str:
+    """The cache key of a model trained on ``train_idx`` of the prepared ``ds``: a hash of
+    everything that determines its weights."""
+    return digest({
+        "data": dataset_digest(ds), "labels": request.model_level.label,
+        "num_classes": request.num_model_classes, "train": tensor_digest(train_idx),
+        "recipe": recipe.to_dict(), "seed": seed, "code": CODE_VERSION,
+    })  # fmt: skip
+
+
 def trained_model(
     ds: ImageDataset,
     request: UnlearningRequest,
@@ -74,11 +92,7 @@ def trained_model(
 ) -> TrainedModel:
     """Train (or load from the cache) a model on ``train_idx`` in the request's label domain."""
     cache = cache or ModelCache()
-    key = digest({
-        "data": dataset_digest(ds), "labels": request.model_level.label,
-        "num_classes": request.num_model_classes, "train": tensor_digest(train_idx),
-        "recipe": recipe.to_dict(), "seed": seed, "code": CODE_VERSION,
-    })  # fmt: skip
+    key = model_key(ds, request, train_idx, recipe, seed)
     y_model = request.model_labels(ds.y_train)
     entry = cache.load(key)
     if entry is None:
@@ -114,6 +128,33 @@ def trained_model(
     model.load_state_dict(entry["state_dict"])
     model = model.to(device).to(memory_format=torch.channels_last).eval()
     return TrainedModel(model, {**meta, "cached": True, "key": key})
+
+
+EVAL_VERSION = "eval-v1"  # bump when tarf.metrics.evaluate changes what it returns
+
+
+def evaluate_cached(
+    trained: TrainedModel,
+    request: UnlearningRequest,
+    ds: ImageDataset,
+    eval_args: tuple,
+    cache: ModelCache | None = None,
+) -> dict[str, float]:
+    """The metrics of a cached (original or reference) model, themselves cached: every
+    run of a grid evaluates the same two models on the same partitions and seed."""
+    *_, seed, _mm = eval_args
+    key = digest({
+        "model": trained.meta["key"], "data": dataset_digest(ds), "forget": list(request.forget),
+        "target": list(request.target) if request.target else None,
+        "labels": request.model_level.label, "seed": seed, "metrics": EVAL_VERSION,
+    })  # fmt: skip
+    path = (cache or ModelCache()).root.parent / "evals" / f"{key}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        metrics = evaluate(trained.model, *eval_args)
+        write_json(path, metrics)
+        return metrics
 
 
 def _provenance(m: TrainedModel) -> str:
@@ -197,7 +238,7 @@ def run_request(
         save_checkpoint(save_model, result.model, checkpoint_meta(original.meta, request, ds.name))
         log(f"unlearned model written to {save_model}")
     metrics = evaluate(result.model, *eval_args)
-    metrics_original = evaluate(original.model, *eval_args)
+    metrics_original = evaluate_cached(original, request, ds, eval_args, cache)
     report: dict[str, Any] = {
         "task": task.name,
         "case": {
@@ -233,7 +274,7 @@ def run_request(
     if "identification" in result.record:
         report["identification"] = result.record["identification"]
     if reference is not None:
-        ref_metrics = evaluate(reference.model, *eval_args)
+        ref_metrics = evaluate_cached(reference, request, ds, eval_args, cache)
         report["reference"] = {
             **ref_metrics,
             "train_s": reference.meta["train_s"],

@@ -1,0 +1,246 @@
+"""``tarf bench``: the plan shares models, a killed grid resumes, a failed job is isolated,
+the dry run tells done from to do, and the results table has one row per run.
+
+Everything runs on the toy dataset with a 4-epoch recipe (a model trains in well under
+a second), registered by name so that jobs, the CLI and worker processes can load it.
+"""
+
+import dataclasses
+import functools
+import json
+
+import pytest
+import torch
+
+from tarf import bench
+from tarf.cli import main
+from tarf.methods import METHODS
+from tarf.methods.base import Method
+from tarf.recipes import RECIPES, get_recipe
+from tarf.request import UnlearningRequest
+from tarf.runner import prepare_dataset, trained_model
+
+MICRO = dataclasses.replace(get_recipe("tiny"), name="micro", epochs=4)
+
+
+@pytest.fixture
+def toy(toy_dataset, monkeypatch):
+    """The toy dataset and the micro recipe, loadable by name in this process."""
+    monkeypatch.setitem(RECIPES, "micro", MICRO)
+    monkeypatch.setitem(bench._DATASETS, ("toy", None, None), toy_dataset)
+    return toy_dataset
+
+
+def grid(tasks=("all-matched", "target-mismatch"), methods=("ft",), seeds=(0,), **kw):
+    return bench.Grid(
+        "toy", "cat", "animals", tuple(tasks), tuple(methods), tuple(seeds), "micro", **kw
+    )
+
+
+def log_lines(out):
+    return [json.loads(line) for line in (out / bench.LOG_FILE).read_text().splitlines()]
+
+
+def test_plan_trains_each_model_once_for_all_methods(toy, tmp_path):
+    plan = bench.make_plan(grid(bench.MAIN_TASKS, ("ft", "rl", "tarf"), (0, 1)), tmp_path)
+    assert len(plan.runs) == 4 * 3 * 2 and len(plan.todo()) == 24 and not plan.done
+    # per seed: the class and the superclass original, one reference per task
+    names = sorted(m.job.name for m in plan.models)
+    assert len(plan.models) == 12 and len(set(m.key for m in plan.models)) == 12
+    assert names[:4] == [
+        "original_class_s0",
+        "original_class_s1",
+        "original_superclass_s0",
+        "original_superclass_s1",
+    ]
+    by_name = {m.job.name: m for m in plan.models}
+    assert sorted(by_name["original_class_s0"].users) == sorted(
+        f"{m}_{t}_s0" for m in ("ft", "rl", "tarf") for t in ("all-matched", "target-mismatch")
+    )
+    assert len(by_name["retrained_data-mismatch_s1"].users) == 3
+    assert not any(m.cached for m in plan.models) and len(plan.models_to_train()) == 12
+
+
+def test_model_key_is_the_runners(toy):
+    req = UnlearningRequest.from_names(toy.hierarchy, "cat", "superclass", "animals")
+    ds = prepare_dataset(toy, MICRO)
+    idx = req.partitions(ds.y_train, ds.y_test).remaining
+    m = trained_model(ds, req, idx, MICRO, 3, torch.device("cpu"), "retrained")
+    assert bench.model_key(ds, req, idx, MICRO, 3) == m.meta["key"]
+
+
+def test_parse_and_bad_input(toy, tmp_path, capsys):
+    assert bench.parse_seeds("3") == (0, 1, 2)
+    assert bench.parse_seeds("0,2") == (0, 2) and bench.parse_seeds("5,") == (5,)
+    assert bench.parse_tasks("all") == bench.MAIN_TASKS
+    with pytest.raises(bench.BenchError, match="valid: all, all-matched, target-mismatch"):
+        bench.parse_tasks("all-matched,target")
+    with pytest.raises(bench.BenchError, match="unknown method nope; valid: all, .*tarf"):
+        bench.parse_methods("ft,nope")
+    # a hyperparameter goes to the methods that have it; one that none has is an error
+    assert bench.split_overrides(["ft", "tarf"], {"k": "0.1", "ft.lr": "0.02"}) == {
+        "tarf": {"k": "0.1"},
+        "ft": {"lr": "0.02"},
+    }
+    with pytest.raises(bench.BenchError, match="no selected method has a hyperparameter 'k'"):
+        bench.split_overrides(["ft"], {"k": "0.1"})
+    # the concept must be the superclass of the forget classes, and the error says which
+    for concept in ("vehicles", "dog"):
+        with pytest.raises(bench.BenchError, match="--concept animals"):
+            bench.make_plan(dataclasses.replace(grid(), concept=concept), tmp_path)
+    with pytest.raises(bench.BenchError, match="several superclasses"):
+        bench.make_plan(dataclasses.replace(grid(), forget="cat,car"), tmp_path)
+    # the same through the CLI: one line, exit status 2, nothing written
+    base = [
+        "bench",
+        "--dataset",
+        "toy",
+        "--recipe",
+        "micro",
+        "--forget",
+        "cat",
+        "--out",
+        str(tmp_path / "o"),
+    ]
+    assert main([*base, "--concept", "plants", "--methods", "ft"]) == 2
+    assert "--concept animals" in capsys.readouterr().err
+    assert main([*base, "--concept", "animals", "--tasks", "all-matched,oops"]) == 2
+    assert "valid: all, all-matched" in capsys.readouterr().err
+    assert main([*base, "--concept", "animals", "--methods", "ft,nope"]) == 2
+    assert "unknown method nope" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_resume_reruns_only_what_is_missing(toy, tmp_path, capsys):
+    out = tmp_path / "bench"
+    g = grid(methods=("ft", "rl"))
+    outcome = bench.run_plan(bench.make_plan(g, out), out, bench.LocalBackend(1))
+    assert sorted(outcome.ok) == sorted(r.name for r in g.runs()) and not outcome.failed
+    lines = log_lines(out)
+    assert [x["kind"] for x in lines].count("model") == 3  # one original, two references
+    assert all(x["status"] == "ok" and x["seconds"] > 0 for x in lines)
+    kept, lost = out / "ft_all-matched_s0.json", out / "rl_target-mismatch_s0.json"
+    mtime = kept.stat().st_mtime_ns
+    lost.unlink()
+    # the dry run: every model cached, one job to do with an estimate, nothing run
+    argv = ["bench", "--dataset", "toy", "--recipe", "micro", "--forget", "cat", "--concept", "animals",
+            "--tasks", "all-matched,target-mismatch", "--methods", "ft,rl", "--out", str(out)]  # fmt: skip
+    assert main([*argv, "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "models (3: 3 cached, 0 to train)" in text and "jobs (4: 3 done, 1 to do)" in text
+    rows = {ln.split()[0]: ln for ln in text.splitlines() if ln.startswith("  ")}
+    assert rows["ft_all-matched_s0"].split()[1:] == ["done"]
+    assert (
+        rows["rl_target-mismatch_s0"].split()[1:3] == ["to", "do"]
+        and "~" in rows["rl_target-mismatch_s0"]
+    )
+    assert rows["original_class_s0"].split()[1] == "cached"
+    assert "time left: ~" in text and len(log_lines(out)) == len(lines)
+    # the rerun: only the missing job runs, the kept result is not rewritten
+    assert main([*argv, "--jobs", "1"]) == 0
+    new = log_lines(out)[len(lines) :]
+    assert [(x["job"], x["status"]) for x in new] == [("rl_target-mismatch_s0", "ok")]
+    assert kept.stat().st_mtime_ns == mtime and bench.read_report(lost)["method"] == "rl"
+    # results: one CSV row per run (a manual run in the folder counts too), Table 1 layout
+    manual = {**json.loads(kept.read_text()), "seed": 7}
+    (out / "manual.json").write_text(json.dumps(manual))
+    assert main([*argv, "--jobs", "1"]) == 0
+    header, *rows_csv = (out / "results.csv").read_text().splitlines()
+    assert header.startswith("dataset,task,method") and len(rows_csv) == 5
+    md = (out / "results.md").read_text()
+    assert (
+        "| all-matched | retrained (reference) | 2 |" in md and "| target-mismatch | rl | 1 |" in md
+    )
+    assert "| all-matched | ft | 2 |" in md  # seeds 0 and 7
+
+
+@dataclasses.dataclass
+class BoomConfig:
+    pass
+
+
+class Boom(Method):
+    """A method that always fails."""
+
+    name = "boom"
+    Config = BoomConfig
+
+    def run(self, model, data, ctx):
+        raise RuntimeError("boom: deliberately broken")
+
+
+def test_failed_job_is_isolated(toy, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(METHODS, "boom", Boom)
+    out = tmp_path / "bench"
+    code = main(["bench", "--dataset", "toy", "--recipe", "micro", "--forget", "cat",
+                 "--tasks", "all-matched", "--methods", "boom,ft", "--jobs", "1", "--out", str(out)])  # fmt: skip
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "failed: boom_all-matched_s0" in err
+    assert "RuntimeError: boom" in (out / "boom_all-matched_s0.error.txt").read_text()
+    assert bench.read_report(out / "ft_all-matched_s0.json") is not None
+    assert not (out / "boom_all-matched_s0.json").exists()
+    status = {x["job"]: x["status"] for x in log_lines(out)}
+    assert status == {
+        "original_class_s0": "ok",
+        "retrained_all-matched_s0": "ok",
+        "boom_all-matched_s0": "failed",
+        "ft_all-matched_s0": "ok",
+    }
+    assert len((out / "results.csv").read_text().splitlines()) == 2
+
+
+def test_process_pool(toy, tmp_path):
+    """Two spawned workers: they load the toy data through ``setup`` and share the cache."""
+    out = tmp_path / "bench"
+    plan = bench.make_plan(grid(methods=("ft", "rl")), out)
+    setup = functools.partial(bench.register, [toy], [MICRO])
+    outcome = bench.run_plan(plan, out, bench.LocalBackend(2, setup))
+    assert len(outcome.ok) == 4 and not outcome.failed
+    lines = log_lines(out)
+    assert sum(x["kind"] == "model" for x in lines) == 3 and all(x["status"] == "ok" for x in lines)
+    assert all(bench.read_report(out / f"{r.name}.json") for r in plan.runs)
+    assert bench.make_plan(grid(methods=("ft", "rl")), out).models_to_train() == []
+
+
+def test_ray_backend(toy, tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "bench"
+    plan = bench.make_plan(grid(tasks=("all-matched",), methods=("ft", "rl")), out)
+    setup = functools.partial(bench.register, [toy], [MICRO])
+    outcome = bench.run_plan(plan, out, bench.RayBackend(cpus_per_job=1, setup=setup))
+    assert sorted(outcome.ok) == ["ft_all-matched_s0", "rl_all-matched_s0"] and not outcome.failed
+    assert sum(x["kind"] == "model" for x in log_lines(out)) == 2
+
+
+def test_ray_missing_says_how_to_install(toy, tmp_path, capsys):
+    import importlib.util
+
+    if importlib.util.find_spec("ray") is not None:
+        pytest.skip("ray is installed")
+    argv = ["bench", "--dataset", "toy", "--recipe", "micro", "--forget", "cat",
+            "--tasks", "all-matched", "--methods", "ft", "--backend", "ray", "--out", str(tmp_path)]  # fmt: skip
+    assert main(argv) == 2
+    assert "pip install tarf[ray]" in capsys.readouterr().err
+
+
+def test_estimate_from_reports_without_a_log(toy, tmp_path, monkeypatch):
+    """No bench_log yet: a method's time is its reports' RTE plus the fixed evaluation
+    overhead, a model's its recorded training time; a result made with other
+    hyperparameters is kept and flagged."""
+    monkeypatch.setitem(bench.EVAL_OVERHEAD_S, ("toy", "micro"), 5.0)
+    rep = {"dataset": "toy", "recipe": "micro", "task": "all-matched", "method": "ft", "seed": 0,
+           "metrics": {"RTE_s": 10.0}, "config_changes": {"lr": 0.5},
+           "original": {"train_s": 100.0}, "reference": {"train_s": 80.0}}  # fmt: skip
+    (tmp_path / "ft_all-matched_s0.json").write_text(json.dumps(rep))
+    plan = bench.make_plan(grid(methods=("ft", "rl")), tmp_path)
+    assert list(plan.done) == ["ft_all-matched_s0"] and plan.other_config == {
+        "ft_all-matched_s0": {"lr": 0.5}
+    }
+    est = bench.estimate(plan, tmp_path, workers=2)
+    assert est.run_s == {"ft": 15.0, "rl": None} and est.model_s == 90.0 and est.unknown == ["rl"]
+    # three models (rl needs them all) on two workers, then one ft run (rl's are unknown)
+    assert est.left_s == pytest.approx(3 * 90.0 / 2 + 15.0)
+    text = bench.format_plan(plan, tmp_path, 2)
+    assert "ft_all-matched_s0             done (other hyperparameters: lr=0.5)" in text
+    assert "ft_target-mismatch_s0         to do  ~15s" in text and "not counting rl" in text
