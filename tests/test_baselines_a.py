@@ -175,6 +175,9 @@ def test_retrain_is_training_from_scratch_on_d_un(setup):
     assert state_equal(res.model, direct)  # D_f never entered
     assert torch.equal(res.model.mean, model.mean) and torch.equal(res.model.std, model.std)
     assert remain_accuracy(res.model, data) >= 90
+    again = get_method("retrain").run(model, data, ctx)  # same D_un: the cached training
+    assert again.record["cached"] and state_equal(again.model, res.model)
+    assert again.record["compute_s"] == pytest.approx(res.record["train_seconds"], abs=1e-3)
 
 
 # -- every budgeted method ------------------------------------------------------------------

@@ -6,6 +6,19 @@ from tarf.request import Partitions, Prior, UnlearningRequest
 
 __version__ = "0.1.0"
 
+# The API for a user's own model and data (tarf.api) loads on first use: it pulls in every
+# method, which `import tarf` for the taxonomy alone should not pay for.
+_API = ("evaluate", "load_hierarchy", "make_request", "summary", "unlearn")
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from tarf import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'tarf' has no attribute {name!r}")
+
+
 __all__ = [
     "Level",
     "TaskKind",
@@ -15,4 +28,9 @@ __all__ = [
     "Partitions",
     "Prior",
     "UnlearningRequest",
+    "evaluate",
+    "load_hierarchy",
+    "make_request",
+    "summary",
+    "unlearn",
 ]

@@ -59,9 +59,25 @@ def _add_request_args(p: argparse.ArgumentParser, forget_required: bool = True) 
     )
     g.add_argument(
         "--prior",
-        type=int,
-        help="number of model classes of the concept left in the data (TARF's prior); default: derived from --target",
+        type=_prior_value,
+        help="number of model classes of the concept left in the data (TARF's prior), or 'auto' "
+        "to let TARF estimate it from Phase I (TARF-I: the fraction); default: derived from --target",
     )
+
+
+def _prior_value(text: str) -> int | str:
+    """``--prior``: a count >= 0, or ``auto``."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number >= 0 or 'auto', got {text!r}"
+        ) from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0 or 'auto', got {text!r}")
+    return value
 
 
 def _add_run_args(p: argparse.ArgumentParser) -> None:
@@ -300,7 +316,7 @@ def print_reports(reports: list[dict[str, Any]]) -> None:
                 for c, d in list(ident["drops"].items())[:5]
             )
             print(
-                f"{rep['task']}: set aside {ident['classes'] or 'nothing'} (prior n={ident['n']}); top of the {ident.get('signal', 'accuracy')} ranking after Phase I: {top}"
+                f"{rep['task']}: set aside {ident['classes'] or 'nothing'} ({ident.get('n_source', 'prior')} n={ident['n']}); top of the {ident.get('signal', 'accuracy')} ranking after Phase I: {top}"
             )
 
 

@@ -32,13 +32,21 @@ class Partitions:
         return {k: int(v.numel()) for k, v in self.__dict__.items()}
 
 
+AUTO = "auto"  # the prior TARF estimates from the data itself (tarf.identify)
+
+
 @dataclass(frozen=True)
 class Prior:
     """What TARF may know about the request: how many model classes of the concept hide
-    in ``D_un`` (class level), or what fraction of ``D_un`` they are (instance level)."""
+    in ``D_un`` (class level), or what fraction of ``D_un`` they are (instance level).
+    ``num_classes == "auto"``: neither is known; TARF estimates them (``--prior auto``)."""
 
-    num_classes: int | None
+    num_classes: int | str | None
     fraction: float | None = None
+
+    @property
+    def auto(self) -> bool:
+        return self.num_classes == AUTO
 
 
 @dataclass(frozen=True)
@@ -53,7 +61,7 @@ class UnlearningRequest:
     forget: tuple[str, ...]
     model_level: Level
     target: tuple[str, ...] | None = None
-    prior_classes: int | None = None  # overrides the prior derived from the target
+    prior_classes: int | str | None = None  # overrides the target's prior; "auto": estimate
 
     def __post_init__(self) -> None:
         if self.model_level not in (Level.CLASS, Level.SUPERCLASS):
@@ -61,9 +69,16 @@ class UnlearningRequest:
         if self.target is None and self.prior_classes is None:
             raise ValueError(
                 "give the target concept (--target NAMES) or, for a concept with no name in "
-                "the hierarchy, the number of its model classes left in the data (--prior N)"
+                "the hierarchy, the number of its model classes left in the data (--prior N, "
+                "or --prior auto to let TARF estimate it)"
             )
-        if self.prior_classes is not None and self.prior_classes < 0:
+        if isinstance(self.prior_classes, str):
+            if self.prior_classes.strip().lower() != AUTO:
+                raise ValueError(
+                    f"--prior must be a number >= 0 or 'auto', got {self.prior_classes!r}"
+                )
+            object.__setattr__(self, "prior_classes", AUTO)
+        elif self.prior_classes is not None and self.prior_classes < 0:
             raise ValueError(f"--prior must be >= 0, got {self.prior_classes}")
         # Resolve eagerly so that bad names fail when the request is made, not mid-run.
         self.task  # noqa: B018
@@ -83,7 +98,7 @@ class UnlearningRequest:
         forget: str | list[str] | tuple[str, ...],
         model_level: str | Level,
         target: str | list[str] | tuple[str, ...] | None = None,
-        prior_classes: int | None = None,
+        prior_classes: int | str | None = None,
     ) -> UnlearningRequest:
         """Build from comma-separated strings or lists, as typed on the command line."""
 
@@ -108,6 +123,10 @@ class UnlearningRequest:
     @property
     def target_level(self) -> Level:
         if self.target is None:
+            # An unnamed concept whose extent TARF is to find is wider than the forget
+            # data: one level up (so class data with a class model is target mismatch).
+            if self.prior_classes == AUTO and self.data_level < Level.SUPERCLASS:
+                return Level(self.data_level + 1)
             return self.data_level
         return self.hierarchy.resolve_many(self.target)[0]
 
@@ -165,6 +184,8 @@ class UnlearningRequest:
 
     def prior(self, y_train: torch.Tensor) -> Prior:
         """The request's prior (SPEC section 5): model classes of the concept in ``D_un``."""
+        if self.prior_classes == AUTO:
+            return Prior(AUTO, None)
         if self.prior_classes is not None:
             return Prior(self.prior_classes, None)
         p = self.partitions(y_train, y_train[:0])

@@ -233,6 +233,8 @@ def run_request(
     if device.type == "cuda":
         torch.cuda.synchronize()
     rte = time.perf_counter() - start
+    # A method that reused a cached result (retrain) reports what it cost to compute.
+    rte = float(result.record.get("compute_s", rte))
 
     if save_model:
         save_checkpoint(save_model, result.model, checkpoint_meta(original.meta, request, ds.name))

@@ -88,6 +88,7 @@ class TARFConfig:
     instance_pool: int = 10000  # D_un samples scored by I_con at instance level
     forget_batch_size: int = 64
     stop_after_identification: bool = False  # analysis: run Phase I, identify, stop
+    auto_alpha: float = 0.01  # --prior auto: the rule's false-positive rate on noise
 
 
 def class_accuracy(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -259,17 +260,44 @@ class TARF(Method):
         probe: torch.Tensor,
         before: torch.Tensor,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Which samples of D_un keep τ = 1, from the dynamics of Phase I."""
+        """Which samples of D_un keep τ = 1, from the dynamics of Phase I.
+
+        With the prior ``auto`` the count (class level) or β (instance level) comes from
+        :func:`tarf.identify.largest_gap` on the signal itself, never from ground truth;
+        in all matched and model mismatch nothing can hide (:func:`concept_can_hide`).
+        """
+        from tarf.identify import RULE, concept_can_hide, largest_gap, log_icon
+
         c = self.config
         prior = data.prior
+        auto = prior is not None and prior.auto
         keep = torch.ones(len(data.y_remain), dtype=torch.bool)
         if c.identification == "class":
-            n = prior.num_classes if prior is not None and prior.num_classes is not None else 0
             acc_after, loss_after = class_stats(
                 model, data.x_remain[probe], data.y_remain[probe], data.num_classes, ctx
             )
             acc_drops = before[0] - acc_after
             loss_rise = loss_after - before[1]
+            signal = loss_rise if c.class_signal == "loss" else acc_drops
+            auto_record = None
+            if auto:
+                decision = largest_gap(signal, c.auto_alpha)
+                can_hide = concept_can_hide(ctx.task)
+                n = decision.n if can_hide else 0
+                auto_record = {
+                    "decided_by": "data" if can_hide else "task",
+                    "data_estimate": decision.n,
+                    **decision.to_dict(),
+                    "rule": RULE,
+                }
+                if not can_hide:
+                    auto_record["why"] = (
+                        f"{ctx.task}: the target is the forget data itself, so none of it "
+                        "can be left in D_un (the data alone cannot tell this from a wider "
+                        "concept: the same D_f, D_un and model)"
+                    )
+            else:
+                n = prior.num_classes if prior is not None and prior.num_classes is not None else 0
             # rank_drops ranks by before - after: negate losses so a rise counts as a drop
             if c.class_signal == "loss":
                 chosen, drops, beta = rank_drops(-before[1], -loss_after, n)
@@ -280,40 +308,64 @@ class TARF(Method):
             ranked = [
                 int(i) for i in torch.argsort(torch.nan_to_num(drops, nan=-1e9), descending=True)
             ]
+            present = [i for i in ranked if not torch.isnan(drops[i])]
             ident = {
                 "level": "class",
                 "n": n,
+                "n_source": "auto" if auto else "prior",
                 "class_ids": chosen,
                 "classes": [data.class_names[i] for i in chosen],
                 "beta": beta,
                 "signal": c.class_signal,
+                # the configured signal's largest values (nats or accuracy points)
+                "top10": {data.class_names[i]: round(float(signal[i]), 3) for i in present[:10]},
                 # in rank order of the signal; accuracy drops in points, loss rises in nats
-                "drops": {
-                    data.class_names[i]: round(float(acc_drops[i]), 2)
-                    for i in ranked
-                    if not torch.isnan(drops[i])
-                },
+                "drops": {data.class_names[i]: round(float(acc_drops[i]), 2) for i in present},
                 "loss_increase": {
-                    data.class_names[i]: round(float(loss_rise[i]), 3)
-                    for i in ranked
-                    if not torch.isnan(drops[i])
+                    data.class_names[i]: round(float(loss_rise[i]), 3) for i in present
                 },
                 "set_aside_samples": int((~keep).sum()),
             }
+            if auto_record is not None:
+                if 0 < auto_record["cut"] < len(present):
+                    cut = auto_record["cut"]
+                    auto_record["gap_between"] = [
+                        data.class_names[present[cut - 1]],
+                        data.class_names[present[cut]],
+                    ]
+                ident["auto"] = auto_record
             return keep, ident
-        fraction = prior.fraction if prior is not None and prior.fraction is not None else 0.0
         after = per_sample_loss(model, data.x_remain[probe], data.y_remain[probe], ctx)
         icon = (after - before).abs()
-        n_out = int(round(fraction * len(probe)))
+        auto_record = None
+        if auto:
+            decision = largest_gap(log_icon(icon), c.auto_alpha)
+            can_hide = concept_can_hide(ctx.task)
+            n_out = decision.n if can_hide else 0
+            auto_record = {
+                "decided_by": "data" if can_hide else "task",
+                "data_estimate": decision.n,
+                **decision.to_dict(),
+                "signal": "log I_con",
+                "rule": RULE,
+            }
+            fraction = n_out / max(len(probe), 1)
+        else:
+            fraction = prior.fraction if prior is not None and prior.fraction is not None else 0.0
+            n_out = int(round(fraction * len(probe)))
         beta = float(torch.topk(icon, n_out).values[-1]) if n_out > 0 else float("inf")
         # Only scored samples are kept: I_con of the others is unknown.
         keep = torch.zeros(len(data.y_remain), dtype=torch.bool)
         keep[probe[icon < beta]] = True
         ident = {
             "level": "instance",
+            "n_source": "auto" if auto else "prior",
             "fraction": fraction,
             "beta": beta,
             "scored_samples": len(probe),
             "set_aside_samples": int((icon >= beta).sum()) if n_out > 0 else 0,
+            "top10": [round(float(v), 4) for v in torch.topk(icon, min(10, len(icon))).values],
         }
+        if auto_record is not None:
+            ident["auto"] = auto_record
         return keep, ident
