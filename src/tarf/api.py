@@ -17,6 +17,8 @@ unchanged, in its own shape. Everything is held in memory, as elsewhere in tarf.
 
 from __future__ import annotations
 
+import copy
+import io
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -63,6 +65,21 @@ class InputAdapter(nn.Module):
         self.model = model
         self.sample_shape = tuple(sample_shape)
         self.scale = scale
+
+    def __deepcopy__(self, memo: dict) -> InputAdapter:
+        """Methods clone their input with ``copy.deepcopy``; a deep-copied TorchScript
+        module's parameters are not leaves (no optimizer takes them), so it is copied by a
+        save/load round trip instead."""
+        if isinstance(self.model, torch.jit.ScriptModule):
+            buf = io.BytesIO()
+            torch.jit.save(self.model, buf)
+            buf.seek(0)
+            inner = torch.jit.load(buf, map_location=_model_device(self.model))
+            inner.train(self.model.training)
+        else:
+            inner = copy.deepcopy(self.model, memo)
+        new = InputAdapter(inner, self.sample_shape, self.scale)
+        return new.train(self.training)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.scale != 1.0:
@@ -224,12 +241,15 @@ def check_label_domain(model: nn.Module, request: UnlearningRequest, sample: tor
         )
 
 
-def infer_model_labels(model: nn.Module, hierarchy: LabelHierarchy, sample: torch.Tensor) -> str:
-    """``class`` or ``superclass`` from the model's output size."""
+def infer_model_labels(model: nn.Module, hierarchy: LabelHierarchy, x: Any) -> str:
+    """``class`` or ``superclass`` from the model's output size on inputs ``x`` (a few
+    samples, as the user holds them)."""
+    x_int, shape, scale = _internal(x, "data")
+    dev = _model_device(model)
     with torch.no_grad():
         was = model.training
         model.eval()
-        k = model(sample).shape[-1]
+        k = InputAdapter(model, shape, scale)(x_int.to(dev).float() / 255).shape[-1]
         model.train(was)
     if k == hierarchy.num_classes and k != hierarchy.num_superclasses:
         return "class"
@@ -256,11 +276,7 @@ def _resolve_request(
     spec = dict(request)
     h = load_hierarchy(spec.pop("hierarchy", hierarchy), spec.pop("class_names", None))
     if spec.get("model_labels") is None:
-        x_int, shape, scale = _internal(_first_input(x), "data")
-        sample = InputAdapter(model, shape, scale).to(_model_device(model))
-        spec["model_labels"] = infer_model_labels(
-            sample, h, x_int.to(_model_device(model)).float() / 255
-        )
+        spec["model_labels"] = infer_model_labels(model, h, _first_input(x))
     return make_request(h, **spec)
 
 

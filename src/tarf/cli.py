@@ -247,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the plan (models cached or not, jobs done or to do, time left); run nothing",
     )
+    _add_user_model_parsers(sub)
     return parser
 
 
@@ -568,6 +569,163 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 1 if outcome.failed else 0
 
 
+# -- a user's own saved model and data (tarf.api) ---------------------------------------------
+def _add_user_model_parsers(sub) -> None:
+    """``unlearn-model`` and ``eval-model``: a saved model of the user's own, their data
+    (.npz or an ImageFolder tree) and their hierarchy file; nothing is trained or cached."""
+    for name, help_text in (
+        (
+            "unlearn-model",
+            "unlearn a request from your own saved model (TorchScript, or state dict + --arch) "
+            "on your own data (.npz or image folders) and hierarchy file",
+        ),
+        (
+            "eval-model",
+            "the paper's metrics of your own saved model on a request (Gap with --reference)",
+        ),
+    ):
+        p = sub.add_parser(name, help=help_text)
+        g = p.add_argument_group("model and data")
+        g.add_argument(
+            "--model",
+            required=True,
+            help="TorchScript file, tarf checkpoint, or state dict (then --arch)",
+        )
+        g.add_argument(
+            "--arch", help="architecture of a state dict, registered in tarf.models (e.g. cpunet)"
+        )
+        g.add_argument(
+            "--arch-module",
+            help="a .py file or module to import first; its @tarf.models.register(NAME) adds --arch NAME",
+        )
+        g.add_argument(
+            "--data",
+            required=True,
+            help="training data: .npz (x, y[, x_test, y_test]) or an ImageFolder directory "
+            "(DIR/<class>/<image>, or DIR/train/... and DIR/test/...)",
+        )
+        g.add_argument("--test", help="held-out data in the same format (for TA and MIA)")
+        g.add_argument(
+            "--hierarchy",
+            required=True,
+            help="JSON/YAML file, {class: superclass} or {superclass: [classes]}; class ids "
+            "follow the order classes are listed in",
+        )
+        g.add_argument(
+            "--reference", help="a model retrained without the concept, same formats as --model"
+        )
+        g = p.add_argument_group("request")
+        g.add_argument(
+            "--model-labels",
+            choices=["class", "superclass"],
+            help="label level of the model's outputs (default: read off its output size)",
+        )
+        g.add_argument(
+            "--forget", required=True, help="comma-separated class or superclass names (L_D)"
+        )
+        g.add_argument(
+            "--target",
+            help="comma-separated names of the concept (L_T); ground truth for evaluation",
+        )
+        g.add_argument(
+            "--prior",
+            type=_prior_value,
+            help="TARF's prior: model classes of the concept left in the data, or 'auto'",
+        )
+        g = p.add_argument_group("run")
+        g.add_argument("--seed", type=int, default=0, help="seed of the sampling and the MIA")
+        g.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+        g.add_argument("--out", help="write the report (JSON) here")
+        if name == "unlearn-model":
+            g.add_argument("--method", default="tarf", help="registered method (`tarf methods`)")
+            g.add_argument(
+                "--set",
+                action="append",
+                metavar="NAME=VALUE",
+                help="method hyperparameter (repeatable)",
+            )
+            g.add_argument("--config", help="YAML/JSON file of method hyperparameters (--set wins)")
+            g.add_argument(
+                "--train-epochs",
+                type=int,
+                default=10,
+                help="epochs the original was trained for: the budget rule gives each of the 10 "
+                "unlearning epochs 1%% of that work (default 10)",
+            )
+            g.add_argument("--batch-size", type=int, default=128, help="retained-data batch size")
+            g.add_argument(
+                "--augment", action="store_true", help="crop + flip images while unlearning"
+            )
+            g.add_argument(
+                "--save-model", help="write the unlearned model here, in the input's format"
+            )
+
+
+def _user_inputs(args: argparse.Namespace):
+    """Hierarchy, data, model (and reference) and request from the command line."""
+    from tarf.api import infer_model_labels, make_request
+    from tarf.hierarchy import LabelHierarchy
+    from tarf.userdata import import_arch_module, load_model_file, read_data
+
+    if args.arch_module:
+        import_arch_module(args.arch_module)
+    h = LabelHierarchy.from_file(args.hierarchy)
+    data = read_data(args.data, h)
+    test = read_data(args.test, h) if args.test else None
+    test_pair = (test.x, test.y) if test is not None else data.test
+    channels = data.x.shape[1] if data.x.ndim == 4 else 1
+    loaded = load_model_file(args.model, args.arch, channels)
+    reference = (
+        load_model_file(args.reference, args.arch, channels).model if args.reference else None
+    )
+    labels = args.model_labels or infer_model_labels(loaded.model, h, data.x[:2])
+    req = make_request(h, args.forget, args.target, model_labels=labels, prior=args.prior)
+    _log(req.describe())
+    return loaded, reference, (data.x, data.y), test_pair, req
+
+
+def cmd_unlearn_model(args: argparse.Namespace) -> int:
+    from tarf.api import summary, unlearn
+    from tarf.methods import get_method, parse_set
+    from tarf.userdata import save_model_file
+
+    loaded, reference, data, test, req = _user_inputs(args)
+    method = get_method(args.method, args.config, parse_set(args.set))
+    model, report = unlearn(
+        loaded.model, data, req, method, test=test, reference=reference,
+        device=_device(args), seed=args.seed, train_epochs=args.train_epochs,
+        batch_size=args.batch_size, augment=args.augment,
+    )  # fmt: skip
+    report["model_file"] = {"path": str(args.model), "format": loaded.kind, "arch": loaded.arch}
+    print(summary(report))
+    if args.save_model:
+        save_model_file(args.save_model, model.cpu(), loaded.kind)
+        _log(f"unlearned model written to {args.save_model} ({loaded.kind})")
+    if args.out:
+        write_json(args.out, report)
+        _log(f"report written to {args.out}")
+    return 0
+
+
+def cmd_eval_model(args: argparse.Namespace) -> int:
+    from tarf.api import evaluate
+
+    loaded, reference, data, test, req = _user_inputs(args)
+    out = evaluate(
+        loaded.model,
+        data,
+        req,
+        test=test,
+        reference=reference,
+        device=_device(args),
+        seed=args.seed,
+    )
+    print(json.dumps(out, indent=2))
+    if args.out:
+        write_json(args.out, out)
+    return 0
+
+
 COMMANDS = {
     "demo": cmd_demo,
     "unlearn": cmd_unlearn,
@@ -578,6 +736,8 @@ COMMANDS = {
     "methods": cmd_methods,
     "report": cmd_report,
     "bench": cmd_bench,
+    "unlearn-model": cmd_unlearn_model,
+    "eval-model": cmd_eval_model,
 }
 
 if __name__ == "__main__":

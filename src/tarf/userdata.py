@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,10 @@ def read_npz(path: str | Path, hierarchy: LabelHierarchy) -> UserData:
     """``x`` (images, N first) and ``y`` (class ids or names); ``x_test``/``y_test`` optional."""
     path = Path(path)
     fix = f"write it with numpy.savez({path.name!r}, x=images, y=labels[, x_test=..., y_test=...])"
+    if path.is_file() and not zipfile.is_zipfile(path):
+        raise DataError(
+            f"{path} is not a .npz archive (not a zip file: corrupt or another format); {fix}"
+        )
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}

@@ -1,0 +1,243 @@
+"""A user's own model and data: tarf.unlearn / tarf.evaluate, the unlearn-model and
+eval-model commands (.npz, ImageFolder, state dict + architecture, TorchScript), bad
+input, and the Fashion-MNIST example."""
+
+import copy
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from conftest import CLASSES, GROUPS
+
+import tarf
+from tarf.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def mlp(num_classes: int = 7) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, num_classes))
+
+
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 60) -> nn.Module:
+    """The user's own training loop, outside tarf (inputs: uint8 / 255, or floats as given)."""
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    xf = x.float() / 255 if x.dtype == torch.uint8 else x
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(model(xf), y).backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def user(toy_dataset):
+    """A model, a reference retrained without "animals", data and a dict hierarchy."""
+    ds = toy_dataset
+    torch.manual_seed(0)
+    model = fit(mlp(), ds.x_train, ds.y_train)
+    keep = ds.y_train >= 3  # not cat, dog, fox
+    reference = fit(mlp(), ds.x_train[keep], ds.y_train[keep])
+    return {
+        "model": model,
+        "reference": reference,
+        "data": (ds.x_train, ds.y_train),
+        "test": (ds.x_test, ds.y_test),
+        "request": tarf.make_request(GROUPS, "cat", "animals", class_names=CLASSES),
+    }
+
+
+def test_unlearn_tensors_dict_hierarchy(user):
+    before = copy.deepcopy(user["model"].state_dict())
+    model, report = tarf.unlearn(
+        user["model"], user["data"], user["request"], test=user["test"], train_epochs=100,
+        k=2.0, lr=0.1,
+    )  # fmt: skip
+    assert type(model) is nn.Sequential and model is not user["model"]
+    assert all(torch.equal(before[k], v) for k, v in user["model"].state_dict().items())
+    assert report["task"] == "target-mismatch" and report["method"] == "tarf"
+    for block in ("metrics", "original"):
+        assert all(0 <= report[block][k] <= 100 for k in ("UA", "RA", "TA", "MIA"))
+    assert report["metrics"]["UA"] < report["original"]["UA"]  # it forgot something
+    assert report["identification"]["n"] == 2 and report["identification"]["n_source"] == "prior"
+    assert report["reference"] is None and "Gap" not in report["metrics"]
+    assert any("reference" in n and "unavailable" in n for n in report["notes"])
+    assert "| target-mismatch | tarf" in tarf.summary(report)
+
+
+def test_evaluate_with_and_without_reference(user):
+    m, r, d, t, req = (user[k] for k in ("model", "reference", "data", "test", "request"))
+    full = tarf.evaluate(m, d, req, test=t, reference=r)
+    assert full["reference"]["UA"] == 0.0 and full["metrics"]["UA"] > 90
+    assert full["metrics"]["Gap"] > 0 and full["notes"] == []
+    bare = tarf.evaluate(m, d, req, test=t)
+    assert "Gap" not in bare["metrics"] and bare["reference"] is None
+    assert bare["metrics"]["UA"] == full["metrics"]["UA"]
+    assert any("reference metrics are unavailable" in n.replace("reference's", "reference") for n in bare["notes"])  # fmt: skip
+    no_test = tarf.evaluate(m, d, req)
+    assert no_test["metrics"]["TA"] is None and no_test["metrics"]["MIA"] is None
+    assert any("no test data" in n for n in no_test["notes"])
+    # an unnamed concept: UA on D_f, RA on D_un, and the notes say so
+    unnamed = tarf.evaluate(m, d, tarf.make_request(GROUPS, "cat", prior=2, class_names=CLASSES))
+    assert any("unnamed" in n for n in unnamed["notes"])
+
+
+def test_dataset_input_and_dict_request(user, toy_dataset):
+    """A torch Dataset (float images, class-name labels) and a dict request whose model
+    labels are read off the model's output size."""
+    ds = toy_dataset
+    xf = ds.x_train.float() / 255  # float data reaches the model unchanged
+
+    class Named(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(ds.y_train)
+
+        def __getitem__(self, i):
+            return xf[i], CLASSES[int(ds.y_train[i])]
+
+    request = {"forget": "cat", "target": "animals", "class_names": CLASSES}
+    a = tarf.evaluate(user["model"], Named(), request, hierarchy=GROUPS)
+    b = tarf.evaluate(user["model"], user["data"], user["request"])
+    assert a["task"] == "target-mismatch"
+    assert a["metrics"]["UA"] == pytest.approx(b["metrics"]["UA"])
+    assert a["metrics"]["RA"] == pytest.approx(b["metrics"]["RA"])
+    model, rep = tarf.unlearn(
+        user["model"], torch.utils.data.TensorDataset(ds.x_train, ds.y_train),
+        user["request"], method="ga", train_epochs=50,
+    )  # fmt: skip
+    assert rep["method"] == "ga" and rep["metrics"]["TA"] is None
+
+
+def test_bad_inputs_name_the_fix(user):
+    with pytest.raises(ValueError, match="closest: 'cat'"):
+        tarf.make_request(GROUPS, "kat", "animals", class_names=CLASSES)
+    five = fit(mlp(5), user["data"][0], user["data"][1] % 5, steps=1)
+    with pytest.raises(ValueError, match="label-domain mismatch: the model outputs 5 logits"):
+        tarf.unlearn(five, user["data"], user["request"])
+    superclass = tarf.make_request(GROUPS, "cat", "animals", model_labels="superclass")
+    with pytest.raises(ValueError, match="pass model_labels='class'"):
+        tarf.evaluate(user["model"], user["data"], superclass)
+    with pytest.raises(ValueError, match="reference="):
+        tarf.unlearn(user["model"], user["data"], user["request"], method="retrain")
+    with pytest.raises(ValueError, match="class ids 0..6"):
+        tarf.evaluate(user["model"], (user["data"][0], user["data"][1] + 5), user["request"])
+
+
+# -- the command line --------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, user, toy_dataset):
+    """Saved models (TorchScript; state dict of an architecture registered from a .py
+    file), .npz data, a JSON hierarchy and an ImageFolder tree of PNGs."""
+    from PIL import Image
+
+    d = tmp_path_factory.mktemp("user")
+    ds = toy_dataset
+    torch.jit.script(user["model"]).save(str(d / "model.ts"))
+    torch.jit.script(user["reference"]).save(str(d / "reference.ts"))
+    (d / "mynets.py").write_text(
+        "import torch.nn as nn\nfrom tarf.models import register\n\n\n"
+        '@register("toy-mlp")\ndef toy_mlp(num_classes, in_channels=1, mean=None, std=None):\n'
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, num_classes))\n"
+    )
+    torch.save(user["model"].state_dict(), d / "weights.pt")
+    np.savez(d / "data.npz", x=ds.x_train.numpy(), y=ds.y_train.numpy(),
+             x_test=ds.x_test.numpy(), y_test=ds.y_test.numpy())  # fmt: skip
+    (d / "hierarchy.json").write_text(json.dumps(GROUPS))
+    for split, x, y in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
+        for i in range(0, len(y), 2):  # every second image: 20 per class, 5 per class
+            folder = d / "images" / split / CLASSES[int(y[i])]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(x[i, 0].numpy(), mode="L").save(folder / f"{i}.png")
+    (d / "corrupt.npz").write_bytes(b"PK\x03\x04 truncated")
+    return d
+
+
+def cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_state_dict_npz_json(capsys, files, tmp_path):
+    out, saved = tmp_path / "r.json", tmp_path / "unlearned.pt"
+    code, stdout, err = cli(
+        capsys, "unlearn-model", "--model", files / "weights.pt", "--arch", "toy-mlp",
+        "--arch-module", files / "mynets.py", "--data", files / "data.npz",
+        "--hierarchy", files / "hierarchy.json", "--forget", "cat", "--target", "animals",
+        "--reference", files / "reference.ts", "--train-epochs", "100", "--set", "k=1.0",
+        "--set", "lr=0.05", "--out", out, "--save-model", saved,
+    )  # fmt: skip
+    assert code == 0, err
+    rep = json.loads(out.read_text())
+    assert rep["task"] == "target-mismatch" and rep["model_file"]["format"] == "state_dict"
+    assert rep["metrics"]["Gap"] >= 0 and rep["reference"]["UA"] == 0.0
+    assert "| target-mismatch | retrained" in stdout
+    state = torch.load(saved, weights_only=True)
+    assert set(state) == set(tarf.api.InputAdapter(mlp(), (1, 8, 8), 1).model.state_dict())
+    # the saved model evaluates, and eval-model agrees with the report
+    code, stdout, err = cli(
+        capsys, "eval-model", "--model", saved, "--arch", "toy-mlp", "--data", files / "data.npz",
+        "--hierarchy", files / "hierarchy.json", "--forget", "cat", "--target", "animals",
+    )  # fmt: skip
+    assert code == 0, err
+    assert json.loads(stdout)["metrics"]["UA"] == pytest.approx(rep["metrics"]["UA"])
+
+
+def test_cli_torchscript_image_folder_prior_auto(capsys, files, tmp_path):
+    out, saved = tmp_path / "r.json", tmp_path / "unlearned.ts"
+    code, _, err = cli(
+        capsys, "unlearn-model", "--model", files / "model.ts", "--data", files / "images",
+        "--hierarchy", files / "hierarchy.json", "--forget", "cat", "--prior", "auto",
+        "--out", out, "--save-model", saved,
+    )  # fmt: skip
+    assert code == 0, err
+    rep = json.loads(out.read_text())
+    assert rep["model_file"]["format"] == "torchscript" and rep["partition_sizes"]["forget"] == 20
+    assert rep["identification"]["n_source"] == "auto" and rep["request"]["prior"] == "auto"
+    assert rep["metrics"]["TA"] is not None  # images/test/ gave the test split
+    assert isinstance(torch.jit.load(str(saved)), torch.jit.ScriptModule)
+
+
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        ({"--forget": "kat"}, "closest: 'cat'"),
+        ({"--data": "corrupt.npz"}, "numpy.savez"),
+        ({"--model": "weights.pt"}, "--arch NAME"),
+        ({"--model-labels": "superclass"}, "label-domain mismatch"),
+        ({"--data": "missing.npz"}, "not found"),
+    ],
+)
+def test_cli_bad_input_is_one_line(capsys, files, change, message):
+    args = {"--model": "model.ts", "--data": "data.npz", "--forget": "cat"} | change
+    argv = ["unlearn-model", "--hierarchy", files / "hierarchy.json", "--prior", "auto"]
+    for k, v in args.items():
+        argv += [k, files / v if k in ("--model", "--data") else v]
+    code, _, err = cli(capsys, *argv)
+    assert code == 2 and message in err and "Traceback" not in err
+    errors = [line for line in err.splitlines() if line.startswith("tarf: error:")]
+    assert len(errors) == 1 and message in errors[0]
+
+
+# -- the example ---------------------------------------------------------------------------
+def test_fashion_mnist_example_tiny(capsys):
+    root = os.environ.get("TARF_DATA") or REPO.parent / "shared" / "datasets"
+    if not (Path(root) / "fashion-mnist").is_dir():
+        pytest.skip(f"Fashion-MNIST not found under {root}")
+    spec = importlib.util.spec_from_file_location(
+        "example", REPO / "examples" / "fashion_mnist_api.py"
+    )
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    report = example.main(["--tiny", "--data-root", str(root)])
+    out = capsys.readouterr().out
+    assert report["task"] == "target-mismatch" and report["identification"]["n_source"] == "auto"
+    assert report["metrics"]["Gap"] >= 0 and report["partition_sizes"]["forget"] == 40
+    assert "| target-mismatch | tarf" in out and "ground truth" in out
