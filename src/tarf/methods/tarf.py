@@ -247,7 +247,7 @@ class TARF(Method):
             now = time.perf_counter()
             secs[phase] = secs.get(phase, 0.0) + now - tick
             tick = now
-        if retain is None:  # t1 >= T: Phase I only (an analysis of identification)
+        if "identification" not in record:  # t1 >= T: Phase I only (identification analysis)
             record["identification"] = self._identify(model, data, ctx, probe, before)[1]
         model.eval()
         return MethodResult(model, record)
