@@ -48,6 +48,10 @@ def test_paper_default_k():
     assert default_k("cifar100", "target-mismatch") == 0.05
     assert default_k("cifar10", "model-mismatch") == 0.04
     assert default_k("cifar10", "all-matched") == 0.02
+    # the cpu recipe's small model diverges at the paper's 0.5 for CIFAR-100 model mismatch
+    assert default_k("cifar100", "model-mismatch", "cpu") == 0.05
+    assert default_k("cifar100", "model-mismatch", "paper") == 0.5
+    assert default_k("cifar10", "model-mismatch", "cpu") == 0.04
 
 
 def test_rank_drops_picks_largest_and_skips_absent():
