@@ -23,4 +23,4 @@ for g in "${grid[@]}"; do
   [ -s "$f" ] && continue
   echo "$f tarf unlearn --dataset cifar100 --data-root $data --model-labels class --forget boy,girl --target boy,girl --method $1 --set $2=$3 --recipe cpu --seed 0 --out $f"
 done | xargs -P "$jobs" -L 1 sh -c 'f="$1"; shift; "$@" > "${f%.json}.log" 2>&1 && echo "done: $f" || echo "FAILED: $f (see ${f%.json}.log)"' sh
-tarf report "$out"/*.json --md "$out/tuning.md" --csv "$out/tuning.csv"
+tarf report "$out"/*.json --md "$out/tuning.md" --csv "$out/tuning.csv" --layout table1

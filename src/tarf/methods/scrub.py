@@ -34,7 +34,10 @@ class SCRUBConfig:
 
     epochs: int = 10  # SPEC/paper: 10 unlearning epochs (notebook: sgda_epochs = 3)
     msteps: int = 2  # epochs 1..msteps do a max-pass (notebook: msteps = 2)
-    lr: float = 5e-4  # notebook: sgda_learning_rate = 0.0005
+    # notebook: sgda_learning_rate = 0.0005. Tuned once on the all-matched CIFAR-100 task
+    # (cpu recipe): 5e-4 .. 2e-2 searched, 5e-3 had the lowest Gap (docs/baselines.md);
+    # 5e-4 barely forgets within the budget (UA 29 % against the reference's 0 %).
+    lr: float = 5e-3
     lr_decay_epochs: tuple[int, ...] = (3, 5, 9)  # notebook; lr × rate for each passed milestone
     lr_decay_rate: float = 0.1  # notebook: lr_decay_rate = 0.1
     momentum: float = 0.9  # notebook: sgda_momentum = 0.9
