@@ -113,6 +113,14 @@ def _cell(stat: tuple[float, float] | None, n: int, bold: bool = False) -> str:
     return f"**{text}**" if bold else text
 
 
+def _label_order(report: dict[str, Any], order: dict[str, int]) -> tuple:
+    """Methods in Table 1 order; runs of one method by their changed values, numerically."""
+    changes = report.get("config_changes") or {}
+    values = tuple((k, v if isinstance(v, (int, float)) else float("inf"), str(v))
+                   for k, v in sorted(changes.items()))  # fmt: skip
+    return order.get(report["method"], 99), report["method"], len(changes), values
+
+
 def table1(reports: Sequence[dict[str, Any]]) -> str:
     """The paper's Table 1 layout: per task the retrained reference, then each method
     (mean ± std over seeds when there are several), the best Gap per task in bold and
@@ -154,7 +162,7 @@ def table1(reports: Sequence[dict[str, Any]]) -> str:
             lines.append(
                 f"| {task} | original | {len(origs)} | " + " | ".join([*cells, "-", "-"]) + " |"
             )
-        labels = sorted(runs, key=lambda lab: (order.get(lab.split()[0], 99), lab))
+        labels = sorted(runs, key=lambda lab: _label_order(runs[lab][0], order))
         gaps = {lab: _mean_std([r["metrics"].get("Gap") for r in runs[lab]]) for lab in labels}
         known = [g[0] for g in gaps.values() if g is not None]
         best = min(known) if known else None
