@@ -248,6 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the plan (models cached or not, jobs done or to do, time left); run nothing",
     )
     _add_user_model_parsers(sub)
+    _add_analyze_parsers(sub)
     return parser
 
 
@@ -726,7 +727,61 @@ def cmd_eval_model(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- analyses (SPEC section 8) -------------------------------------------------------------
+def _add_analyze_parsers(sub) -> None:
+    p = sub.add_parser(
+        "analyze", help="the paper's analyses as figures and the numbers behind them"
+    )
+    asub = p.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
+    p = asub.add_parser(
+        "identify",
+        help="target identification for every superclass as the concept, some of its classes "
+        "given (paper Fig. 13): the ranking after Phase I, precision and recall of the "
+        "known prior and of --prior auto",
+    )
+    _add_data_args(p)
+    p.add_argument(
+        "--given", type=int, default=2, help="classes of each concept handed over as D_f (seeded)"
+    )
+    p.add_argument(
+        "--concepts", help="comma-separated superclass names (default: every superclass)"
+    )
+    p.add_argument(
+        "--seeds", default="1", help="a count (3 = seeds 0,1,2) or a comma list (0,2; one seed: 5,)"
+    )
+    p.add_argument("--recipe", default="cpu", help="training recipe: cpu, paper or tiny")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
+    p.add_argument(
+        "--set", action="append", metavar="NAME=VALUE", help="a TARF hyperparameter (repeatable)"
+    )
+    p.add_argument("--out", required=True, help="folder of the per-concept JSONs and summaries")
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from tarf.analyze import identification
+    from tarf.bench import BenchError, parse_seeds
+    from tarf.methods.base import coerce_overrides, parse_set
+    from tarf.methods.tarf import TARFConfig
+
+    try:
+        seeds = list(parse_seeds(args.seeds))
+    except BenchError as e:
+        raise CLIError(str(e)) from e
+    if args.given < 1:
+        raise CLIError("--given must be >= 1")
+    params = coerce_overrides(TARFConfig, parse_set(args.set))
+    ds = _load(args)
+    concepts = [c.strip() for c in args.concepts.split(",")] if args.concepts else None
+    results = identification.sweep(
+        ds, _recipe(args), seeds, _device(args), args.out, args.given, concepts, params, _log
+    )
+    print((Path(args.out) / "identification.md").read_text())
+    _log(f"{len(results)} runs; figure, CSV and table in {args.out}")
+    return 0
+
+
 COMMANDS = {
+    "analyze": cmd_analyze,
     "demo": cmd_demo,
     "unlearn": cmd_unlearn,
     "train": cmd_train,

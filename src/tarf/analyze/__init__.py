@@ -1,0 +1,2 @@
+"""Analyses behind the paper's figures (SPEC section 8), as commands that write figures
+and the numbers behind them: ``tarf analyze identify`` (Fig. 4a, 13)."""
