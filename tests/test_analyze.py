@@ -86,3 +86,54 @@ def test_sweep_rejects_bad_concepts(toy_dataset, tmp_path):
         ident.sweep(toy_dataset, recipe, [0], torch.device("cpu"), tmp_path, 1, ["cat"])
     with pytest.raises(ValueError, match="nothing is left to identify"):
         ident.sweep(toy_dataset, recipe, [0], torch.device("cpu"), tmp_path, 2, ["vehicles"])
+
+
+# -- dynamics ------------------------------------------------------------------------------
+class _PixelFeatures(torch.nn.Module):
+    """features(x) = the first pixel: class c's images (all pixels c/10) sit at c/10."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.head = torch.nn.Linear(1, num_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, :1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def test_class_distances_rank_a_constructed_feature_set(toy_hierarchy):
+    from tarf.analyze.dynamics import class_distances
+    from tarf.data.core import ImageDataset
+    from tarf.request import UnlearningRequest
+
+    y = torch.arange(7).repeat_interleave(5)
+    x = (y.float() / 10 * 255).round().to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 1, 4, 4)
+    ds = ImageDataset("toy", toy_hierarchy, x.contiguous(), y, x[:7].contiguous(), y[:7])
+    req = UnlearningRequest.from_names(toy_hierarchy, "cat", "class", "animals")
+    d = class_distances(_PixelFeatures(7), ds, req, torch.device("cpu"), per_class=5)
+    assert list(d) == ["dog", "fox", "car", "bus", "oak", "fern"]  # cat itself left out
+    assert d["dog"] == pytest.approx(0.1, abs=0.01) and d["fern"] == pytest.approx(0.6, abs=0.01)
+
+
+def test_dynamics_run_writes_curves_distances_and_tsne(toy_dataset, tmp_path):
+    from tarf.analyze import dynamics
+
+    recipe = get_recipe("tiny", "toy")
+    res = dynamics.run(
+        toy_dataset, "cat", "animals", recipe, 0, torch.device("cpu"), tmp_path, epochs=3,
+        lr=0.05, tsne_methods=("ga",), log=lambda *_: None,
+    )  # fmt: skip
+    rows = res["ascent"]
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3] * 2
+    assert [r["labels"] for r in rows] == ["class"] * 4 + ["superclass"] * 4
+    cls = rows[:4]
+    assert cls[-1]["forget_loss"] > cls[0]["forget_loss"]  # ascent raises D_f's loss
+    assert set(res["distances"]["class"]) == {"dog", "fox", "car", "bus", "oak", "fern"}
+    emb = res["tsne"]["embeddings"]
+    assert list(emb) == ["original", "retrained", "ga"]
+    assert all(len(e) == len(res["tsne"]["group"]) for e in emb.values())
+    for name in ("ascent.png", "distances.png", "tsne.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "ascent.csv").read_text().count("\n") == 1 + 8

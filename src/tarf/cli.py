@@ -756,8 +756,63 @@ def _add_analyze_parsers(sub) -> None:
     )
     p.add_argument("--out", required=True, help="folder of the per-concept JSONs and summaries")
 
+    p = asub.add_parser(
+        "dynamics",
+        help="gradient ascent on D_f: loss and accuracy of D_f, the rest of the concept and "
+        "D_r per epoch (Fig. 3), each class's feature distance to D_f (Fig. 11), t-SNE (Fig. 12)",
+    )
+    _add_data_args(p)
+    p.add_argument("--forget", required=True, help="comma-separated class names (D_f)")
+    p.add_argument("--concept", required=True, help="the superclass holding them")
+    p.add_argument("--epochs", type=int, default=10, help="epochs of ascent (passes over D_f)")
+    p.add_argument(
+        "--lr", type=float, default=5e-4, help="ascent step (default: TARF's Phase I, 0.01 x 0.05)"
+    )
+    p.add_argument("--tsne-methods", default="ft,ga", help="methods whose features the t-SNE adds")
+    _add_analysis_run_args(p)
+    p.add_argument("--out", required=True, help="folder of the figures, JSON and CSVs")
+
+
+def _add_analysis_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--recipe", default="cpu", help="training recipe: cpu, paper or tiny")
+    p.add_argument("--seed", type=int, default=0, help="seed of the models and subsamples")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
+
 
 def cmd_analyze(args: argparse.Namespace) -> int:
+    if args.analysis == "dynamics":
+        return cmd_analyze_dynamics(args)
+    return cmd_analyze_identify(args)
+
+
+def cmd_analyze_dynamics(args: argparse.Namespace) -> int:
+    from tarf.analyze import dynamics
+    from tarf.methods import METHODS
+
+    methods = tuple(m.strip() for m in args.tsne_methods.split(",") if m.strip())
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise CLIError(f"unknown --tsne-methods {unknown}; registered: {', '.join(METHODS)}")
+    if args.epochs < 1:
+        raise CLIError("--epochs must be >= 1")
+    ds = _load(args)
+    res = dynamics.run(
+        ds, args.forget, args.concept, _recipe(args), args.seed, _device(args), args.out,
+        args.epochs, args.lr, methods, _log,
+    )  # fmt: skip
+    for level, dists in res["distances"].items():
+        print(f"{level} model, nearest classes to D_f: " + ", ".join(list(dists)[:8]))
+    last = {r["labels"]: r for r in res["ascent"]}
+    for level, r in last.items():
+        print(
+            f"{level} model after {args.epochs} ascent epochs: accuracy D_f {r['forget_acc']:.1f}, "
+            f"rest of concept {r['concept_acc']:.1f}, D_r {r['remaining_acc']:.1f}"
+        )
+    _log(f"figures, JSON and CSVs in {args.out}")
+    return 0
+
+
+def cmd_analyze_identify(args: argparse.Namespace) -> int:
     from tarf.analyze import identification
     from tarf.bench import BenchError, parse_seeds
     from tarf.methods.base import coerce_overrides, parse_set
