@@ -137,3 +137,56 @@ def test_dynamics_run_writes_curves_distances_and_tsne(toy_dataset, tmp_path):
     for name in ("ascent.png", "distances.png", "tsne.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "ascent.csv").read_text().count("\n") == 1 + 8
+
+
+# -- ablations -----------------------------------------------------------------------------
+def test_frozen_blocks_stop_the_gradient_below_layer_n(toy_dataset):
+    from tarf.methods import get_method
+    from tarf.methods.base import UnlearnContext
+    from tarf.methods.common import param_blocks
+    from tarf.models import create_model
+    from tarf.request import UnlearningRequest
+    from tarf.runner import unlearn_data
+
+    recipe = get_recipe("tiny", "toy")
+    model = create_model("cpunet-tiny", 7, 1)
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "animals")
+    ctx = UnlearnContext(torch.device("cpu"), recipe, 0, "target-mismatch", "toy", 280)
+    before = [[p.clone() for p in b.parameters()] for b in param_blocks(model)]
+    # t1 = 0: no Phase I, so every update happens with the first 3 layers frozen
+    res = get_method("tarf", frozen_blocks=3, t1=0, k=0.1, lr=0.05).run(
+        model, unlearn_data(toy_dataset, req), ctx
+    )
+    after = param_blocks(res.model)
+    assert len(res.record["frozen_blocks"]) == 3
+    for i, (b0, b1) in enumerate(zip(before, after)):
+        same = all(torch.equal(p0, p1) for p0, p1 in zip(b0, b1.parameters()))
+        assert same == (i < 3), f"layer {i}"
+    assert all(p.requires_grad for p in res.model.parameters())
+    with pytest.raises(ValueError, match="layers with weights"):
+        get_method("tarf", frozen_blocks=99, t1=0).run(model, unlearn_data(toy_dataset, req), ctx)
+
+
+def test_ablation_grid_names_and_summary():
+    from tarf.analyze import ablate
+
+    grid = ablate.make_grid("op", "toy", "cat", "animals", ("target-mismatch",), (0, 1), "tiny")
+    names = [r.name for r in grid.runs()]
+    assert names == [
+        "tarf-op-zero_target-mismatch_s0", "tarf-op-ascent_target-mismatch_s0",
+        "tarf-op-zero_target-mismatch_s1", "tarf-op-ascent_target-mismatch_s1",
+    ]  # fmt: skip
+    assert grid.runs()[1].overrides == {"identified_op": "ascent"}
+
+    def rep(op, seed, gap):
+        m = {"Gap": gap, "UA": 1.0, "RA": 2.0, "TA": 3.0, "MIA": 4.0, "RTE_s": 5.0}
+        return {"task": "target-mismatch", "method": "tarf", "seed": seed,
+                "config": {"identified_op": op}, "metrics": m}  # fmt: skip
+
+    rows = ablate.rows([rep("zero", 0, 1.0), rep("zero", 1, 3.0), rep("ascent", 0, 7.0)], "op")
+    assert [(r["variant"], r["seeds"], r["Gap"]) for r in rows] == [
+        ("op-zero", 2, 2.0), ("op-ascent", 1, 7.0),
+    ]  # fmt: skip
+    assert rows[0]["Gap_std"] == pytest.approx(1.41, abs=0.01)
+    with pytest.raises(ValueError, match="unknown study"):
+        ablate.study("nope")

@@ -73,10 +73,12 @@ class RunJob:
     recipe: str
     device: str = "auto"
     hierarchy: str | None = None
+    variant: str = ""  # an ablation's label for ``overrides`` (part of the file name)
 
     @property
     def name(self) -> str:
-        return f"{self.method}_{self.task}_s{self.seed}"
+        method = f"{self.method}-{self.variant}" if self.variant else self.method
+        return f"{method}_{self.task}_s{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -117,12 +119,17 @@ class Grid:
     hierarchy: str | None = None
     device: str = "auto"
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method
+    # ablations: label -> hyperparameters added to every method's (one run per label)
+    variants: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def runs(self) -> list[RunJob]:
+        variants = self.variants or {"": {}}
         return [
             RunJob(self.dataset, self.data_root, self.forget, self.concept, t, m,
-                   self.overrides.get(m, {}), s, self.recipe, self.device, self.hierarchy)
+                   {**self.overrides.get(m, {}), **ov}, s, self.recipe, self.device,
+                   self.hierarchy, label)
             for s in self.seeds for t in self.tasks for m in self.methods
+            for label, ov in variants.items()
         ]  # fmt: skip
 
     def model_jobs(self, task: str, seed: int) -> tuple[ModelJob, ModelJob]:

@@ -771,6 +771,30 @@ def _add_analyze_parsers(sub) -> None:
     p.add_argument("--tsne-methods", default="ft,ga", help="methods whose features the t-SNE adds")
     _add_analysis_run_args(p)
     p.add_argument("--out", required=True, help="folder of the figures, JSON and CSVs")
+    _add_ablate_parser(asub)
+
+
+def _add_ablate_parser(asub) -> None:
+    from tarf.analyze.ablate import STUDIES
+
+    p = asub.add_parser(
+        "ablate",
+        help="a TARF ablation (paper Fig. 4b, 7) as a small resumable bench grid, with its "
+        "table and figure: " + ", ".join(f"{k} ({v[0]})" for k, v in STUDIES.items()),
+    )
+    _add_data_args(p)
+    p.add_argument("--study", required=True, choices=list(STUDIES), help="what to vary")
+    p.add_argument("--forget", required=True, help="comma-separated class names (D_f)")
+    p.add_argument("--concept", help="the superclass holding them (concept tasks)")
+    p.add_argument("--tasks", default="all", help="all, or some of the four task names")
+    p.add_argument(
+        "--seeds", default="1", help="a count (3 = seeds 0,1,2) or a comma list (0,2; one seed: 5,)"
+    )
+    p.add_argument("--jobs", type=int, default=None, help="parallel jobs (default: min(2, cores))")
+    p.add_argument("--dry-run", action="store_true", help="print the plan; run nothing")
+    p.add_argument("--recipe", default="cpu", help="training recipe: cpu, paper or tiny")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
+    p.add_argument("--out", required=True, help="folder of the run reports and the summary")
 
 
 def _add_analysis_run_args(p: argparse.ArgumentParser) -> None:
@@ -782,7 +806,36 @@ def _add_analysis_run_args(p: argparse.ArgumentParser) -> None:
 def cmd_analyze(args: argparse.Namespace) -> int:
     if args.analysis == "dynamics":
         return cmd_analyze_dynamics(args)
+    if args.analysis == "ablate":
+        return cmd_analyze_ablate(args)
     return cmd_analyze_identify(args)
+
+
+def cmd_analyze_ablate(args: argparse.Namespace) -> int:
+    from tarf import bench
+    from tarf.analyze import ablate
+
+    try:
+        grid = ablate.make_grid(
+            args.study, args.dataset, args.forget, args.concept, bench.parse_tasks(args.tasks),
+            bench.parse_seeds(args.seeds), args.recipe, args.data_root, args.device,
+        )  # fmt: skip
+        _recipe(args)
+        jobs = args.jobs or bench.default_jobs()
+        if jobs < 1:
+            raise CLIError("--jobs must be >= 1")
+        plan = bench.make_plan(grid, args.out, download=args.download)
+        if args.dry_run:
+            print(bench.format_plan(plan, args.out, jobs))
+            return 0
+        outcome = bench.run_plan(plan, args.out, bench.LocalBackend(jobs), log=_log)
+    except bench.BenchError as e:
+        raise CLIError(str(e)) from e
+    rows = ablate.write_summary(bench.collect_reports(args.out), args.study, args.out)
+    print((Path(args.out) / f"ablation_{args.study}.md").read_text() if rows else "no results")
+    for name in outcome.failed:
+        _log(f"failed: {name} (see {Path(args.out) / name}.error.txt)")
+    return 1 if outcome.failed else 0
 
 
 def cmd_analyze_dynamics(args: argparse.Namespace) -> int:

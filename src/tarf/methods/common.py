@@ -96,6 +96,18 @@ def frozen_batchnorm(model: nn.Module):
             m.train(s)
 
 
+def param_blocks(model: nn.Module) -> list[nn.Module]:
+    """The model's layers with weights, input to output: the children of its feature
+    extractor (``body``, as in tarf.models) that have parameters, then the head; for
+    other models, its top-level children with parameters."""
+    body = getattr(model, "body", None)
+    head = getattr(model, "head", None)
+    children = (
+        [*body.children(), head] if body is not None and head is not None else model.children()
+    )
+    return [m for m in children if any(True for _ in m.parameters())]
+
+
 def clone(model: nn.Module) -> nn.Module:
     """A trainable copy, so the caller's original model is never modified."""
     m = copy.deepcopy(model)

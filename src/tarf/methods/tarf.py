@@ -27,6 +27,7 @@ from tarf.methods.common import (
     ce,
     clone,
     frozen_batchnorm,
+    param_blocks,
     per_sample_loss,
     sgd,
     step,
@@ -97,6 +98,9 @@ class TARFConfig:
     instance_pool: int = 10000  # D_un samples scored by I_con at instance level
     forget_batch_size: int = 64
     stop_after_identification: bool = False  # analysis: run Phase I, identify, stop
+    # ablation (paper Fig. 4b): the first N layers with weights (tarf.methods.common.
+    # param_blocks) are not updated in Phases II and III; 0 = every layer learns
+    frozen_blocks: int = 0
     auto_alpha: float = 0.01  # --prior auto: the rule's false-positive rate on noise
 
 
@@ -222,6 +226,9 @@ class TARF(Method):
                 if c.stop_after_identification:
                     break
                 retain = Pool(data.x_remain[keep], data.y_remain[keep], ctx, 2)
+                frozen = self._freeze(model, c.frozen_blocks)
+                if frozen:
+                    record["frozen_blocks"] = frozen
                 if c.identified_op == "ascent" and (~keep).any():
                     ascent_extra = Pool(data.x_remain[~keep], data.y_remain[~keep], ctx, 3)
             phase = phase_of(t, c.t1, ks[t])
@@ -258,8 +265,26 @@ class TARF(Method):
             tick = now
         if "identification" not in record:  # t1 >= T: Phase I only (identification analysis)
             record["identification"] = self._identify(model, data, ctx, probe, before)[1]
+        for p in model.parameters():
+            p.requires_grad_(True)
         model.eval()
         return MethodResult(model, record)
+
+    @staticmethod
+    def _freeze(model: nn.Module, n: int) -> list[str]:
+        """Stop the gradient below layer ``n`` for the rest of the run: parameters without
+        a gradient are skipped by SGD (no step, no momentum, no weight decay)."""
+        if n <= 0:
+            return []
+        blocks = param_blocks(model)
+        if n > len(blocks):
+            raise ValueError(
+                f"frozen_blocks={n}, but the model has {len(blocks)} layers with weights"
+            )
+        for b in blocks[:n]:
+            for p in b.parameters():
+                p.requires_grad_(False)
+        return [type(b).__name__ for b in blocks[:n]]
 
     def _identify(
         self,
