@@ -30,7 +30,7 @@ from tarf.domains import Level
 from tarf.identify import concept_can_hide, largest_gap
 from tarf.io import write_json, write_text
 from tarf.methods.base import UnlearnContext
-from tarf.methods.tarf import TARF
+from tarf.methods.tarf import TARF, default_k
 from tarf.recipes import Recipe
 from tarf.request import UnlearningRequest
 
@@ -94,7 +94,9 @@ def identify_concept(
         "truth": sorted(truth),
         "seed": seed,
         "task": request.task.name,
-        "k": method.config.k,
+        "k": method.config.k
+        if method.config.k is not None
+        else default_k(ds.name, request.task.name, recipe.name),
         "signals": {},
     }
     values = {"loss": ident["loss_increase"], "accuracy": ident["drops"]}
