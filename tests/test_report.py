@@ -43,3 +43,11 @@ def test_changed_hyperparameters_label_the_run():
     rep = run("all-matched", "ga", 0, 1.0, changes={"lr": 0.0003})
     assert method_label(rep) == "ga lr=0.0003"
     assert flat_row(rep)["config_changes"] == "lr=0.0003" and flat_row(rep)["method"] == "ga"
+
+
+def test_auto_prior_labels_the_run():
+    rep = run("target-mismatch", "tarf", 0, 1.0)
+    rep["request"] = {"prior": "auto"}
+    assert method_label(rep) == "tarf prior=auto"
+    rep["request"] = {"prior": 3}
+    assert method_label(rep) == "tarf"

@@ -766,7 +766,10 @@ def _add_analyze_parsers(sub) -> None:
     p.add_argument("--concept", required=True, help="the superclass holding them")
     p.add_argument("--epochs", type=int, default=10, help="epochs of ascent (passes over D_f)")
     p.add_argument(
-        "--lr", type=float, default=5e-4, help="ascent step (default: TARF's Phase I, 0.01 x 0.05)"
+        "--lr",
+        type=float,
+        default=1e-4,
+        help="ascent step (default 1e-4: slow enough to follow over 10 epochs)",
     )
     p.add_argument("--tsne-methods", default="ft,ga", help="methods whose features the t-SNE adds")
     _add_analysis_run_args(p)

@@ -30,8 +30,11 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def method_label(report: dict[str, Any]) -> str:
-    """The method's name, with the hyperparameters set away from its defaults."""
-    changes = report.get("config_changes") or {}
+    """The method's name, with the hyperparameters set away from its defaults (and
+    ``prior=auto`` when TARF estimated its prior)."""
+    changes = dict(report.get("config_changes") or {})
+    if (report.get("request") or {}).get("prior") == "auto":
+        changes["prior"] = "auto"
     return " ".join([report["method"], *(f"{k}={v}" for k, v in changes.items())])
 
 

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# TARF with the known prior against TARF with --prior auto on the target-mismatch task of
+# three more CIFAR-100 concepts (the given classes are those `tarf analyze identify`
+# chose for seed 0), cpu recipe. One JSON per run in docs/results/cifar100/auto-vs-prior/
+# (existing ones skipped), then a table. The "people" runs are in docs/results/cifar100/
+# (known prior) and docs/results/cifar100/tarf-auto/ (auto).
+# Usage: [JOBS=2] scripts/auto_vs_prior.sh [SEED]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seed="${1:-0}"
+jobs="${JOBS:-2}"
+out=docs/results/cifar100/auto-vs-prior
+mkdir -p "$out"
+data="${TARF_DATA:-../shared/datasets}"
+[ "$jobs" -gt 1 ] && export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+# known-prior runs first: each trains its concept's reference, the auto runs reuse it
+for prior in known auto; do
+  for spec in "trees maple_tree,oak_tree" "fruit_and_vegetables pear,sweet_pepper" \
+              "vehicles_1 bus,motorcycle"; do
+    set -- $spec
+    f="$out/tarf_${1}_${prior}_s${seed}.json"
+    [ -s "$f" ] && continue
+    extra=""; [ "$prior" = auto ] && extra="--prior auto"
+    echo "$f tarf unlearn --dataset cifar100 --data-root $data --model-labels class --forget $2 --target $1 $extra --method tarf --recipe cpu --seed $seed --out $f"
+  done
+done | xargs -P "$jobs" -L 1 sh -c 'f="$1"; shift; "$@" > "${f%.json}.log" 2>&1 && echo "done: $f" || echo "FAILED: $f" ' sh
+tarf report "$out"/*_s*.json --md "$out/table.md" --csv "$out/results.csv"
