@@ -263,6 +263,8 @@ def plot(result: dict[str, Any], ds: ImageDataset, out_dir: Path) -> None:
                 ax.plot([r["epoch"] for r in rows], [r[f"{g}_{metric}"] for r in rows],
                         marker="o", ms=3, color=colours[g], label=names[g])  # fmt: skip
             ax.set_title(f"{level} model: {'cross-entropy' if metric == 'loss' else 'accuracy %'}")
+            if metric == "loss":
+                ax.set_yscale("log")  # unchecked ascent ends in overflow
             ax.set_xlabel("epochs of gradient ascent on D_f")
     axes[0][0].legend(fontsize=8)
     fig.tight_layout()
