@@ -7,6 +7,12 @@ job per (task, method, seed) (stage 2). A job is a pure function of a small conf
 writes its own report atomically to ``DIR/{method}_{task}_s{seed}.json``, so a killed
 bench resumes where it stopped, and jobs may run in any order: in this process, in a
 local process pool, or as Ray tasks on a cluster.
+
+``--audit K`` (``Grid.audit``) adds ``tarf.audit``'s U-LiRA, epsilon score and concept
+probe to every report: stage 1 also trains the task's references for seeds ``0..K-1`` and
+computes their per-example statistics into the cache (``audit.reference_stats``), and
+each run job audits its unlearned model while it has it (the bench saves no unlearned
+model), storing the result under ``"audit"``. A report without it counts as not done.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
@@ -74,6 +81,7 @@ class RunJob:
     device: str = "auto"
     hierarchy: str | None = None
     variant: str = ""  # an ablation's label for ``overrides`` (part of the file name)
+    audit: int = 0  # number of references of tarf.audit (0: no audit)
 
     @property
     def name(self) -> str:
@@ -96,6 +104,7 @@ class ModelJob:
     recipe: str
     device: str = "auto"
     hierarchy: str | None = None
+    audit: bool = False  # also compute the reference's audit statistics (tarf.audit)
 
     @property
     def name(self) -> str:
@@ -121,13 +130,14 @@ class Grid:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method
     # ablations: label -> hyperparameters added to every method's (one run per label)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
+    audit: int = 0  # references of tarf.audit per task (seeds 0..audit-1); 0: no audit
 
     def runs(self) -> list[RunJob]:
         variants = self.variants or {"": {}}
         return [
             RunJob(self.dataset, self.data_root, self.forget, self.concept, t, m,
                    {**self.overrides.get(m, {}), **ov}, s, self.recipe, self.device,
-                   self.hierarchy, label)
+                   self.hierarchy, label, self.audit)
             for s in self.seeds for t in self.tasks for m in self.methods
             for label, ov in variants.items()
         ]  # fmt: skip
@@ -135,7 +145,16 @@ class Grid:
     def model_jobs(self, task: str, seed: int) -> tuple[ModelJob, ModelJob]:
         args = (self.dataset, self.data_root, self.forget, self.concept, task)
         tail = (seed, self.recipe, self.device, self.hierarchy)
-        return ModelJob(*args, "original", *tail), ModelJob(*args, "retrained", *tail)
+        return (
+            ModelJob(*args, "original", *tail),
+            ModelJob(*args, "retrained", *tail, audit=bool(self.audit)),
+        )
+
+    def audit_jobs(self, task: str) -> list[ModelJob]:
+        """The references of ``task`` that ``tarf.audit`` compares with (seeds 0..audit-1)."""
+        args = (self.dataset, self.data_root, self.forget, self.concept, task, "retrained")
+        return [ModelJob(*args, s, self.recipe, self.device, self.hierarchy, audit=True)
+                for s in range(self.audit)]  # fmt: skip
 
 
 def parse_tasks(text: str) -> tuple[str, ...]:
@@ -240,6 +259,8 @@ def check_grid(grid: Grid, hierarchy: Any) -> None:
         )
     forget = h.class_ids(level, ids)
     supers = sorted({h.superclass_names[h.superclass_of[c]] for c in forget})
+    if grid.audit and grid.audit < 3:
+        raise BenchError("--audit needs at least 3 references (leave-one-out fits on K - 1)")
     if any(TASKS[t][1] == "concept" for t in grid.tasks):
         if len(supers) > 1:
             raise BenchError(
@@ -273,6 +294,7 @@ class PlannedModel:
     key: str
     cached: bool
     users: list[str] = field(default_factory=list)  # run jobs that need it
+    stats_cached: bool = True  # its audit statistics (only when job.audit)
 
 
 @dataclass
@@ -291,9 +313,16 @@ class Plan:
         todo = {r.name for r in self.todo()}
         return [m for m in self.models if not m.cached and todo.intersection(m.users)]
 
+    def stats_to_compute(self) -> list[PlannedModel]:
+        """Cached references whose audit statistics are not (trained ones get them too)."""
+        todo = {r.name for r in self.todo()}
+        return [m for m in self.models
+                if m.cached and not m.stats_cached and todo.intersection(m.users)]  # fmt: skip
+
 
 def make_plan(grid: Grid, out_dir: str | Path, cache: Any = None, download: bool = False) -> Plan:
     """Which models each run needs (deduplicated by cache key) and which runs are done."""
+    from tarf.audit import stats_key, stats_path
     from tarf.recipes import get_recipe
     from tarf.runner import prepare_dataset
     from tarf.training import ModelCache
@@ -305,21 +334,34 @@ def make_plan(grid: Grid, out_dir: str | Path, cache: Any = None, download: bool
     pds = prepare_dataset(ds, recipe)
     everything = torch.arange(len(pds.y_train))
     models: dict[str, PlannedModel] = {}
+
+    def add(job: ModelJob, req: UnlearningRequest, idx: torch.Tensor, users: list[str]) -> None:
+        key = model_key(pds, req, idx, recipe, job.seed)
+        if key not in models:
+            models[key] = PlannedModel(job, key, cache.path(key).exists())
+            if job.audit:
+                parts = req.partitions(pds.y_train, pds.y_test)
+                models[key].stats_cached = stats_path(stats_key(key, parts), cache).exists()
+        models[key].users.extend(users)
+
     for seed in grid.seeds:
         for task in grid.tasks:
             req = build_request(ds.hierarchy, grid.forget, grid.concept, task)
             remaining = req.partitions(pds.y_train, pds.y_test).remaining
             users = [r.name for r in grid.runs() if r.task == task and r.seed == seed]
             for job, idx in zip(grid.model_jobs(task, seed), (everything, remaining)):
-                key = model_key(pds, req, idx, recipe, seed)
-                if key not in models:
-                    models[key] = PlannedModel(job, key, cache.path(key).exists())
-                models[key].users.extend(users)
+                add(job, req, idx, users)
+    for task in grid.tasks:  # the audit's references: every run of the task needs them all
+        req = build_request(ds.hierarchy, grid.forget, grid.concept, task)
+        remaining = req.partitions(pds.y_train, pds.y_test).remaining
+        users = [r.name for r in grid.runs() if r.task == task]
+        for job in grid.audit_jobs(task):
+            add(job, req, remaining, users)
     out = Path(out_dir)
     done, other = {}, {}
     for run in grid.runs():
         rep = read_report(out / f"{run.name}.json")
-        if rep is None:
+        if not report_done(rep, run):
             continue
         done[run.name] = rep
         want = json.loads(json.dumps(_config_changes(run.method, run.overrides)))
@@ -366,7 +408,7 @@ def run_job(job: RunJob, out_dir: str) -> dict[str, Any]:
     traceback to ``{name}.error.txt``. Never raises for a failure of the run itself."""
     out = Path(out_dir)
     path, err = out / f"{job.name}.json", out / f"{job.name}.error.txt"
-    if read_report(path) is not None:
+    if report_done(read_report(path), job):
         return _result(job, "skipped", 0.0)
     start = time.perf_counter()
     try:
@@ -377,10 +419,19 @@ def run_job(job: RunJob, out_dir: str) -> dict[str, Any]:
         ds = load_dataset_once(job.dataset, job.data_root, job.hierarchy)
         req = build_request(ds.hierarchy, job.forget, job.concept, job.task)
         recipe = get_recipe(job.recipe, job.dataset)
-        report = run_request(
-            ds, req, _method(job.method, job.overrides), recipe, job.seed,
-            pick_device(job.device), log=lambda m: _log(f"{job.name}: {m}"),
-        )  # fmt: skip
+        device, log = pick_device(job.device), lambda m: _log(f"{job.name}: {m}")
+        with tempfile.TemporaryDirectory() as tmp:
+            # the audit needs the unlearned model: through a temporary checkpoint
+            saved = str(Path(tmp) / "unlearned.pt") if job.audit else None
+            report = run_request(ds, req, _method(job.method, job.overrides), recipe, job.seed,
+                                 device, log=log, save_model=saved)  # fmt: skip
+            if job.audit:
+                from tarf.audit import audit_run
+                from tarf.checkpoint import load_checkpoint
+
+                model = load_checkpoint(saved, req, device)
+                report["audit"] = audit_run(model, report["metrics"], ds, req, recipe,
+                                            job.seed, device, job.audit, log=log)  # fmt: skip
         write_json(path, report)
         err.unlink(missing_ok=True)
         return _result(job, "ok", time.perf_counter() - start, rte_s=report["metrics"]["RTE_s"])
@@ -406,7 +457,12 @@ def train_model_job(job: ModelJob, out_dir: str) -> dict[str, Any]:
             idx = torch.arange(len(pds.y_train))
         else:
             idx = req.partitions(pds.y_train, pds.y_test).remaining
-        m = trained_model(pds, req, idx, recipe, job.seed, pick_device(job.device), job.role)
+        device = pick_device(job.device)
+        m = trained_model(pds, req, idx, recipe, job.seed, device, job.role)
+        if job.audit:  # the reference's per-example statistics, into the cache
+            from tarf.audit import reference_stats
+
+            reference_stats(pds, req, recipe, job.seed, device)
         err.unlink(missing_ok=True)
         meta = m.meta
         return _result(job, "ok", time.perf_counter() - start, key=meta["key"],
@@ -555,7 +611,7 @@ def run_plan(
     for name, changes in plan.other_config.items():
         log(f"warning: {name}.json exists with other hyperparameters "
             f"({_fmt_changes(changes)}); kept, not rerun")  # fmt: skip
-    models = plan.models_to_train()
+    models = plan.models_to_train() + plan.stats_to_compute()
     planned_keys = {m.job.name: m.key for m in models}
     with backend:
         bad_models = set()
@@ -620,6 +676,14 @@ def read_report(path: Path) -> dict[str, Any] | None:
     return data if _is_report(data) else None
 
 
+def report_done(report: dict[str, Any] | None, job: RunJob) -> bool:
+    """A run is done when its report exists and, if the job audits, holds an audit
+    against as many references (the unlearned model is gone: auditing means rerunning)."""
+    if report is None:
+        return False
+    return not job.audit or (report.get("audit") or {}).get("references") == job.audit
+
+
 def _is_report(d: Any) -> bool:
     return isinstance(d, dict) and all(k in d for k in ("task", "method", "seed", "metrics"))
 
@@ -645,14 +709,19 @@ def collect_reports(out_dir: str | Path) -> list[dict[str, Any]]:
 
 def write_results(out_dir: str | Path) -> list[dict[str, Any]]:
     """``results.csv`` (one row per run) and ``results.md`` (the paper's Table 1 layout)."""
-    from tarf.report import flat_row, table1, to_csv
+    from tarf.report import audit_table, flat_row, table1, to_csv
 
     out = Path(out_dir)
     reports = collect_reports(out)
     write_text(out / "results.csv", to_csv([flat_row(r) for r in reports]))
     kinds = sorted({f"{r.get('dataset')}/{r.get('recipe')}" for r in reports})
     head = f"Runs in {out}: {len(reports)} ({', '.join(kinds) or 'none'}). Gap to the retrained reference, lower is better.\n\n"
-    write_text(out / "results.md", head + (table1(reports) if reports else "") + "\n")
+    audit = ""
+    if any(r.get("audit") for r in reports):
+        audit = ("\n\nAudit (tarf.audit, docs/audit.md): U-LiRA of the unlearned model against "
+                 "the retrained references, the NeurIPS 2023 challenge's F and score, and the "
+                 "concept probe.\n\n" + audit_table(reports))  # fmt: skip
+    write_text(out / "results.md", head + (table1(reports) if reports else "") + audit + "\n")
     return reports
 
 
@@ -749,7 +818,12 @@ def format_plan(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None
     train = {m.key for m in plan.models_to_train()}
     lines = [
         f"grid: {g.dataset}, forget {g.forget}, concept {g.concept or '-'}, recipe {g.recipe}, "
-        f"seeds {','.join(map(str, g.seeds))}; tasks {', '.join(g.tasks)}; methods {', '.join(g.methods)}",
+        f"seeds {','.join(map(str, g.seeds))}; tasks {', '.join(g.tasks)}; methods {', '.join(g.methods)}"
+        + (
+            f"; audit against {g.audit} references per task (seeds 0-{g.audit - 1})"
+            if g.audit
+            else ""
+        ),
         f"models ({len(plan.models)}: {sum(m.cached for m in plan.models)} cached, {len(train)} to train):",
     ]
     width = max([len(m.job.name) for m in plan.models] + [len(r.name) for r in plan.runs] + [4])
@@ -757,6 +831,8 @@ def format_plan(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None
         state = (
             "cached" if m.cached else "to train" if m.key in train else "not cached (not needed)"
         )
+        if m.job.audit and not m.stats_cached:
+            state += ", audit statistics to compute"
         lines.append(f"  {m.job.name:<{width}}  {state:<10}  {m.key}")
     lines.append(f"jobs ({len(plan.runs)}: {len(plan.done)} done, {len(todo)} to do):")
     for r in plan.runs:

@@ -1,4 +1,4 @@
-"""The ``tarf`` command line: demo, unlearn, train, eval, speed, classes."""
+"""The ``tarf`` command line: demo, unlearn, train, eval, speed, classes, bench, analyze, audit."""
 
 from __future__ import annotations
 
@@ -226,6 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--config", help="YAML/JSON file of hyperparameters, as --set (--set wins)")
     g.add_argument("--out", required=True, help="folder of the run reports and results")
+    g.add_argument(
+        "--audit",
+        nargs="?",
+        type=int,
+        const=8,
+        default=0,
+        metavar="K",
+        help="also audit every run (docs/audit.md): U-LiRA against K retrained references per "
+        "task (seeds 0..K-1, default 8), the NeurIPS 2023 challenge's score, the concept probe; "
+        "stored under 'audit' in each report (a finished run without it is rerun)",
+    )
     g = p.add_argument_group("execution")
     g.add_argument(
         "--jobs",
@@ -249,6 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_user_model_parsers(sub)
     _add_analyze_parsers(sub)
+    _add_audit_parser(sub)
     return parser
 
 
@@ -537,7 +549,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         grid = bench.Grid(
             args.dataset, args.forget, args.concept, bench.parse_tasks(args.tasks), methods,
             bench.parse_seeds(args.seeds), args.recipe, args.data_root, args.hierarchy,
-            args.device, bench.split_overrides(methods, values),
+            args.device, bench.split_overrides(methods, values), audit=args.audit,
         )  # fmt: skip
         _recipe(args)  # an unknown recipe fails here, not in every job
         jobs = args.jobs or bench.default_jobs()
@@ -891,8 +903,130 @@ def cmd_analyze_identify(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- the audit (tarf.audit) ---------------------------------------------------------------------
+def _add_audit_parser(sub) -> None:
+    p = sub.add_parser(
+        "audit",
+        help="a stronger audit than the MIA: U-LiRA of the unlearned models against K retrained "
+        "references, the NeurIPS 2023 challenge's epsilon score, a linear concept probe",
+    )
+    _add_data_args(p)
+    g = p.add_argument_group("request")
+    g.add_argument(
+        "--forget", required=True, help="comma-separated class or superclass names (D_f)"
+    )
+    g.add_argument(
+        "--target",
+        "--concept",
+        dest="target",
+        help="the target concept (names); with --task: the superclass of the --forget classes",
+    )
+    g.add_argument(
+        "--model-labels", choices=["class", "superclass"], help="label domain of the model (L_M)"
+    )
+    g.add_argument(
+        "--task",
+        choices=list(MAIN_TASKS),
+        help="instead of --model-labels: one of the four tasks from (--forget, --concept), as in bench",
+    )
+    g = p.add_argument_group("run")
+    g.add_argument("--method", default="tarf", help="registered method name (see `tarf methods`)")
+    g.add_argument(
+        "--set", action="append", metavar="NAME=VALUE", help="a method hyperparameter (repeatable)"
+    )
+    g.add_argument("--config", help="YAML/JSON file of method hyperparameters (--set wins)")
+    g.add_argument(
+        "--seeds",
+        default="1",
+        help="unlearned models: a count (3 = seeds 0,1,2) or a comma list (0,2; one seed: 5,)",
+    )
+    g.add_argument(
+        "--references",
+        type=int,
+        default=8,
+        metavar="K",
+        help="retrained references (seeds 0..K-1, cached; at least 3; default 8)",
+    )
+    g.add_argument("--recipe", default="cpu", help="training recipe: cpu, paper or tiny")
+    g.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
+    g.add_argument("--out", help="write the audit (JSON) here")
+
+
+def _audit_request(args: argparse.Namespace, ds):
+    from tarf import bench
+    from tarf.request import UnlearningRequest
+
+    if bool(args.task) == bool(args.model_labels):
+        raise CLIError("give exactly one of --model-labels and --task")
+    if not args.task and not args.target:
+        raise CLIError("the audit compares with retrained references: give --target (or --concept)")
+    if args.task:
+        try:
+            return bench.build_request(ds.hierarchy, args.forget, args.target, args.task)
+        except bench.BenchError as e:
+            raise CLIError(str(e)) from e
+    return UnlearningRequest.from_names(ds.hierarchy, args.forget, args.model_labels, args.target)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """K references (cached) -> the method per seed -> U-LiRA, epsilon score, probe."""
+    from tarf import audit, bench
+    from tarf.methods import get_method, parse_set
+
+    try:
+        seeds = bench.parse_seeds(args.seeds)
+    except bench.BenchError as e:
+        raise CLIError(str(e)) from e
+    if args.references < 3:
+        raise CLIError("--references must be >= 3 (each is judged by a fit on the other K - 1)")
+    values = parse_set(args.set)
+    get_method(args.method, args.config, values)  # a bad name or value fails before training
+    ds = bench.load_dataset_once(args.dataset, args.data_root, args.hierarchy, args.download)
+    req = _audit_request(args, ds)
+    _log(req.describe())
+    result = audit.audit_request(
+        ds, req, lambda: get_method(args.method, args.config, values), _recipe(args), seeds,
+        args.references, _device(args), log=_log,
+    )  # fmt: skip
+    print(format_audit(result))
+    if args.out:
+        write_json(args.out, result)
+        _log(f"audit written to {args.out}")
+    return 0
+
+
+def format_audit(result: dict[str, Any]) -> str:
+    """One row per unlearned model and one for all of them pooled."""
+    header = ["seed", "UA", "RA", "TA", "U-LiRA AUC", "(retrained: min-max)", "TPR@1%FPR",
+              "TPR@0.1%FPR", "F", "score", "probe BA", "probe BA (retrained)"]  # fmt: skip
+
+    def row(name, a, m):
+        p, null = a["probe"], a["null_AUC"]
+        return [name, m.get("UA"), m.get("RA"), m.get("TA"), a["AUC"],
+                f"{null['min']:.1f}-{null['max']:.1f}", a["TPR@1%FPR"], a["TPR@0.1%FPR"],
+                f"{a['F']:.3f}", f"{a['score']:.3f}", p["unlearned"]["balanced_accuracy"],
+                p["retrained"]["balanced_accuracy"]]  # fmt: skip
+
+    rows = [row(str(r["seed"]), r["audit"], r["metrics"]) for r in result["runs"]]
+    pooled = result["pooled"]
+    if len(result["runs"]) > 1:
+        rows.append(row("pooled", pooled, {}))
+    refs = result["references"]
+    ra, ta = pooled["reference_RA"], pooled["reference_TA"]
+    return (
+        f"{result['method']} on {result['task']} ({result['dataset']}, {result['recipe']}); "
+        f"{len(refs['seeds'])} retrained references (RA {ra:.2f}, TA {ta:.2f}); "
+        f"{pooled['examples']} target examples\n"
+        + markdown_table(header, rows)
+        + f"\nstatistic: {pooled['statistic']}; std {pooled['std']}. AUC, TPR and probe in %: "
+        "AUC 50 and TPR ~ FPR = indistinguishable from retrained (min-max: the AUC each "
+        "reference gets in the unlearned model's place); F, score: 1 = best."
+    )
+
+
 COMMANDS = {
     "analyze": cmd_analyze,
+    "audit": cmd_audit,
     "demo": cmd_demo,
     "unlearn": cmd_unlearn,
     "train": cmd_train,

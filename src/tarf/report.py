@@ -80,7 +80,55 @@ def flat_row(report: dict[str, Any]) -> dict[str, Any]:
     row.update({f"ref_{k}": ref.get(k) for k in ("UA", "RA", "TA", "MIA")})
     changes = report.get("config_changes") or {}
     row["config_changes"] = " ".join(f"{k}={v}" for k, v in changes.items())
+    if report.get("audit"):  # tarf bench --audit: appended, the columns above keep their order
+        row.update(audit_values(report["audit"]))
     return row
+
+
+AUDIT_COLUMNS = ("audit_AUC", "audit_TPR@1%FPR", "audit_TPR@0.1%FPR", "audit_F", "audit_score",
+                 "probe_BA", "probe_AUC", "ref_probe_BA", "ref_probe_AUC")  # fmt: skip
+
+
+def audit_values(audit: dict[str, Any]) -> dict[str, Any]:
+    """The CSV columns of a report's ``audit`` (tarf.audit): U-LiRA, F, score, probes."""
+    probe = audit.get("probe") or {}
+    unl, ref = probe.get("unlearned") or {}, probe.get("retrained") or {}
+    values = (audit.get("AUC"), audit.get("TPR@1%FPR"), audit.get("TPR@0.1%FPR"),
+              audit.get("F"), audit.get("score"), unl.get("balanced_accuracy"), unl.get("AUC"),
+              ref.get("balanced_accuracy"), ref.get("AUC"))  # fmt: skip
+    return dict(zip(AUDIT_COLUMNS, values))
+
+
+def audit_table(reports: Sequence[dict[str, Any]]) -> str:
+    """Audited runs per task and method, mean ± std over seeds: U-LiRA AUC and TPR at low
+    FPR (50 / ~FPR = indistinguishable from retrained), the challenge's F and score (1 =
+    best), and the concept probe's balanced accuracy for the unlearned model and its
+    retrained reference."""
+    from tarf.domains import MAIN_TASKS
+
+    audited = [r for r in reports if r.get("audit")]
+    order = {m: i for i, m in enumerate(TABLE1_METHODS)}
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    rank = {t: i for i, t in enumerate(MAIN_TASKS)}
+    for rep in sorted(
+        audited, key=lambda r: (rank.get(r["task"], 99), r["task"], _label_order(r, order))
+    ):
+        groups.setdefault((rep["task"], method_label(rep)), []).append(rep)
+    cols = ("audit_AUC", "audit_TPR@1%FPR", "audit_TPR@0.1%FPR", "audit_F", "audit_score",
+            "probe_BA", "ref_probe_BA")  # fmt: skip
+    header = ["task", "method", "seeds", "U-LiRA AUC", "TPR@1%FPR", "TPR@0.1%FPR", "F",
+              "score", "probe BA", "probe BA (retrained)"]  # fmt: skip
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (task, label), rs in groups.items():
+        vals = [audit_values(r["audit"]) for r in rs]
+        cells = []
+        for c in cols:
+            stat = _mean_std([v[c] for v in vals])
+            digits = 3 if c in ("audit_F", "audit_score") else 2
+            cells.append("-" if stat is None else f"{stat[0]:.{digits}f}"
+                         + (f" ± {stat[1]:.{digits}f}" if len(rs) > 1 else ""))  # fmt: skip
+        lines.append(f"| {task} | {label} | {len(rs)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:

@@ -1,0 +1,515 @@
+"""A stronger audit than the paper's MIA: per-example likelihood ratios and a concept probe.
+
+Design, in four steps (definitions and sources in ``docs/audit.md``):
+
+1. **Per-example scores.** For a model and each sample of ``D_t``, the logit-scaled
+   confidence ``log p_y - log(1 - p_y)`` of its model label, computed from the logits as
+   ``z_y - logsumexp(z_{-y})``.
+2. **References.** ``K`` retrained references, i.e. the task's reference for seeds
+   ``0..K-1``, exactly ``runner.trained_model(..., parts.remaining, recipe, s, ...,
+   "retrained")`` (the model cache shares them with ``tarf unlearn`` and ``tarf bench``).
+   Each reference's statistics (its scores on ``D_t``, RA, TA, its concept probe) are
+   cached on disk, one JSON per reference under a hash of its model key and the
+   partitions (:func:`reference_stats`), so K can grow and every run reuses them.
+3. **U-LiRA** (Hayes et al. 2024). Per example, a Gaussian is fitted to the references'
+   scores, always leaving out the model being scored (leave-one-out), so a reference is
+   never judged against a fit that contains itself; an unlearned model of seed ``s`` is
+   judged against the fit without reference ``s``, which shares its initialisation. The
+   statistic is the negative log-likelihood under that Gaussian (one-sided) or, with at
+   least ``TWO_SIDED_MIN_UNLEARNED`` unlearned models, the log-likelihood ratio of an
+   unlearned-model Gaussian against it. AUC and TPR at low FPR of telling unlearned from
+   retrained pool all (model, example) pairs. From threshold attacks on the scores, per
+   example, the NeurIPS 2023 challenge's epsilon and forgetting quality ``F``
+   (Triantafillou et al. 2024), times ``RA_u / RA_r`` and ``TA_u / TA_r`` (references' mean).
+4. **Concept probe.** A logistic regression on standardised penultimate features,
+   concept (``D_t``) vs ``D_r`` (a subsample), trained on a seeded half of each and
+   tested on the other half: how well the concept can still be read out of the features.
+
+The functions at the top are pure (NumPy in, numbers out); the ones below them run
+models. :func:`audit_run` audits one unlearned model (what ``tarf bench --audit`` stores
+under ``"audit"``), :func:`audit_request` runs a method for several seeds and audits
+them together (``tarf audit``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from tarf.io import write_json
+from tarf.training import ModelCache, digest, forward_features, forward_logits, tensor_digest
+
+AUDIT_VERSION = "audit-v1"  # bump when reference_stats changes what it stores
+# Fewer unlearned models than this: one-sided test (NLL under the retrained Gaussian only).
+TWO_SIDED_MIN_UNLEARNED = 4
+# A Gaussian fitted on fewer models than this gets one std pooled over the examples
+# (LiRA's "fixed variance"): a per-example std from a handful of models is mostly noise.
+PER_EXAMPLE_STD_MIN_MODELS = 16
+MIN_STD = 1e-3
+SCORE_CLIP = 1e4  # non-finite scores (a diverged model) become -SCORE_CLIP
+EPS_BIN_WIDTH, EPS_BINS, EPS_DELTA = 0.5, 13, 1e-5
+PROBE_REMAINING = 5000  # D_r samples in the probe (a seeded subsample)
+
+
+# -- pure functions ------------------------------------------------------------------------
+def logit_confidence(logits: torch.Tensor | np.ndarray, y: torch.Tensor | np.ndarray) -> np.ndarray:
+    """``log p_y - log(1 - p_y)`` per row, stably: ``z_y - logsumexp(z_{-y})``.
+
+    Non-finite results (NaN logits of a diverged model) count as ``-SCORE_CLIP``, and
+    every score is clipped to ``[-SCORE_CLIP, SCORE_CLIP]`` so that the statistics stay finite.
+    """
+    z = torch.as_tensor(logits).double()
+    y = torch.as_tensor(y).long().view(-1, 1)
+    true = z.gather(1, y).flatten()
+    others = z.scatter(1, y, float("-inf")).logsumexp(1)
+    s = (true - others).numpy()
+    s = np.where(np.isnan(s), -SCORE_CLIP, s)
+    return np.clip(s, -SCORE_CLIP, SCORE_CLIP)
+
+
+def fit_gaussian(scores: np.ndarray, pooled: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-example mean and std of ``scores`` (models x examples), std floored at ``MIN_STD``.
+
+    ``pooled`` (default: when fewer than ``PER_EXAMPLE_STD_MIN_MODELS`` models) uses one
+    std for all examples, the root mean of the per-example variances.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    m = len(scores)
+    if m < 2:
+        raise ValueError("a Gaussian needs the scores of at least 2 models")
+    if pooled is None:
+        pooled = m < PER_EXAMPLE_STD_MIN_MODELS
+    mu = scores.mean(0)
+    var = scores.var(0, ddof=1)
+    sd = np.full_like(mu, math.sqrt(var.mean())) if pooled else np.sqrt(var)
+    return mu, np.maximum(sd, MIN_STD)
+
+
+def gaussian_nll(x: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    return 0.5 * ((x - mu) / sd) ** 2 + np.log(sd) + 0.5 * math.log(2 * math.pi)
+
+
+def lira_statistics(
+    ref: np.ndarray,
+    unl: np.ndarray,
+    pair: Sequence[int | None] | None = None,
+    two_sided: bool | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """U-LiRA statistics of every (model, example): higher = looks less retrained.
+
+    ``ref`` (K x N) and ``unl`` (S x N) are per-example scores of the retrained and the
+    unlearned models. Every model is scored against a retrained Gaussian fitted on K - 1
+    references: reference k against the fit without k; unlearned model j against the fit
+    without reference ``pair[j]`` (the one sharing its seed), or, with no pair, the mean
+    over the K leave-one-out fits. One-sided: the statistic is the negative
+    log-likelihood under that Gaussian. Two-sided (default when S >=
+    ``TWO_SIDED_MIN_UNLEARNED``): minus, in addition, the NLL under a Gaussian fitted on
+    the unlearned models (leave-one-out for an unlearned model), i.e. the log-likelihood
+    ratio ``log N_unlearned(s) - log N_retrained(s)``.
+    """
+    ref, unl = np.asarray(ref, np.float64), np.asarray(unl, np.float64)
+    k, s = len(ref), len(unl)
+    if k < 3:
+        raise ValueError("U-LiRA needs at least 3 references (2 left after leave-one-out)")
+    pair = list(pair) if pair is not None else [None] * s
+    if len(pair) != s:
+        raise ValueError("one pair index (or None) per unlearned model")
+    two = s >= TWO_SIDED_MIN_UNLEARNED if two_sided is None else two_sided
+    if two and s < 3:
+        raise ValueError("the two-sided test needs at least 3 unlearned models")
+    loo = [fit_gaussian(np.delete(ref, i, 0)) for i in range(k)]
+    t_ref = np.stack([gaussian_nll(ref[i], *loo[i]) for i in range(k)])
+    t_unl = np.stack([
+        gaussian_nll(unl[j], *loo[p]) if p is not None
+        else np.mean([gaussian_nll(unl[j], *f) for f in loo], 0)
+        for j, p in enumerate(pair)
+    ])  # fmt: skip
+    if two:
+        t_ref = t_ref - gaussian_nll(ref, *fit_gaussian(unl))
+        t_unl = t_unl - np.stack(
+            [gaussian_nll(unl[j], *fit_gaussian(np.delete(unl, j, 0))) for j in range(s)]
+        )
+    info = {
+        "statistic": "two-sided: log N_unlearned(s) - log N_retrained(s)"
+        if two
+        else "one-sided: -log N_retrained(s) (too few unlearned models for their own Gaussian)",
+        "std": "pooled over examples" if k - 1 < PER_EXAMPLE_STD_MIN_MODELS else "per example",
+        "references": k,
+        "unlearned_models": s,
+    }
+    return t_ref, t_unl, info
+
+
+def tpr_at_fpr(labels: np.ndarray, scores: np.ndarray, fpr: float) -> float:
+    """The highest true-positive rate at a false-positive rate of at most ``fpr``."""
+    from sklearn.metrics import roc_curve
+
+    f, t, _ = roc_curve(labels, scores)
+    return float(t[f <= fpr].max())
+
+
+def attack_summary(t_ref: np.ndarray, t_unl: np.ndarray) -> dict[str, float]:
+    """AUC and TPR at 1 % and 0.1 % FPR of "unlearned" vs "retrained" over every
+    (model, example) pair, in percent (50 = indistinguishable)."""
+    from sklearn.metrics import roc_auc_score
+
+    scores = np.concatenate([np.ravel(t_unl), np.ravel(t_ref)])
+    labels = np.concatenate([np.ones(np.size(t_unl)), np.zeros(np.size(t_ref))])
+    return {
+        "AUC": 100.0 * float(roc_auc_score(labels, scores)),
+        "TPR@1%FPR": 100.0 * tpr_at_fpr(labels, scores, 0.01),
+        "TPR@0.1%FPR": 100.0 * tpr_at_fpr(labels, scores, 0.001),
+    }
+
+
+def epsilon_from_rates(fpr: np.ndarray, fnr: np.ndarray, delta: float = EPS_DELTA) -> np.ndarray:
+    """The challenge's per-example epsilon from attacks' (FPR, FNR), over the last axis.
+
+    Per attack ``max(log((1 - delta - FPR) / FNR), log((1 - delta - FNR) / FPR))``; an
+    attack with FPR = FNR = 0 (perfect) or with both logs undefined (FPR = FNR = 1: the
+    reversed attack is perfect) gives infinity; one with exactly one of FPR, FNR zero is
+    discarded; epsilon is the maximum over attacks and 0.
+    """
+    fpr, fnr = np.asarray(fpr, np.float64), np.asarray(fnr, np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        e1 = np.log(1.0 - delta - fpr) - np.log(fnr)
+        e2 = np.log(1.0 - delta - fnr) - np.log(fpr)
+    e = np.fmax(e1, e2)  # NaN only when both are
+    e = np.where(np.isnan(e), np.inf, e)
+    both0, one0 = (fpr == 0) & (fnr == 0), (fpr == 0) ^ (fnr == 0)
+    e = np.where(both0, np.inf, np.where(one0, -np.inf, e))
+    return np.maximum(e.max(-1), 0.0)
+
+
+def per_example_epsilon(ref: np.ndarray, unl: np.ndarray, delta: float = EPS_DELTA) -> np.ndarray:
+    """Epsilon per example (column) from threshold attacks on the per-model values ``ref``
+    (K x N, retrained) and ``unl`` (S x N, unlearned): every observed value is a
+    threshold, "unlearned" above it and, reversed, below it (unlearning may leave a
+    sample more or less confident than retraining does)."""
+    ref, unl = np.asarray(ref, np.float64), np.asarray(unl, np.float64)
+    thr = np.concatenate([ref, unl])  # (M, N)
+    fpr = (ref[None] >= thr[:, None]).mean(1)  # (M, N): "unlearned" when value >= threshold
+    fnr = (unl[None] < thr[:, None]).mean(1)
+    fpr, fnr = np.concatenate([fpr, 1 - fpr]), np.concatenate([fnr, 1 - fnr])  # both ways
+    return epsilon_from_rates(fpr.T, fnr.T, delta)
+
+
+def epsilon_scores(
+    eps: np.ndarray, bin_width: float = EPS_BIN_WIDTH, bins: int = EPS_BINS
+) -> np.ndarray:
+    """Per-example score ``2 / 2**k``, ``k`` the bin index of epsilon (bins of
+    ``bin_width`` from 0; k = 1 for epsilon in [0, bin_width), so the top score is 1;
+    infinity falls in the last bin, 2 / 2**bins)."""
+    k = np.digitize(np.asarray(eps, np.float64), np.arange(bins) * bin_width)
+    return 2.0 / 2.0**k
+
+
+def forgetting_quality(eps: np.ndarray, **kw: Any) -> float:
+    """``F``: the mean per-example score (1 = every example in the lowest epsilon bin)."""
+    return float(np.mean(epsilon_scores(eps, **kw)))
+
+
+def epsilon_summary(eps: np.ndarray) -> dict[str, Any]:
+    eps = np.asarray(eps, np.float64)
+    k = np.digitize(eps, np.arange(EPS_BINS) * EPS_BIN_WIDTH)
+    return {
+        "median": float(np.median(eps)),
+        "inf_fraction": float(np.isinf(eps).mean()),
+        # examples per bin k = 1..EPS_BINS (epsilon in [(k-1)/2, k/2); the last bin is >= 6)
+        "bin_counts": np.bincount(k, minlength=EPS_BINS + 1)[1:].tolist(),
+    }
+
+
+def utility_adjusted(f: float, ra_u: float, ta_u: float, ra_r: float, ta_r: float) -> float:
+    """The challenge's final score: ``F x (RA_u / RA_r) x (TA_u / TA_r)``."""
+    return float(f * (ra_u / ra_r) * (ta_u / ta_r)) if ra_r and ta_r else float("nan")
+
+
+def concept_probe(
+    pos: np.ndarray, neg: np.ndarray, seed: int = 0, c: float = 1.0
+) -> dict[str, float]:
+    """Logistic regression "concept vs not" on standardised features: trained on a seeded
+    half of ``pos`` (concept) and of ``neg`` (the rest), tested on the other halves.
+    Balanced accuracy and AUC in percent (50 = the concept cannot be read out)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pos, neg = np.asarray(pos, np.float64), np.asarray(neg, np.float64)
+    if len(pos) < 2 or len(neg) < 2:
+        return {"balanced_accuracy": float("nan"), "AUC": float("nan"), "n_train": 0, "n_test": 0}
+    rng = np.random.default_rng(seed)
+    halves = [np.array_split(rng.permutation(len(a)), 2) for a in (pos, neg)]
+    x_tr = np.concatenate([pos[halves[0][0]], neg[halves[1][0]]])
+    y_tr = np.r_[np.ones(len(halves[0][0])), np.zeros(len(halves[1][0]))]
+    x_te = np.concatenate([pos[halves[0][1]], neg[halves[1][1]]])
+    y_te = np.r_[np.ones(len(halves[0][1])), np.zeros(len(halves[1][1]))]
+    x_tr, x_te = np.nan_to_num(x_tr), np.nan_to_num(x_te)
+    clf = make_pipeline(
+        StandardScaler(), LogisticRegression(C=c, max_iter=2000, class_weight="balanced")
+    )
+    clf.fit(x_tr, y_tr)
+    return {
+        "balanced_accuracy": 100.0 * float(balanced_accuracy_score(y_te, clf.predict(x_te))),
+        "AUC": 100.0 * float(roc_auc_score(y_te, clf.decision_function(x_te))),
+        "n_train": len(y_tr),
+        "n_test": len(y_te),
+    }
+
+
+def null_auc(t_ref: np.ndarray) -> list[float]:
+    """The U-LiRA AUC each reference would get in the unlearned model's place (its
+    leave-one-out statistics against the other references'): what a genuinely retrained
+    model scores, so the spread to read one unlearned model's AUC against."""
+    from sklearn.metrics import roc_auc_score
+
+    k, n = t_ref.shape
+    labels = np.r_[np.ones(n), np.zeros((k - 1) * n)]
+    return [
+        100.0 * float(roc_auc_score(labels, np.r_[t_ref[i], np.delete(t_ref, i, 0).ravel()]))
+        for i in range(k)
+    ]
+
+
+def summarize(
+    ref_scores: np.ndarray,
+    unl_scores: np.ndarray,
+    pair: Sequence[int | None],
+    ra_u: float,
+    ta_u: float,
+    ra_r: float,
+    ta_r: float,
+    delta: float = EPS_DELTA,
+) -> dict[str, Any]:
+    """U-LiRA, epsilon, F and the utility-adjusted score of unlearned models' scores
+    against the references' (the numbers a report stores)."""
+    ref_scores, unl_scores = np.asarray(ref_scores), np.asarray(unl_scores)
+    t_ref, t_unl, info = lira_statistics(ref_scores, unl_scores, pair)
+    null = null_auc(t_ref)
+    # Epsilon from threshold attacks on the scores themselves, as in the challenge (a
+    # threshold chosen on the models a fitted statistic came from picks up its
+    # leave-one-out shifts), without the references that share a seed (an
+    # initialisation) with an unlearned model, as long as two remain.
+    keep = [i for i in range(len(ref_scores)) if i not in set(pair)]
+    keep = keep if len(keep) >= 2 else list(range(len(ref_scores)))
+    eps = per_example_epsilon(ref_scores[keep], unl_scores, delta)
+    f = forgetting_quality(eps)
+    return {
+        **info,
+        "examples": int(ref_scores.shape[1]),
+        **attack_summary(t_ref, t_unl),
+        "null_AUC": {"min": min(null), "median": float(np.median(null)), "max": max(null)},
+        "epsilon": {**epsilon_summary(eps), "references": len(keep)},
+        "delta": delta,
+        "F": f,
+        "RA_ratio": ra_u / ra_r if ra_r else float("nan"),
+        "TA_ratio": ta_u / ta_r if ta_r else float("nan"),
+        "score": utility_adjusted(f, ra_u, ta_u, ra_r, ta_r),
+    }
+
+
+# -- models --------------------------------------------------------------------------------
+def model_stats(
+    model: nn.Module,
+    ds: Any,
+    request: Any,
+    parts: Any,
+    device: torch.device,
+    seed: int,
+    utility: bool = True,
+    probe_remaining: int = PROBE_REMAINING,
+) -> dict[str, Any]:
+    """One model's audit inputs on the prepared dataset ``ds``: scores on ``D_t``, the
+    concept probe (split seeded by ``seed``), and with ``utility`` RA (on ``D_r``) and TA
+    (on ``test_r``) in percent."""
+    y_tr = request.model_labels(ds.y_train)
+    target, remaining = parts.target, parts.remaining
+    scores = logit_confidence(forward_logits(model, ds.x_train[target], device), y_tr[target])
+    g = torch.Generator().manual_seed(seed)
+    sub = remaining[torch.randperm(len(remaining), generator=g)[:probe_remaining]]
+    probe = concept_probe(
+        forward_features(model, ds.x_train[target], device).numpy(),
+        forward_features(model, ds.x_train[sub], device).numpy(),
+        seed,
+    )
+    out: dict[str, Any] = {"scores": scores.tolist(), "probe": probe}
+    if utility:
+        pred = forward_logits(model, ds.x_train[remaining], device).argmax(1)
+        out["RA"] = 100.0 * (pred == y_tr[remaining]).float().mean().item()
+        test = parts.test_remaining
+        pred = forward_logits(model, ds.x_test[test], device).argmax(1)
+        out["TA"] = 100.0 * (pred == request.model_labels(ds.y_test)[test]).float().mean().item()
+    return out
+
+
+def stats_key(model_key: str, parts: Any) -> str:
+    """Cache key of a reference's statistics: its model and the partitions they cover."""
+    return digest({
+        "model": model_key, "target": tensor_digest(parts.target),
+        "remaining": tensor_digest(parts.remaining), "test": tensor_digest(parts.test_remaining),
+        "probe_remaining": PROBE_REMAINING, "version": AUDIT_VERSION,
+    })  # fmt: skip
+
+
+def stats_path(key: str, cache: Any = None) -> Path:
+    return (cache or ModelCache()).root.parent / "audit" / f"{key}.json"
+
+
+def reference_stats(
+    ds: Any,
+    request: Any,
+    recipe: Any,
+    seed: int,
+    device: torch.device,
+    cache: Any = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """The statistics of the task's retrained reference for ``seed`` (trained or loaded
+    through the model cache), themselves cached under ``stats_key``. ``ds`` is prepared."""
+    from tarf.runner import model_key, trained_model
+
+    parts = request.partitions(ds.y_train, ds.y_test)
+    mkey = model_key(ds, request, parts.remaining, recipe, seed)
+    path = stats_path(stats_key(mkey, parts), cache)
+    try:
+        stats = json.loads(path.read_text())
+        if stats.get("model_key") == mkey and len(stats["scores"]) == len(parts.target):
+            return stats
+    except (OSError, ValueError, KeyError):
+        pass
+    ref = trained_model(ds, request, parts.remaining, recipe, seed, device, "retrained", cache)
+    log(f"audit: statistics of the reference for seed {seed}")
+    stats = {
+        "model_key": mkey,
+        "seed": seed,
+        **model_stats(ref.model, ds, request, parts, device, seed),
+        "train_s": ref.meta["train_s"],
+    }
+    write_json(path, stats)
+    return stats
+
+
+def _audit(
+    refs: list[dict[str, Any]],
+    unlearned: list[tuple[int, dict[str, Any]]],
+    own_refs: dict[int, dict[str, Any]],
+) -> dict[str, Any]:
+    """Summary of unlearned models ``(seed, stats with RA, TA)`` against ``refs``, and
+    the probe of each next to its own seed's reference (``own_refs``)."""
+    seeds = [r["seed"] for r in refs]
+    ref_scores = np.array([r["scores"] for r in refs])
+    unl_scores = np.array([u["scores"] for _, u in unlearned])
+    pair = [seeds.index(s) if s in seeds else None for s, _ in unlearned]
+    ra_r = float(np.mean([r["RA"] for r in refs]))
+    ta_r = float(np.mean([r["TA"] for r in refs]))
+    ra_u = float(np.mean([u["RA"] for _, u in unlearned]))
+    ta_u = float(np.mean([u["TA"] for _, u in unlearned]))
+    out = summarize(ref_scores, unl_scores, pair, ra_u, ta_u, ra_r, ta_r)
+    out["reference_seeds"] = seeds
+    out["reference_RA"], out["reference_TA"] = ra_r, ta_r
+    out["probe"] = {
+        "unlearned": _mean_probe([u["probe"] for _, u in unlearned]),
+        "retrained": _mean_probe([own_refs[s]["probe"] for s, _ in unlearned]),
+    }
+    return out
+
+
+def _mean_probe(probes: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([p[k] for p in probes])) for k in ("balanced_accuracy", "AUC")}
+
+
+def audit_run(
+    model: nn.Module,
+    metrics: dict[str, float],
+    ds: Any,
+    request: Any,
+    recipe: Any,
+    seed: int,
+    device: torch.device,
+    references: int = 8,
+    cache: Any = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """The audit of one unlearned model (seed ``seed``, its run's ``metrics`` give RA and
+    TA) against the references of seeds ``0..references-1``: what ``tarf bench --audit``
+    stores in a report under ``"audit"``."""
+    from tarf.runner import prepare_dataset
+
+    ds = prepare_dataset(ds, recipe)
+    parts = request.partitions(ds.y_train, ds.y_test)
+    refs = [reference_stats(ds, request, recipe, s, device, cache, log) for s in range(references)]
+    own = (
+        refs[seed]
+        if seed < references
+        else reference_stats(ds, request, recipe, seed, device, cache, log)
+    )
+    stats = model_stats(model, ds, request, parts, device, seed, utility=False)
+    stats["RA"], stats["TA"] = metrics["RA"], metrics["TA"]
+    return _audit(refs, [(seed, stats)], {seed: own})
+
+
+def audit_request(
+    ds: Any,
+    request: Any,
+    method_factory: Callable[[], Any],
+    recipe: Any,
+    seeds: Sequence[int],
+    references: int,
+    device: torch.device,
+    cache: Any = None,
+    log: Callable[[str], None] = lambda _m: None,
+) -> dict[str, Any]:
+    """``tarf audit``: run the method once per seed (as ``tarf unlearn``), audit each
+    unlearned model alone and all of them together (one U-LiRA over every seed's model)."""
+    from tarf.checkpoint import load_checkpoint
+    from tarf.runner import prepare_dataset, run_request
+
+    pds = prepare_dataset(ds, recipe)
+    parts = request.partitions(pds.y_train, pds.y_test)
+    refs = [reference_stats(pds, request, recipe, s, device, cache, log) for s in range(references)]
+    runs, unlearned, own = [], [], {}
+    for seed in seeds:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "unlearned.pt"
+            report = run_request(ds, request, method_factory(), recipe, seed, device, cache,
+                                 log=log, save_model=str(path))  # fmt: skip
+            model = load_checkpoint(path, request, device)
+        stats = model_stats(model, pds, request, parts, device, seed, utility=False)
+        stats["RA"], stats["TA"] = report["metrics"]["RA"], report["metrics"]["TA"]
+        own[seed] = (
+            refs[seed]
+            if seed < references
+            else reference_stats(pds, request, recipe, seed, device, cache, log)
+        )
+        unlearned.append((seed, stats))
+        audit = _audit(refs, [(seed, stats)], {seed: own[seed]})
+        runs.append({"seed": seed, "metrics": report["metrics"], "audit": audit})
+        template = report
+    pooled = _audit(refs, unlearned, own)
+    return {
+        "task": template["task"],
+        "dataset": template["dataset"],
+        "request": template["request"],
+        "method": template["method"],
+        "config_changes": template["config_changes"],
+        "recipe": recipe.name,
+        "seeds": list(seeds),
+        "references": {
+            "seeds": [r["seed"] for r in refs],
+            "model_keys": [r["model_key"] for r in refs],
+            "RA": [r["RA"] for r in refs],
+            "TA": [r["TA"] for r in refs],
+            "probe": [r["probe"] for r in refs],
+        },
+        "pooled": pooled,
+        "runs": runs,
+    }
