@@ -10,7 +10,7 @@ data="${TARF_DATA:-../shared/datasets}"
 tarf speed --dataset cifar100 --recipe cpu | tee "$out/speed.txt"
 for spec in "tarf class boy,girl all-matched" "tarf class people target-mismatch" \
             "tarf superclass boy,girl model-mismatch" "tarf superclass people data-mismatch" \
-            "ft class boy,girl all-matched" "iu class boy,girl all-matched"; do
+            "ft class boy,girl all-matched" "iu class boy,girl all-matched" "scrub class boy,girl all-matched"; do
   set -- $spec
   f="$out/${1}_${4}_s0.json"
   [ -s "$f" ] && continue
