@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Tune the baselines' free hyperparameters once, on the all-matched CIFAR-100 task
+# Tune the baselines' free hyperparameters (GA lr, IU alpha, SCRUB lr, BS lr) once, on the all-matched CIFAR-100 task
 # (forget "boy", "girl"), cpu recipe, seed 0 -- never on the mismatch tasks (issue 3).
 # One JSON per grid point under docs/results/cifar100/tuning/ (existing ones skipped),
 # then tuning.md / tuning.csv; the value with the lowest Gap to the reference wins.
@@ -15,6 +15,7 @@ grid=(
   "ga lr 1e-5" "ga lr 3e-5" "ga lr 1e-4" "ga lr 3e-4" "ga lr 1e-3" "ga lr 3e-3"
   "iu alpha 1" "iu alpha 3" "iu alpha 10" "iu alpha 30" "iu alpha 100"
   "scrub lr 5e-4" "scrub lr 2e-3" "scrub lr 5e-3" "scrub lr 2e-2"
+  "bs lr 1e-5" "bs lr 3e-5" "bs lr 1e-4" "bs lr 3e-4" "bs lr 1e-3" "bs lr 1e-2"
 )
 [ "$jobs" -gt 1 ] && export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 for g in "${grid[@]}"; do

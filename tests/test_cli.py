@@ -1,5 +1,6 @@
 """The command line on the embedded digits dataset: a full run, its JSON, and bad input."""
 
+import argparse
 import json
 
 import pytest
@@ -167,10 +168,17 @@ def test_unknown_dataset_and_recipe(capsys):
 def test_help_documents_every_option():
     parser = build_parser()
     sub = next(a for a in parser._actions if a.dest == "command")
-    for name, p in sub.choices.items():
+
+    def check(name: str, p) -> None:  # nested commands too (tarf analyze identify ...)
         for action in p._actions:
             if action.dest != "help":
                 assert action.help, f"tarf {name}: option {action.option_strings} has no help"
+            if isinstance(action, argparse._SubParsersAction):
+                for child, cp in action.choices.items():
+                    check(f"{name} {child}", cp)
+
+    for name, p in sub.choices.items():
+        check(name, p)
     text = sub.choices["unlearn"].format_help()
     for opt in (
         "--dataset",

@@ -744,7 +744,9 @@ def _add_analyze_parsers(sub) -> None:
     p = sub.add_parser(
         "analyze", help="the paper's analyses as figures and the numbers behind them"
     )
-    asub = p.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
+    asub = p.add_subparsers(
+        dest="analysis", required=True, metavar="ANALYSIS", help="dynamics, identify or ablate"
+    )
     p = asub.add_parser(
         "identify",
         help="target identification for every superclass as the concept, some of its classes "
