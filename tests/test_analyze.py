@@ -190,3 +190,20 @@ def test_ablation_grid_names_and_summary():
     assert rows[0]["Gap_std"] == pytest.approx(1.41, abs=0.01)
     with pytest.raises(ValueError, match="unknown study"):
         ablate.study("nope")
+
+
+def test_analyze_cli_identify_and_bad_input(tmp_path, capsys):
+    from tarf.cli import main
+
+    out = tmp_path / "ident"
+    argv = ["analyze", "identify", "--dataset", "digits", "--recipe", "tiny", "--given", "1",
+            "--concepts", "straight", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert "| straight | 1 |" in capsys.readouterr().out
+    assert (out / "runs" / "straight_s0.json").exists() and (out / "identification.png").exists()
+    assert main(argv[:-2] + ["--given", "0", "--out", str(out)]) == 2
+    assert "--given must be >= 1" in capsys.readouterr().err
+    bad = ["analyze", "ablate", "--study", "k", "--dataset", "digits", "--forget", "1",
+           "--concept", "round", "--out", str(tmp_path / "a"), "--dry-run"]  # fmt: skip
+    assert main(bad) == 2
+    assert "--concept" in capsys.readouterr().err
