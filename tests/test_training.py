@@ -128,3 +128,19 @@ def test_atomic_write_respects_umask(tmp_path):
     finally:
         os.umask(old)
     assert path.stat().st_mode & 0o777 == 0o644  # mkstemp alone would leave 0600
+
+
+@pytest.mark.parametrize("arch", ["vgg16-bn", "wrn16-4"])
+def test_ablation_architectures_classify_small_images(arch):
+    """The architecture ablation's models: any image size of the recipes, features and head."""
+    from tarf.models import create_model
+    from tarf.recipes import get_recipe
+
+    r = get_recipe(f"cpu:{arch}", "cifar100")
+    assert r.arch == arch and r.name == f"cpu:{arch}" and r.epochs == get_recipe("cpu").epochs
+    for channels, size in ((3, 16), (1, 14)):
+        m = create_model(arch, 20, channels).eval()
+        x = torch.rand(2, channels, size, size)
+        assert m(x).shape == (2, 20) and m.features(x).shape[0] == 2
+    with pytest.raises(ValueError, match="unknown architecture"):
+        get_recipe("cpu:nope")

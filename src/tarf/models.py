@@ -136,3 +136,73 @@ def resnet18(num_classes: int, in_channels: int = 3, mean=None, std=None) -> nn.
         cin = cout
     layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
     return Classifier(nn.Sequential(*layers), 512, num_classes, in_channels, mean, std)
+
+
+# -- the paper's architecture ablation (Fig. 7, Table 12) -----------------------------------
+VGG16 = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+@register("vgg16-bn")
+def vgg16_bn(
+    num_classes: int, in_channels: int = 3, mean=None, std=None, cfg: tuple = VGG16
+) -> nn.Module:
+    """VGG-16 with batch norm, CIFAR variant (one linear head on the 512 pooled
+    features). Pooling uses ceil mode and ends in a global average, so the `cpu`
+    recipe's 16 px images (or 14 px Fashion-MNIST) pass through all five pools."""
+    layers: list[nn.Module] = []
+    cin = in_channels
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+        else:
+            layers += [nn.Conv2d(cin, v, 3, padding=1, bias=False), nn.BatchNorm2d(v), nn.ReLU()]
+            cin = v
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return Classifier(nn.Sequential(*layers), cin, num_classes, in_channels, mean, std)
+
+
+class _WideBlock(nn.Module):
+    """Pre-activation wide residual block (Zagoruyko and Komodakis 2016)."""
+
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.b1, self.c1 = nn.BatchNorm2d(cin), nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.b2, self.c2 = nn.BatchNorm2d(cout), nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.short = (
+            nn.Conv2d(cin, cout, 1, stride, bias=False) if stride != 1 or cin != cout else None
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        o = F.relu(self.b1(x))
+        y = self.c2(F.relu(self.b2(self.c1(o))))
+        return y + (self.short(o) if self.short is not None else x)
+
+
+def wide_resnet(
+    num_classes: int, in_channels: int = 3, mean=None, std=None, depth: int = 16, widen: int = 4
+) -> nn.Module:
+    """WRN-depth-widen for 32 px inputs (three stages of (depth - 4) / 6 blocks)."""
+    if (depth - 4) % 6:
+        raise ValueError(f"WideResNet depth must be 6n + 4, got {depth}")
+    n = (depth - 4) // 6
+    widths = (16 * widen, 32 * widen, 64 * widen)
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)]
+    cin = 16
+    for i, w in enumerate(widths):
+        for j in range(n):
+            layers.append(_WideBlock(cin, w, 2 if (i > 0 and j == 0) else 1))
+            cin = w
+    layers += [nn.BatchNorm2d(cin), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+    return Classifier(nn.Sequential(*layers), cin, num_classes, in_channels, mean, std)
+
+
+@register("wrn16-4")
+def wrn16_4(num_classes: int, in_channels: int = 3, mean=None, std=None) -> nn.Module:
+    """WRN-16-4: the WideResNet a CPU can train (2.7 M weights)."""
+    return wide_resnet(num_classes, in_channels, mean, std, 16, 4)
+
+
+@register("wrn28-10")
+def wrn28_10(num_classes: int, in_channels: int = 3, mean=None, std=None) -> nn.Module:
+    """WRN-28-10, the usual CIFAR WideResNet (36 M weights; a GPU model)."""
+    return wide_resnet(num_classes, in_channels, mean, std, 28, 10)

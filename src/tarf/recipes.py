@@ -69,7 +69,20 @@ RECIPES: dict[str, Recipe] = {
 
 
 def get_recipe(name: str, dataset: str | None = None) -> Recipe:
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}")
-    r = RECIPES[name]
+    """A recipe by name; ``NAME:ARCH`` swaps in another registered architecture (e.g.
+    ``cpu:vgg16-bn`` for the architecture ablation), everything else unchanged."""
+    base, _, arch = name.partition(":")
+    if base not in RECIPES:
+        raise ValueError(
+            f"unknown recipe {base!r}; known: {', '.join(RECIPES)} (optionally NAME:ARCH)"
+        )
+    r = RECIPES[base]
+    if arch:
+        from tarf.models import MODELS
+
+        if arch not in MODELS:
+            raise ValueError(
+                f"unknown architecture {arch!r} in recipe {name!r}; registered: {', '.join(sorted(MODELS))}"
+            )
+        r = dataclasses.replace(r, name=name, arch=arch)
     return r.for_dataset(dataset) if dataset else r

@@ -50,7 +50,7 @@ SMALL_RECIPE_K = {("cifar100", MODEL_MISMATCH): 0.05}
 def default_k(dataset: str, task: str, recipe: str = "paper") -> float:
     """The paper's k (for recipes other than `paper`, SMALL_RECIPE_K first); datasets
     the paper does not use take CIFAR-10's (10 classes too)."""
-    if recipe != "paper" and (dataset, task) in SMALL_RECIPE_K:
+    if recipe.partition(":")[0] != "paper" and (dataset, task) in SMALL_RECIPE_K:
         return SMALL_RECIPE_K[dataset, task]
     table = PAPER_K.get(dataset, PAPER_K["cifar10"])
     return table[MODEL_MISMATCH] if task == MODEL_MISMATCH else table["other"]
