@@ -200,3 +200,24 @@ def test_bad_options_are_rejected(trained, toy_dataset):
         get_method("tarf", overrides={"kk": "1"})
     with pytest.raises(ValueError, match="expected float"):
         get_method("tarf", overrides={"k": "lots"})
+
+
+def test_known_zero_prior_skips_the_probe(trained, toy_dataset, monkeypatch):
+    """All matched (prior n = 0): no identification passes at all; with a nonzero prior
+    or auto, the probe is measured before and after Phase I."""
+    import tarf.methods.tarf as tarf_mod
+
+    model, recipe = trained
+    calls = []
+    real = tarf_mod.class_stats
+    monkeypatch.setattr(tarf_mod, "class_stats", lambda *a, **k: calls.append(1) or real(*a, **k))
+    h = toy_dataset.hierarchy
+    for target, prior, want_calls in (("cat", None, 0), ("animals", None, 2), ("cat", "auto", 2)):
+        calls.clear()
+        req = UnlearningRequest.from_names(h, "cat", "class", target, prior_classes=prior)
+        task = "all-matched" if target == "cat" and prior is None else "target-mismatch"
+        res = get_method("tarf", k=0.5, lr=0.01).run(
+            model, unlearn_data(toy_dataset, req), _ctx(recipe, toy_dataset, task)
+        )
+        assert len(calls) == want_calls, (target, prior)
+        assert ("skipped" in res.record["identification"]) == (want_calls == 0)

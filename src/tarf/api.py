@@ -496,7 +496,9 @@ def summary(report: dict[str, Any]) -> str:
     ident = report.get("identification")
     if ident:
         source = ident.get("n_source", "prior")
-        if ident["level"] == "class":
+        if ident.get("skipped"):
+            what = f"set aside nothing ({ident['skipped']})"
+        elif ident["level"] == "class":
             what = f"set aside {ident['classes'] or 'nothing'} ({source} n={ident['n']})"
         else:
             what = (
@@ -512,7 +514,7 @@ def summary(report: dict[str, Any]) -> str:
             if auto.get("gap_between"):
                 what += f", between {auto['gap_between'][0]} and {auto['gap_between'][1]}"
         lines.append(what)
-        if ident["level"] == "class":
+        if ident["level"] == "class" and "top10" in ident:
             top = ", ".join(f"{c} {v:+.3g}" for c, v in list(ident["top10"].items())[:5])
             lines.append(f"top of the {ident['signal']} signal after Phase I: {top}")
     lines += [f"note: {n}" for n in report.get("notes", [])]

@@ -323,7 +323,9 @@ def print_reports(reports: list[dict[str, Any]]) -> None:
     print(markdown_table(["task", "model", *REPORT_COLUMNS], rows))
     for rep in reports:
         ident = rep.get("identification")
-        if ident and ident.get("level") == "class":
+        if ident and ident.get("skipped"):
+            print(f"{rep['task']}: set aside nothing ({ident['skipped']})")
+        elif ident and ident.get("level") == "class":
             loss = ident.get("loss_increase", {})
             top = ", ".join(
                 f"{c} (loss +{loss.get(c, float('nan')):.2f}, acc -{d:.1f})"

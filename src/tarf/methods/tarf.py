@@ -166,6 +166,16 @@ def balanced_sample(
     return perm[order[rank < per_class]].sort().values
 
 
+def nothing_to_identify(prior: Any, level: str) -> bool:
+    """Whether the prior states that nothing of the concept hides in ``D_un``: no prior,
+    or a known count (class level) or fraction (instance level) of zero; never ``auto``."""
+    if prior is None:
+        return True
+    if prior.auto:
+        return False
+    return not (prior.num_classes if level == "class" else prior.fraction)
+
+
 @register
 class TARF(Method):
     name = "tarf"
@@ -177,25 +187,7 @@ class TARF(Method):
         k = c.k if c.k is not None else default_k(ctx.dataset, ctx.task, ctx.recipe.name)
         lr = c.lr if c.lr is not None else ctx.recipe.unlearn_lr
         ks = k_schedule(k, c.epochs, c.t0, c.k_schedule)
-        original = model
-        model = clone(model)
-        opt = sgd(model.parameters(), lr, ctx)
-        samples, bs = ctx.epoch_samples(), ctx.recipe.unlearn_batch_size
-        forget = Pool(data.x_forget, data.y_forget, ctx, 1)
-        gen = torch.Generator().manual_seed(ctx.seed)
-
-        # What identification will measure, fixed before any update (θ_o).
-        if c.identification == "class":
-            probe = balanced_sample(data.y_remain, c.id_samples_per_class, data.num_classes, gen)
-            before = class_stats(
-                original, data.x_remain[probe], data.y_remain[probe], data.num_classes, ctx
-            )
-        elif c.identification == "instance":
-            probe = (
-                torch.randperm(len(data.y_remain), generator=gen)[: c.instance_pool].sort().values
-            )
-            before = per_sample_loss(original, data.x_remain[probe], data.y_remain[probe], ctx)
-        else:
+        if c.identification not in ("class", "instance"):
             raise ValueError(
                 f"identification must be 'class' or 'instance', got {c.identification!r}"
             )
@@ -203,6 +195,29 @@ class TARF(Method):
             raise ValueError(f"class_signal must be 'loss' or 'accuracy', got {c.class_signal!r}")
         if c.identified_op not in ("zero", "ascent"):
             raise ValueError(f"identified_op must be 'zero' or 'ascent', got {c.identified_op!r}")
+        original = model
+        model = clone(model)
+        opt = sgd(model.parameters(), lr, ctx)
+        samples, bs = ctx.epoch_samples(), ctx.recipe.unlearn_batch_size
+        forget = Pool(data.x_forget, data.y_forget, ctx, 1)
+        gen = torch.Generator().manual_seed(ctx.seed)
+
+        # A known prior of zero (all matched, model mismatch) leaves nothing to identify:
+        # skip the probe's forward passes, which cannot change the result.
+        skip = nothing_to_identify(data.prior, c.identification) and not c.stop_after_identification
+        # What identification will measure, fixed before any update (θ_o).
+        if skip:
+            probe, before = torch.empty(0, dtype=torch.long), None
+        elif c.identification == "class":
+            probe = balanced_sample(data.y_remain, c.id_samples_per_class, data.num_classes, gen)
+            before = class_stats(
+                original, data.x_remain[probe], data.y_remain[probe], data.num_classes, ctx
+            )
+        else:
+            probe = (
+                torch.randperm(len(data.y_remain), generator=gen)[: c.instance_pool].sort().values
+            )
+            before = per_sample_loss(original, data.x_remain[probe], data.y_remain[probe], ctx)
 
         record: dict[str, Any] = {
             "k": k,
@@ -219,7 +234,15 @@ class TARF(Method):
         ascent_extra: Pool | None = None
         for t in range(c.epochs):
             if t == c.t1 or (retain is None and t >= c.t1):
-                keep, ident = self._identify(model, data, ctx, probe, before)
+                if skip:
+                    keep, ident = torch.ones(len(data.y_remain), dtype=torch.bool), {
+                        "level": c.identification, "n": 0, "n_source": "prior",
+                        "classes": [], "class_ids": [], "set_aside_samples": 0,
+                        "skipped": "the prior says no concept data is left in D_un (n = 0): "
+                        "nothing to identify, no probe passes",
+                    }  # fmt: skip
+                else:
+                    keep, ident = self._identify(model, data, ctx, probe, before)
                 record["identification"] = ident
                 secs["identify"] = time.perf_counter() - tick
                 tick = time.perf_counter()
