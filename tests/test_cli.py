@@ -209,3 +209,22 @@ def test_speed_reports_both_figures(capsys):
     out = capsys.readouterr().out
     res = json.loads(out[: out.rindex("}") + 1])
     assert res["bare_images_per_s"] > 0 and res["loop_images_per_s"] > 0
+
+
+def test_unlearn_a_subset_of_a_class(capsys, tmp_path):
+    """--forget-fraction: the third label layer (Table 4 No. 4 here), end to end."""
+    out = tmp_path / "sub.json"
+    code = main(["unlearn", "--dataset", "digits", "--recipe", "tiny", "--model-labels", "class",
+                 "--forget", "1", "--forget-fraction", "0.5", "--target", "1", "--method", "ft",
+                 "--out", str(out)])  # fmt: skip
+    assert code == 0
+    rep = json.loads(out.read_text())
+    assert rep["task"] == "data-mismatch" and rep["case"]["L_D"] == "sub-set"
+    assert rep["request"]["forget_fraction"] == 0.5
+    sizes = rep["partition_sizes"]
+    assert sizes["forget"] + sizes["pseudo_remaining"] == sizes["target"]  # the rest of "1"
+    assert abs(sizes["forget"] - sizes["pseudo_remaining"]) <= 1  # half of it
+    with pytest.raises(SystemExit):
+        main(["unlearn", "--dataset", "digits", "--model-labels", "class", "--forget", "1",
+              "--forget-fraction", "2", "--target", "1"])  # fmt: skip
+    assert "between 0 and 1" in capsys.readouterr().err

@@ -148,3 +148,40 @@ def test_builtin_hierarchies_match_spec():
         "automobile",
         "truck",
     ]
+
+
+@pytest.mark.parametrize(
+    "model,target,task,case,prior",
+    [
+        ("class", "cat", "data-mismatch", 4, 1),  # the rest of cat hides in D_un
+        ("superclass", "animals", "scenario-7", 7, 1),
+        ("class", "animals", "scenario-8", 8, 3),
+        ("superclass", "cat", "scenario-9", 9, 1),
+    ],
+)
+def test_subset_requests(toy_hierarchy, model, target, task, case, prior):
+    """The sub-set layer: a seeded part of the forget class is D_f, the rest of the class
+    stays in D_un (as concept data); Table 4 numbers follow from L_D = sub-set."""
+    h = toy_hierarchy
+    ytr, yte = labels(h, 10), labels(h, 3)
+    req = UnlearningRequest.from_names(h, "cat", model, target, forget_fraction=0.3)
+    assert req.task.name == task and req.task.case == case
+    p = req.partitions(ytr, yte)
+    assert len(p.forget) == 3 and set(ytr[p.forget].tolist()) == {0}
+    assert len(p.unlearn) == len(ytr) - 3
+    assert set(p.forget.tolist()) <= set(p.target.tolist())
+    assert len(p.pseudo_remaining) == len(p.target) - 3  # includes 7 samples of cat
+    assert req.prior(ytr).num_classes == prior
+    again = UnlearningRequest.from_names(h, "cat", model, target, forget_fraction=0.3)
+    assert torch.equal(again.partitions(ytr, yte).forget, p.forget)  # seeded
+    assert "30%" in req.describe()
+
+
+def test_subset_bad_input(toy_hierarchy):
+    h = toy_hierarchy
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        UnlearningRequest.from_names(h, "cat", "class", "cat", forget_fraction=1.5)
+    with pytest.raises(ValueError, match="name classes"):
+        UnlearningRequest.from_names(h, "animals", "class", "animals", forget_fraction=0.5)
+    with pytest.raises(ValueError, match="needs the target"):
+        UnlearningRequest.from_names(h, "cat", "class", None, 2, forget_fraction=0.5)

@@ -58,11 +58,29 @@ def _add_request_args(p: argparse.ArgumentParser, forget_required: bool = True) 
         help="comma-separated names of the target concept (L_T); ground truth for the reference and the evaluation",
     )
     g.add_argument(
+        "--forget-fraction",
+        type=_fraction,
+        help="the sub-set level: forget only this seeded fraction of each --forget class "
+        "(paper Table 4/5 scenarios with L_D = sub-set; needs --target)",
+    )
+    g.add_argument(
         "--prior",
         type=_prior_value,
         help="number of model classes of the concept left in the data (TARF's prior), or 'auto' "
         "to let TARF estimate it from Phase I (TARF-I: the fraction); default: derived from --target",
     )
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number between 0 and 1, got {text!r}"
+        ) from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
 
 
 def _prior_value(text: str) -> int | str:
@@ -298,8 +316,9 @@ def _request(args: argparse.Namespace, ds):
     from tarf.request import UnlearningRequest
 
     return UnlearningRequest.from_names(
-        ds.hierarchy, args.forget, args.model_labels, args.target, args.prior
-    )
+        ds.hierarchy, args.forget, args.model_labels, args.target, args.prior,
+        getattr(args, "forget_fraction", None),
+    )  # fmt: skip
 
 
 def _device(args: argparse.Namespace) -> torch.device:

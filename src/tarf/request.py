@@ -62,10 +62,31 @@ class UnlearningRequest:
     model_level: Level
     target: tuple[str, ...] | None = None
     prior_classes: int | str | None = None  # overrides the target's prior; "auto": estimate
+    # The third label layer (sub-set, SPEC section 1): the forget data is a seeded part
+    # of each --forget class, not the whole class; the target must then be named.
+    forget_fraction: float | None = None
+    subset_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.model_level not in (Level.CLASS, Level.SUPERCLASS):
             raise ValueError("the model's labels must be 'class' or 'superclass'")
+        if self.forget_fraction is not None:
+            if not 0 < self.forget_fraction < 1:
+                raise ValueError(
+                    f"--forget-fraction must be between 0 and 1 (a part of each class), got "
+                    f"{self.forget_fraction}; for whole classes leave it out"
+                )
+            if self.hierarchy.resolve_many(self.forget)[0] != Level.CLASS:
+                raise ValueError(
+                    "--forget-fraction takes a part of each --forget class: name classes, "
+                    "not superclasses"
+                )
+            if self.target is None:
+                raise ValueError(
+                    "a sub-set request (--forget-fraction) needs the target concept it belongs "
+                    "to: --target CLASS or SUPERCLASS names (a target that is the sub-set "
+                    "itself is not supported)"
+                )
         if self.target is None and self.prior_classes is None:
             raise ValueError(
                 "give the target concept (--target NAMES) or, for a concept with no name in "
@@ -99,6 +120,7 @@ class UnlearningRequest:
         model_level: str | Level,
         target: str | list[str] | tuple[str, ...] | None = None,
         prior_classes: int | str | None = None,
+        forget_fraction: float | None = None,
     ) -> UnlearningRequest:
         """Build from comma-separated strings or lists, as typed on the command line."""
 
@@ -113,11 +135,14 @@ class UnlearningRequest:
             level,
             split(target) if target is not None else None,
             prior_classes,
+            forget_fraction,
         )
 
     # -- label domains ---------------------------------------------------------------
     @property
     def data_level(self) -> Level:
+        if self.forget_fraction is not None:
+            return Level.SUBSET
         return self.hierarchy.resolve_many(self.forget)[0]
 
     @property
@@ -165,6 +190,8 @@ class UnlearningRequest:
     def partitions(self, y_train: torch.Tensor, y_test: torch.Tensor) -> Partitions:
         """All partitions of SPEC section 2, from class ids of the train and test split."""
         forget = _isin(y_train, self.forget_classes)
+        if self.forget_fraction is not None:
+            forget = _part_of_each_class(y_train, forget, self.forget_fraction, self.subset_seed)
         target = _isin(y_train, self.target_classes)
         model_y = self.model_labels(y_train)
         forget_model_classes = model_y[forget].unique()
@@ -196,11 +223,28 @@ class UnlearningRequest:
     def describe(self) -> str:
         h, t = self.hierarchy, self.task
         target = ", ".join(self.target) if self.target else "(unnamed concept)"
+        part = (
+            f"a seeded {self.forget_fraction:.0%} of " if self.forget_fraction is not None else ""
+        )
         return (
-            f"{h.name}: forget {', '.join(self.forget)} ({t.data.label}); model labels: "
+            f"{h.name}: forget {part}{', '.join(self.forget)} ({t.data.label}); model labels: "
             f"{t.model.label}; target {target} ({t.target.label}) -> {t.name} "
             f"[paper Table 4 No. {t.case}, {t.comment}]"
         )
+
+
+def _part_of_each_class(
+    y: torch.Tensor, mask: torch.Tensor, fraction: float, seed: int
+) -> torch.Tensor:
+    """A seeded ``fraction`` of the samples of each class under ``mask`` (the sub-set
+    level): the same samples for the reference, the method and the evaluation."""
+    g = torch.Generator().manual_seed(seed)
+    out = torch.zeros_like(mask)
+    for c in y[mask].unique().tolist():
+        idx = (y == c).nonzero().flatten()
+        keep = max(1, round(fraction * len(idx)))
+        out[idx[torch.randperm(len(idx), generator=g)[:keep]]] = True
+    return out
 
 
 def _isin(y: torch.Tensor, ids: frozenset[int]) -> torch.Tensor:

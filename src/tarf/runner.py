@@ -256,6 +256,7 @@ def run_request(
             "target": list(request.target) if request.target else None,
             "model_labels": request.model_level.label,
             "prior": data.prior.num_classes if data.prior else None,
+            "forget_fraction": request.forget_fraction,
         },
         "method": method.name,
         "config": config_dict(method),
