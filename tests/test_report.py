@@ -1,6 +1,6 @@
 """Report tables: the paper's Table 1 layout (mean ± std over seeds, best Gap in bold)."""
 
-from tarf.report import flat_row, method_label, table1
+from tarf.report import flat_row, method_label, mixes_requests, report_rows, table1
 
 
 def run(task, method, seed, gap, rte=10.0, changes=None):
@@ -51,3 +51,20 @@ def test_auto_prior_labels_the_run():
     assert method_label(rep) == "tarf prior=auto"
     rep["request"] = {"prior": 3}
     assert method_label(rep) == "tarf"
+
+
+def test_runs_of_different_requests_are_not_pooled():
+    trees, fruit = run("target-mismatch", "tarf", 0, 2.0), run("target-mismatch", "tarf", 0, 6.0)
+    trees["request"] = {"forget": ["maple_tree", "oak_tree"], "target": ["trees"]}
+    fruit["request"] = {"forget": ["pear"], "target": ["fruit_and_vegetables"]}
+    body = table1([trees, fruit]).splitlines()[2:]
+    tarf_rows = [line for line in body if "| tarf |" in line]
+    assert len(tarf_rows) == 2 and all("| 1 |" in line for line in tarf_rows)  # not 4.00 ± 2.83
+    assert any("maple_tree,oak_tree -> trees" in line and "**2.00**" in line for line in body)
+    assert any("pear -> fruit_and_vegetables" in line and "**6.00**" in line for line in body)
+    rows = report_rows(fruit, with_request=True)
+    assert rows[0][:2] == ["pear -> fruit_and_vegetables", "target-mismatch"]
+    assert mixes_requests([trees, fruit]) and not mixes_requests([trees, trees])
+    assert flat_row(trees)["target"] == "trees" and flat_row(fruit)["forget"] == "pear"
+    trees["request"]["prior"] = "auto"
+    assert flat_row(trees)["prior"] == "auto" and flat_row(fruit)["prior"] is None

@@ -535,7 +535,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from tarf.io import write_text
-    from tarf.report import flat_row, table1, to_csv
+    from tarf.report import flat_row, mixes_requests, table1, to_csv
 
     reports = []
     for path in args.reports:
@@ -547,8 +547,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.layout == "table1":
         table = table1(reports)
     else:
-        rows = [r for rep in reports for r in report_rows(rep)]
-        table = markdown_table(["task", "model", *REPORT_COLUMNS], rows)
+        mixed = mixes_requests(reports)
+        rows = [r for rep in reports for r in report_rows(rep, with_request=mixed)]
+        header = ["request"] * mixed + ["task", "model", *REPORT_COLUMNS]
+        table = markdown_table(header, rows)
     if args.md:
         write_text(args.md, table + "\n")
     else:

@@ -38,8 +38,27 @@ def method_label(report: dict[str, Any]) -> str:
     return " ".join([report["method"], *(f"{k}={v}" for k, v in changes.items())])
 
 
-def report_rows(report: dict[str, Any]) -> list[list[Any]]:
-    """One run as table rows: the method, the retrained reference and the original."""
+def request_label(report: dict[str, Any]) -> str:
+    """``forget -> target`` of a run, to tell apart runs of the same task on other concepts."""
+    request = report.get("request") or {}
+    forget = ",".join(request.get("forget") or [])
+    target = ",".join(request.get("target") or []) or "?"
+    return f"{forget} -> {target}"
+
+
+def report_rows(report: dict[str, Any], with_request: bool = False) -> list[list[Any]]:
+    """One run as table rows: the method, the retrained reference and the original (each
+    row led by the request when ``with_request``, for tables that mix requests)."""
+    rows = _report_rows(report)
+    return [[request_label(report), *r] for r in rows] if with_request else rows
+
+
+def mixes_requests(reports: Sequence[dict[str, Any]]) -> bool:
+    """Whether the runs come from more than one (forget, target) request."""
+    return len({request_label(r) for r in reports}) > 1
+
+
+def _report_rows(report: dict[str, Any]) -> list[list[Any]]:
     m, ref, orig = report["metrics"], report.get("reference"), report.get("original") or {}
     rows = [[report["task"], method_label(report), *(m.get(k) for k in REPORT_COLUMNS)]]
     if ref:
@@ -74,6 +93,9 @@ def flat_row(report: dict[str, Any]) -> dict[str, Any]:
         "method": report["method"],
         "seed": report["seed"],
         "recipe": report["recipe"],
+        "forget": ",".join((report.get("request") or {}).get("forget") or []),
+        "target": ",".join((report.get("request") or {}).get("target") or []),
+        "prior": (report.get("request") or {}).get("prior"),  # TARF's n, or "auto"
     }
     row.update({k: m.get(k) for k in ("UA", "RA", "TA", "MIA", "Gap", "RTE_s", "UA-F", "UA-R")})
     row["retrain_s"] = ref.get("train_s")
@@ -175,14 +197,20 @@ def _label_order(report: dict[str, Any], order: dict[str, int]) -> tuple:
 def table1(reports: Sequence[dict[str, Any]]) -> str:
     """The paper's Table 1 layout: per task the retrained reference, then each method
     (mean ± std over seeds when there are several), the best Gap per task in bold and
-    RTE as a ratio to the reference's training time."""
+    RTE as a ratio to the reference's training time. Runs of different requests are
+    never pooled: each (task, request) gets its own block."""
     from tarf.domains import MAIN_TASKS
 
+    mixed = mixes_requests(reports)
     by_task: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    task_of: dict[str, str] = {}
     for rep in reports:
-        by_task.setdefault(rep["task"], {}).setdefault(method_label(rep), []).append(rep)
+        key = f"{rep['task']}: {request_label(rep)}" if mixed else rep["task"]
+        task_of[key] = rep["task"]
+        by_task.setdefault(key, {}).setdefault(method_label(rep), []).append(rep)
     order = {m: i for i, m in enumerate(TABLE1_METHODS)}
-    tasks = sorted(by_task, key=lambda t: (MAIN_TASKS.index(t) if t in MAIN_TASKS else 99, t))
+    rank = lambda t: MAIN_TASKS.index(task_of[t]) if task_of[t] in MAIN_TASKS else 99  # noqa: E731
+    tasks = sorted(by_task, key=lambda t: (rank(t), t))
     header = ["task", "method", "seeds", *TABLE1_COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for task in tasks:
