@@ -79,6 +79,48 @@ def test_cache_hit_miss_and_corrupt(toy_dataset, tmp_path):
     assert cache.load(first.meta["key"]) is not None
 
 
+def test_concurrent_requests_for_one_model_train_it_once(toy_dataset, tmp_path):
+    """Two bench workers needing the same model (retrain on one D_un for two tasks): the
+    cache lock makes the second wait and load what the first trained."""
+    import threading
+
+    recipe, req = _tiny(toy_dataset)
+    cache = ModelCache(tmp_path / "models")
+    idx = torch.arange(len(toy_dataset.y_train))
+    metas = []
+    run = lambda: metas.append(  # noqa: E731
+        trained_model(toy_dataset, req, idx, recipe, 0, torch.device("cpu"), "original", cache).meta
+    )
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(m["cached"] for m in metas) == [False, True]
+
+
+def test_file_lock_excludes_a_second_holder(tmp_path):
+    import threading
+    import time
+
+    from tarf.io import file_lock
+
+    events = []
+
+    def hold(name: str, seconds: float) -> None:
+        with file_lock(tmp_path / "x.lock"):
+            events.append(f"{name} in")
+            time.sleep(seconds)
+            events.append(f"{name} out")
+
+    first = threading.Thread(target=hold, args=("a", 0.3))
+    first.start()
+    time.sleep(0.1)
+    hold("b", 0)
+    first.join()
+    assert events == ["a in", "a out", "b in", "b out"]
+
+
 def test_training_is_deterministic(toy_dataset, tmp_path):
     recipe, req = _tiny(toy_dataset)
     idx = torch.arange(len(toy_dataset.y_train))

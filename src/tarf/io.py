@@ -1,11 +1,13 @@
-"""Atomic writes: a result or checkpoint is either complete on disk or absent."""
+"""Atomic writes (a result or checkpoint is either complete on disk or absent) and a
+cross-process lock for work two processes must not do twice."""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +51,24 @@ def save_torch(path: str | Path, obj: Any) -> Path:
     import torch
 
     return atomic_write(path, lambda f: torch.save(obj, f))
+
+
+@contextmanager
+def file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created if missing) across processes, so that
+    two workers about to compute the same cached result do it once: the second waits
+    and then finds the result. POSIX ``flock``; elsewhere no lock (at worst, duplicate
+    work: writes stay atomic)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -94,33 +94,37 @@ def trained_model(
     cache = cache or ModelCache()
     key = model_key(ds, request, train_idx, recipe, seed)
     y_model = request.model_labels(ds.y_train)
-    entry = cache.load(key)
-    if entry is None:
-        x = ds.x_train[train_idx]
-        mean, std = channel_stats(x)
-        res = train_classifier(
-            x,
-            y_model[train_idx],
-            request.num_model_classes,
-            recipe,
-            seed,
-            device,
-            mean,
-            std,
-            desc=f"train {role}",
-        )
-        meta = {
-            "role": role, "arch": recipe.arch, "num_classes": request.num_model_classes,
-            "label_level": request.model_level.label, "in_channels": x.shape[1], "mean": mean, "std": std,
-            "train_s": res.train_seconds, "images_per_s": res.images_per_second, "train_size": len(train_idx),
-            "test_acc": accuracy(res.model, ds.x_test, request.model_labels(ds.y_test), device),
-            "seed": seed, "recipe": recipe.name, "device": str(device),
-        }  # fmt: skip
-        cache.save(
-            key,
-            {"state_dict": {k: v.cpu() for k, v in res.model.state_dict().items()}, "meta": meta},
-        )
-        return TrainedModel(res.model, {**meta, "cached": False, "key": key})
+    with cache.lock(key):  # a second process asking for this model waits, then loads it
+        entry = cache.load(key)
+        if entry is None:
+            x = ds.x_train[train_idx]
+            mean, std = channel_stats(x)
+            res = train_classifier(
+                x,
+                y_model[train_idx],
+                request.num_model_classes,
+                recipe,
+                seed,
+                device,
+                mean,
+                std,
+                desc=f"train {role}",
+            )
+            meta = {
+                "role": role, "arch": recipe.arch, "num_classes": request.num_model_classes,
+                "label_level": request.model_level.label, "in_channels": x.shape[1], "mean": mean, "std": std,
+                "train_s": res.train_seconds, "images_per_s": res.images_per_second, "train_size": len(train_idx),
+                "test_acc": accuracy(res.model, ds.x_test, request.model_labels(ds.y_test), device),
+                "seed": seed, "recipe": recipe.name, "device": str(device),
+            }  # fmt: skip
+            cache.save(
+                key,
+                {
+                    "state_dict": {k: v.cpu() for k, v in res.model.state_dict().items()},
+                    "meta": meta,
+                },
+            )
+            return TrainedModel(res.model, {**meta, "cached": False, "key": key})
     meta = entry["meta"]
     model = create_model(
         meta["arch"], meta["num_classes"], meta["in_channels"], meta["mean"], meta["std"]

@@ -22,7 +22,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from tarf.io import save_torch
+from tarf.io import file_lock, save_torch
 from tarf.models import create_model
 from tarf.recipes import Recipe
 
@@ -293,3 +293,7 @@ class ModelCache:
 
     def save(self, key: str, entry: dict) -> Path:
         return save_torch(self.path(key), {**entry, "key": key})
+
+    def lock(self, key: str) -> contextlib.AbstractContextManager[None]:
+        """Held while checking for and training the model ``key`` (see ``file_lock``)."""
+        return file_lock(self.root / f"{key}.lock")

@@ -58,34 +58,40 @@ class Retrain(Method):
             "num_classes": data.num_classes, "mean": mean, "std": std, "recipe": r.to_dict(),
             "seed": ctx.seed, "code": CODE_VERSION,
         })  # fmt: skip
-        entry = cache.load(key)
-        if entry is not None:
-            meta = entry["meta"]
-            trained = create_model(
-                meta["arch"], meta["num_classes"], meta["in_channels"], meta["mean"], meta["std"]
+        with cache.lock(key):  # two tasks sharing D_un run at once: one trains
+            entry = cache.load(key)
+            if entry is not None:
+                meta = entry["meta"]
+                trained = create_model(
+                    meta["arch"],
+                    meta["num_classes"],
+                    meta["in_channels"],
+                    meta["mean"],
+                    meta["std"],
+                )
+                trained.load_state_dict(entry["state_dict"])
+                record.update(cached=True, compute_s=meta["train_s"], train_seconds=meta["train_s"])
+                return MethodResult(trained.to(ctx.device).eval(), record)
+            result = train_classifier(
+                data.x_remain,
+                data.y_remain,
+                data.num_classes,
+                r,
+                ctx.seed,
+                ctx.device,
+                mean,
+                std,
+                desc="retrain",
             )
-            trained.load_state_dict(entry["state_dict"])
-            record.update(cached=True, compute_s=meta["train_s"], train_seconds=meta["train_s"])
-            return MethodResult(trained.to(ctx.device).eval(), record)
-        result = train_classifier(
-            data.x_remain,
-            data.y_remain,
-            data.num_classes,
-            r,
-            ctx.seed,
-            ctx.device,
-            mean,
-            std,
-            desc="retrain",
-        )
-        trained = result.model
-        meta = {
-            "arch": r.arch, "num_classes": data.num_classes, "in_channels": data.x_remain.shape[1],
-            "mean": trained.mean.flatten().tolist(),
-            "std": trained.std.flatten().tolist(), "train_s": result.train_seconds,
-        }  # fmt: skip
-        cache.save(
-            key, {"state_dict": {k: v.cpu() for k, v in trained.state_dict().items()}, "meta": meta}
-        )
-        record["train_seconds"] = round(result.train_seconds, 3)
+            trained = result.model
+            meta = {
+                "arch": r.arch, "num_classes": data.num_classes, "in_channels": data.x_remain.shape[1],
+                "mean": trained.mean.flatten().tolist(),
+                "std": trained.std.flatten().tolist(), "train_s": result.train_seconds,
+            }  # fmt: skip
+            cache.save(
+                key,
+                {"state_dict": {k: v.cpu() for k, v in trained.state_dict().items()}, "meta": meta},
+            )
+            record["train_seconds"] = round(result.train_seconds, 3)
         return MethodResult(trained.eval(), record)
