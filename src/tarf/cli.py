@@ -370,7 +370,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from tarf.runner import run_request
     from tarf.training import pick_device
 
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
+    # 8×8 images: one thread is as fast, and stays fast when the cores are busy (two
+    # threads next to a running bench made each 2-second run take 170 s: spin-waiting).
+    torch.set_num_threads(1)
     ds = load_dataset("digits")
     recipe, device = get_recipe("tiny", "digits"), pick_device("auto")
     start = time.perf_counter()
