@@ -52,6 +52,9 @@ def test_paper_default_k():
     assert default_k("cifar100", "model-mismatch", "cpu") == 0.05
     assert default_k("cifar100", "model-mismatch", "paper") == 0.5
     assert default_k("cifar10", "model-mismatch", "cpu") == 0.04
+    for task in ("all-matched", "target-mismatch", "model-mismatch", "data-mismatch"):
+        assert default_k("fashion-mnist", task, "cpu") == 0.0005  # CIFAR-10's diverges
+    assert default_k("fashion-mnist", "all-matched", "paper") == 0.02
 
 
 def test_rank_drops_picks_largest_and_skips_absent():
