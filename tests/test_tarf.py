@@ -199,6 +199,10 @@ def test_bad_options_are_rejected(trained, toy_dataset):
         get_method("tarf", identification="cluster").run(
             model, unlearn_data(toy_dataset, req), _ctx(recipe, toy_dataset, "all-matched")
         )
+    with pytest.raises(ValueError, match="phase1_batchnorm"):
+        get_method("tarf", phase1_batchnorm="none").run(
+            model, unlearn_data(toy_dataset, req), _ctx(recipe, toy_dataset, "all-matched")
+        )
     with pytest.raises(ValueError, match="unknown hyperparameter"):
         get_method("tarf", overrides={"kk": "1"})
     with pytest.raises(ValueError, match="expected float"):
@@ -224,3 +228,25 @@ def test_known_zero_prior_skips_the_probe(trained, toy_dataset, monkeypatch):
         )
         assert len(calls) == want_calls, (target, prior)
         assert ("skipped" in res.record["identification"]) == (want_calls == 0)
+
+
+def test_batch_statistics_batchnorm_normalises_by_batch_and_keeps_running_stats():
+    """Phase I's "batch" option: outputs use the batch's statistics (a scaled input
+    gives the same output), running statistics stay bit-identical, modes are restored."""
+    import torch.nn as nn
+
+    from tarf.methods.common import batch_statistics_batchnorm
+
+    net = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3)).eval()
+    bn = net[1]
+    before = (bn.running_mean.clone(), bn.running_var.clone(), bn.momentum)
+    x = torch.randn(32, 4) + 5.0
+    with batch_statistics_batchnorm(net):
+        assert bn.training
+        y = net(x)
+        y_scaled = nn.functional.batch_norm(
+            net[0](x), None, None, bn.weight, bn.bias, training=True, eps=bn.eps
+        )
+    assert torch.allclose(y, y_scaled, atol=1e-5)  # batch statistics, not the running ones
+    assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1])
+    assert not bn.training and bn.momentum == before[2]

@@ -96,6 +96,25 @@ def frozen_batchnorm(model: nn.Module):
             m.train(s)
 
 
+@contextlib.contextmanager
+def batch_statistics_batchnorm(model: nn.Module):
+    """Batch norm normalises with each batch's statistics (as in training) but leaves
+    the running statistics untouched (momentum 0): forget-only batches cannot shift
+    them, and the network stays scale-invariant, which frozen statistics are not (an
+    ascent can then grow the weights of successive layers without bound)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    states = [(m.training, m.momentum) for m in bns]
+    for m in bns:
+        m.train()
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (training, momentum) in zip(bns, states):
+            m.train(training)
+            m.momentum = momentum
+
+
 def param_blocks(model: nn.Module) -> list[nn.Module]:
     """The model's layers with weights, input to output: the children of its feature
     extractor (``body``, as in tarf.models) that have parameters, then the head; for

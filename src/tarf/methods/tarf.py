@@ -24,6 +24,7 @@ from tarf.domains import MODEL_MISMATCH
 from tarf.methods.base import Method, MethodResult, UnlearnContext, UnlearnData, register
 from tarf.methods.common import (
     Pool,
+    batch_statistics_batchnorm,
     ce,
     clone,
     frozen_batchnorm,
@@ -107,6 +108,10 @@ class TARFConfig:
     # param_blocks) are not updated in Phases II and III; 0 = every layer learns
     frozen_blocks: int = 0
     auto_alpha: float = 0.01  # --prior auto: the rule's false-positive rate on noise
+    # batch norm during Phase I (forget-only batches): "frozen" running statistics, or
+    # "batch" statistics with the running ones untouched (stable where frozen diverges:
+    # Fashion-MNIST, scripts/phase1_bn_diagnosis.py)
+    phase1_batchnorm: str = "frozen"
 
 
 def class_accuracy(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -200,6 +205,13 @@ class TARF(Method):
             raise ValueError(f"class_signal must be 'loss' or 'accuracy', got {c.class_signal!r}")
         if c.identified_op not in ("zero", "ascent"):
             raise ValueError(f"identified_op must be 'zero' or 'ascent', got {c.identified_op!r}")
+        if c.phase1_batchnorm not in ("frozen", "batch"):
+            raise ValueError(
+                f"phase1_batchnorm must be 'frozen' or 'batch', got {c.phase1_batchnorm!r}"
+            )
+        phase1_bn = (
+            frozen_batchnorm if c.phase1_batchnorm == "frozen" else batch_statistics_batchnorm
+        )
         original = model
         model = clone(model)
         opt = sgd(model.parameters(), lr, ctx)
@@ -264,7 +276,7 @@ class TARF(Method):
             if phase == "I":
                 # τ = 0 for all of D_un: its forward passes cannot change the update, so skip them.
                 n = min(samples, len(forget))
-                with frozen_batchnorm(model):
+                with phase1_bn(model):
                     for xf, yf in forget.epoch(n, c.forget_batch_size):
                         record["skipped_steps"] += guarded_step(
                             opt, -ks[t] * ce(model, xf, yf, ctx)
