@@ -66,5 +66,13 @@ def test_runs_of_different_requests_are_not_pooled():
     assert rows[0][:2] == ["pear -> fruit_and_vegetables", "target-mismatch"]
     assert mixes_requests([trees, fruit]) and not mixes_requests([trees, trees])
     assert flat_row(trees)["target"] == "trees" and flat_row(fruit)["forget"] == "pear"
+    # one bench: its tasks differ in target by design, and their rows stay plain
+    matched = run("all-matched", "tarf", 0, 1.0)
+    matched["request"] = {
+        "forget": ["maple_tree", "oak_tree"],
+        "target": ["maple_tree", "oak_tree"],
+    }
+    assert not mixes_requests([matched, trees])
+    assert "| all-matched | tarf |" in table1([matched, trees])
     trees["request"]["prior"] = "auto"
     assert flat_row(trees)["prior"] == "auto" and flat_row(fruit)["prior"] is None

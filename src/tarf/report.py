@@ -54,8 +54,12 @@ def report_rows(report: dict[str, Any], with_request: bool = False) -> list[list
 
 
 def mixes_requests(reports: Sequence[dict[str, Any]]) -> bool:
-    """Whether the runs come from more than one (forget, target) request."""
-    return len({request_label(r) for r in reports}) > 1
+    """Whether some task holds runs of more than one (forget, target) request (a bench's
+    tasks differ in their target by design, so only requests within a task count)."""
+    labels: dict[str, set[str]] = {}
+    for r in reports:
+        labels.setdefault(r["task"], set()).add(request_label(r))
+    return any(len(v) > 1 for v in labels.values())
 
 
 def _report_rows(report: dict[str, Any]) -> list[list[Any]]:
