@@ -139,6 +139,31 @@ def test_identification_sets_aside_the_classes_that_moved(
         and not torch.isin(retained, torch.tensor([1, 2])).any()
     )
     assert res.record["phases"] == ["I"] + ["II"] * 7 + ["III"] * 2
+    assert "warning" not in ident
+
+
+def test_identification_warns_when_phase_one_moved_nothing(trained, toy_dataset, monkeypatch):
+    """A Phase I too weak to move any class (Fashion-MNIST at k = 0.0005) still yields
+    n classes; the report must say they were ranked on noise."""
+    import tarf.methods.tarf as tarf_mod
+
+    model, recipe = trained
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "animals")
+    data = unlearn_data(toy_dataset, req)
+    acc0, loss0 = torch.full((7,), 90.0), torch.full((7,), 0.3)
+    acc1, loss1 = acc0 - torch.tensor([0, 1, 0, 0, 0, 0, 0.0]), loss0 + 0.01 * torch.arange(7)
+    calls = iter([(acc0, loss0), (acc1, loss1)])
+    monkeypatch.setattr(tarf_mod, "class_stats", lambda *a, **k: next(calls))
+    res = get_method("tarf", k=0.5, lr=0.01, epochs=2, t0=0).run(
+        model, data, _ctx(recipe, toy_dataset, "target-mismatch")
+    )
+    ident = res.record["identification"]
+    assert (
+        ident["n"] == 2
+        and "1.0 points" in ident["warning"]
+        and "phase1_batchnorm" in ident["warning"]
+    )
+    assert tarf_mod.weak_phase1_warning(acc1 - acc0, loss1 - loss0, 0) is None  # nothing chosen
 
 
 def test_tarf_does_not_modify_input_and_forgets(trained, toy_dataset):

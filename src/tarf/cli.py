@@ -353,6 +353,8 @@ def print_reports(reports: list[dict[str, Any]]) -> None:
             print(
                 f"{rep['task']}: set aside {ident['classes'] or 'nothing'} ({ident.get('n_source', 'prior')} n={ident['n']}); top of the {ident.get('signal', 'accuracy')} ranking after Phase I: {top}"
             )
+            if ident.get("warning"):
+                print(f"{rep['task']}: warning: {ident['warning']}")
 
 
 # -- commands -----------------------------------------------------------------------------

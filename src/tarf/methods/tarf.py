@@ -123,6 +123,28 @@ def class_accuracy(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> tor
     )
 
 
+# Accuracy is measured on id_samples_per_class (100) probe samples per class: below this
+# many points no class moved beyond sampling noise.
+WEAK_PHASE1_DROP = 2.0
+
+
+def weak_phase1_warning(acc_drops: torch.Tensor, loss_rise: torch.Tensor, n: int) -> str | None:
+    """Why a class-level identification should not be trusted: Phase I moved no class (the
+    Fashion-MNIST failure at a too-small k, docs/benchmarks.md), so the n classes set aside
+    were picked on noise-level differences."""
+    if n <= 0:
+        return None
+    top_drop = float(torch.nan_to_num(acc_drops, nan=0.0).max())
+    if top_drop >= WEAK_PHASE1_DROP:
+        return None
+    top_rise = float(torch.nan_to_num(loss_rise, nan=0.0).max())
+    return (
+        f"Phase I barely moved the model (largest class accuracy drop {top_drop:.1f} points, "
+        f"largest loss rise {top_rise:.3f} nats): the {n} classes set aside were ranked on "
+        "noise and may be wrong; raise k (--set k=...) or use --set phase1_batchnorm=batch"
+    )
+
+
 def guarded_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> int:
     """Ascent on an unbounded loss can overflow; a non-finite loss is skipped, not applied
     (which would turn every weight into NaN). Returns 1 when skipped."""
@@ -400,6 +422,9 @@ class TARF(Method):
                 },
                 "set_aside_samples": int((~keep).sum()),
             }
+            warning = weak_phase1_warning(acc_drops, loss_rise, n)
+            if warning:
+                ident["warning"] = warning
             if auto_record is not None:
                 if 0 < auto_record["cut"] < len(present):
                     cut = auto_record["cut"]
