@@ -17,7 +17,7 @@ from tarf.request import UnlearningRequest
 from tarf.runner import run_request
 
 TASKS = (("class", "1"), ("class", "straight"), ("superclass", "1"), ("superclass", "straight"))
-GRID = [DEMO_TARF] + [
+GRID = [DEMO_TARF, dict(DEMO_TARF, phase1_batchnorm="batch")] + [
     {"lr": lr, "k": k, "forget_batch_size": fb}
     for lr, k, fb in itertools.product([0.005, 0.01, 0.02], [0.2, 0.3, 0.5], [16, 64])
 ]
