@@ -256,8 +256,9 @@ def test_known_zero_prior_skips_the_probe(trained, toy_dataset, monkeypatch):
 
 
 def test_batch_statistics_batchnorm_normalises_by_batch_and_keeps_running_stats():
-    """Phase I's "batch" option: outputs use the batch's statistics (a scaled input
-    gives the same output), running statistics stay bit-identical, modes are restored."""
+    """Phase I's "batch" option: outputs use the batch's statistics (the same as a
+    functional batch norm in training mode), running statistics stay bit-identical,
+    modes are restored."""
     import torch.nn as nn
 
     from tarf.methods.common import batch_statistics_batchnorm
@@ -269,9 +270,9 @@ def test_batch_statistics_batchnorm_normalises_by_batch_and_keeps_running_stats(
     with batch_statistics_batchnorm(net):
         assert bn.training
         y = net(x)
-        y_scaled = nn.functional.batch_norm(
+        y_batch_stats = nn.functional.batch_norm(
             net[0](x), None, None, bn.weight, bn.bias, training=True, eps=bn.eps
         )
-    assert torch.allclose(y, y_scaled, atol=1e-5)  # batch statistics, not the running ones
+    assert torch.allclose(y, y_batch_stats, atol=1e-5)  # batch statistics, not the running ones
     assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1])
     assert not bn.training and bn.momentum == before[2]

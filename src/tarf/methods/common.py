@@ -82,37 +82,35 @@ def step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
 
 
 @contextlib.contextmanager
-def frozen_batchnorm(model: nn.Module):
-    """Keep batch-norm running statistics fixed, e.g. while only forget data flows:
-    otherwise a few forget-only batches shift them toward D_f and hurt every class."""
+def _batchnorm_mode(model: nn.Module, training: bool, momentum: float | None = None):
+    """Put every batch-norm layer in ``training`` mode (and, if given, set its running-
+    statistics ``momentum``) for the block, then restore both."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    states = [m.training for m in bns]
+    states = [(m.training, m.momentum) for m in bns]
     for m in bns:
-        m.eval()
+        m.train(training)
+        if momentum is not None:
+            m.momentum = momentum
     try:
         yield
     finally:
-        for m, s in zip(bns, states):
-            m.train(s)
+        for m, (was_training, was_momentum) in zip(bns, states):
+            m.train(was_training)
+            m.momentum = was_momentum
 
 
-@contextlib.contextmanager
-def batch_statistics_batchnorm(model: nn.Module):
+def frozen_batchnorm(model: nn.Module) -> contextlib.AbstractContextManager:
+    """Keep batch-norm running statistics fixed, e.g. while only forget data flows:
+    otherwise a few forget-only batches shift them toward D_f and hurt every class."""
+    return _batchnorm_mode(model, training=False)
+
+
+def batch_statistics_batchnorm(model: nn.Module) -> contextlib.AbstractContextManager:
     """Batch norm normalises with each batch's statistics (as in training) but leaves
     the running statistics untouched (momentum 0): forget-only batches cannot shift
     them, and the network stays scale-invariant, which frozen statistics are not (an
     ascent can then grow the weights of successive layers without bound)."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    states = [(m.training, m.momentum) for m in bns]
-    for m in bns:
-        m.train()
-        m.momentum = 0.0
-    try:
-        yield
-    finally:
-        for m, (training, momentum) in zip(bns, states):
-            m.train(training)
-            m.momentum = momentum
+    return _batchnorm_mode(model, training=True, momentum=0.0)
 
 
 def param_blocks(model: nn.Module) -> list[nn.Module]:

@@ -114,6 +114,17 @@ class TARFConfig:
     phase1_batchnorm: str = "frozen"
 
 
+# Batch norm during Phase I, by TARFConfig.phase1_batchnorm.
+PHASE1_BATCHNORM = {"frozen": frozen_batchnorm, "batch": batch_statistics_batchnorm}
+# The string options of TARFConfig and their values, checked before a run.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "identification": ("class", "instance"),
+    "class_signal": ("loss", "accuracy"),
+    "identified_op": ("zero", "ascent"),
+    "phase1_batchnorm": tuple(PHASE1_BATCHNORM),
+}
+
+
 def class_accuracy(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
     """Per-class accuracy in %, NaN where a class has no samples."""
     correct = torch.zeros(num_classes).index_add_(0, y, (pred == y).float())
@@ -219,21 +230,11 @@ class TARF(Method):
         k = c.k if c.k is not None else default_k(ctx.dataset, ctx.task, ctx.recipe.name)
         lr = c.lr if c.lr is not None else ctx.recipe.unlearn_lr
         ks = k_schedule(k, c.epochs, c.t0, c.k_schedule)
-        if c.identification not in ("class", "instance"):
-            raise ValueError(
-                f"identification must be 'class' or 'instance', got {c.identification!r}"
-            )
-        if c.class_signal not in ("loss", "accuracy"):
-            raise ValueError(f"class_signal must be 'loss' or 'accuracy', got {c.class_signal!r}")
-        if c.identified_op not in ("zero", "ascent"):
-            raise ValueError(f"identified_op must be 'zero' or 'ascent', got {c.identified_op!r}")
-        if c.phase1_batchnorm not in ("frozen", "batch"):
-            raise ValueError(
-                f"phase1_batchnorm must be 'frozen' or 'batch', got {c.phase1_batchnorm!r}"
-            )
-        phase1_bn = (
-            frozen_batchnorm if c.phase1_batchnorm == "frozen" else batch_statistics_batchnorm
-        )
+        for name, allowed in CHOICES.items():
+            value = getattr(c, name)
+            if value not in allowed:
+                raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, got {value!r}")
+        phase1_bn = PHASE1_BATCHNORM[c.phase1_batchnorm]
         original = model
         model = clone(model)
         opt = sgd(model.parameters(), lr, ctx)
