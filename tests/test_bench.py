@@ -73,7 +73,9 @@ def test_parse_and_bad_input(toy, tmp_path, capsys):
     assert bench.parse_seeds("3") == (0, 1, 2)
     assert bench.parse_seeds("0,2") == (0, 2) and bench.parse_seeds("5,") == (5,)
     assert bench.parse_tasks("all") == bench.MAIN_TASKS
-    with pytest.raises(bench.BenchError, match="valid: all, all-matched, target-mismatch"):
+    with pytest.raises(
+        bench.BenchError, match="valid: all, scenarios, all-matched, target-mismatch"
+    ):
         bench.parse_tasks("all-matched,target")
     with pytest.raises(bench.BenchError, match="unknown method nope; valid: all, .*tarf"):
         bench.parse_methods("ft,nope")
@@ -105,7 +107,7 @@ def test_parse_and_bad_input(toy, tmp_path, capsys):
     assert main([*base, "--concept", "plants", "--methods", "ft"]) == 2
     assert "--concept animals" in capsys.readouterr().err
     assert main([*base, "--concept", "animals", "--tasks", "all-matched,oops"]) == 2
-    assert "valid: all, all-matched" in capsys.readouterr().err
+    assert "valid: all, scenarios, all-matched" in capsys.readouterr().err
     assert main([*base, "--concept", "animals", "--methods", "ft,nope"]) == 2
     assert "unknown method nope" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
@@ -152,6 +154,46 @@ def test_resume_reruns_only_what_is_missing(toy, tmp_path, capsys):
         "| all-matched | retrained (reference) | 2 |" in md and "| target-mismatch | rl | 1 |" in md
     )
     assert "| all-matched | ft | 2 |" in md  # seeds 0 and 7
+
+
+def test_subset_scenarios_run_through_the_bench(toy, tmp_path, capsys):
+    """Table 5's No. 6-9 as bench tasks: D_f a seeded part of the forget class, the
+    originals shared with the main tasks, one reference per scenario and fraction."""
+    assert bench.parse_tasks("scenarios") == bench.SCENARIOS == (
+        "scenario-6", "scenario-7", "scenario-8", "scenario-9",
+    )  # fmt: skip
+    assert bench.parse_tasks("all,scenario-7")[-1] == "scenario-7"
+    with pytest.raises(bench.BenchError, match="sub-set labels"):
+        bench.parse_tasks("scenario-16")
+    g = grid(bench.SCENARIOS, ("ft",), forget_fraction=0.4)
+    plan = bench.make_plan(g, tmp_path)
+    names = sorted(m.job.name for m in plan.models)
+    assert names == [
+        "original_class_s0", "original_superclass_s0", "retrained_scenario-6_f0.4_s0",
+        "retrained_scenario-7_f0.4_s0", "retrained_scenario-8_f0.4_s0",
+        "retrained_scenario-9_f0.4_s0",
+    ]  # fmt: skip
+    # the same originals as the main tasks (one cache key per label level)
+    main_keys = {m.key for m in bench.make_plan(grid(bench.MAIN_TASKS), tmp_path).models}
+    assert {m.key for m in plan.models if m.job.role == "original"} <= main_keys
+    outcome = bench.run_plan(plan, tmp_path, bench.LocalBackend(1))
+    assert not outcome.failed and len(outcome.ok) == 4
+    reps = {r["task"]: r for r in bench.collect_reports(tmp_path)}
+    cases = {
+        t: (r["case"]["table4_no"], r["case"]["L_D"], r["case"]["L_T"]) for t, r in reps.items()
+    }
+    assert cases == {
+        "scenario-6": (6, "sub-set", "sub-set"), "scenario-7": (7, "sub-set", "superclass"),
+        "scenario-8": (8, "sub-set", "superclass"), "scenario-9": (9, "sub-set", "class"),
+    }  # fmt: skip
+    assert all(r["request"]["forget_fraction"] == 0.4 for r in reps.values())
+    # UA splits into UA-F / UA-R where the target is finer than the model's labels
+    assert {t for t, r in reps.items() if "UA-F" in r["metrics"]} == {"scenario-6", "scenario-9"}
+    assert (tmp_path / "ft_scenario-7_f0.4_s0.json").exists()
+    # another fraction is another grid: nothing of this one counts as done
+    assert not bench.make_plan(grid(bench.SCENARIOS, ("ft",)), tmp_path).done
+    with pytest.raises(bench.BenchError, match="between 0 and 1"):
+        bench.make_plan(grid(("scenario-7",), ("ft",), forget_fraction=1.0), tmp_path)
 
 
 @dataclasses.dataclass

@@ -183,5 +183,34 @@ def test_subset_bad_input(toy_hierarchy):
         UnlearningRequest.from_names(h, "cat", "class", "cat", forget_fraction=1.5)
     with pytest.raises(ValueError, match="name classes"):
         UnlearningRequest.from_names(h, "animals", "class", "animals", forget_fraction=0.5)
-    with pytest.raises(ValueError, match="needs the target"):
-        UnlearningRequest.from_names(h, "cat", "class", None, 2, forget_fraction=0.5)
+
+
+def test_subset_target_is_the_subset_itself(toy_hierarchy):
+    """No --target with --forget-fraction: forget exactly those samples (L_T = sub-set);
+    the rest of the class is remaining data, also in test (No. 6 with a superclass model)."""
+    h = toy_hierarchy
+    ytr, yte = labels(h, 10), labels(h, 3)
+    for model, task, case in (("superclass", "scenario-6", 6), ("class", "model-mismatch", 3)):
+        req = UnlearningRequest.from_names(h, "cat", model, None, forget_fraction=0.3)
+        assert (req.task.name, req.task.case) == (task, case) and req.has_reference
+        p = req.partitions(ytr, yte)
+        assert torch.equal(p.target, p.forget) and len(p.pseudo_remaining) == 0
+        assert len(p.test_target) == 0 and len(p.test_remaining) == len(yte)
+        assert len(p.remaining) == len(ytr) - 3  # includes the other 7 cats
+        assert req.prior(ytr).num_classes == 0
+        assert "sub-set itself" in req.describe()
+    # with a prior instead, the concept is unnamed and wider: (sub-set, class, class)
+    told = UnlearningRequest.from_names(h, "cat", "class", None, 2, forget_fraction=0.5)
+    assert told.task.case == 4 and not told.has_reference
+
+
+def test_class_list_wider_than_forget_is_a_concept(toy_hierarchy):
+    """Target classes beyond the forget classes name a wider concept: not all matched."""
+    h = toy_hierarchy
+    req = UnlearningRequest.from_names(h, "cat", "class", "cat,dog")
+    assert req.task.name == "target-mismatch" and req.prior(labels(h, 4)).num_classes == 1
+    assert "wider than its classes" in req.describe()
+    assert UnlearningRequest.from_names(h, "cat,dog", "class", "dog,cat").task.name == "all-matched"
+    # an unnamed concept with a prior > 0 is wider too; with 0 it is the forget data
+    assert UnlearningRequest.from_names(h, "cat", "class", None, 2).task.name == "target-mismatch"
+    assert UnlearningRequest.from_names(h, "cat", "class", None, 0).task.name == "all-matched"

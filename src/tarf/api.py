@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from tarf.domains import MODEL_MISMATCH, Level
+from tarf.domains import Level
 from tarf.hierarchy import LabelHierarchy
 from tarf.methods.base import (
     Method,
@@ -294,7 +294,7 @@ def _metrics(
     model: nn.Module, prep: _Prepared, request: UnlearningRequest, device: torch.device, seed: int
 ) -> dict[str, float | None]:
     """UA, RA, TA, MIA (SPEC section 4); without test data, only UA and RA."""
-    mm = request.task.name == MODEL_MISMATCH
+    mm = request.task.target_finer_than_model
     p = prep.parts
     if prep.has_test and len(p.test_remaining):
         return _paper_metrics(

@@ -39,13 +39,22 @@ from tarf.io import write_json, write_text
 from tarf.request import UnlearningRequest
 from tarf.runner import model_key
 
-# task -> (model labels, which names are the target: the forget classes or the concept)
-TASKS: dict[str, tuple[str, str]] = {
-    ALL_MATCHED: ("class", "forget"),
-    TARGET_MISMATCH: ("class", "concept"),
-    MODEL_MISMATCH: ("superclass", "forget"),
-    DATA_MISMATCH: ("superclass", "concept"),
+# task -> (model labels, the target: the forget classes, the concept, or the forgotten
+# sub-set itself; whether D_f is a seeded part of each forget class, the sub-set level)
+TASKS: dict[str, tuple[str, str, bool]] = {
+    ALL_MATCHED: ("class", "forget", False),
+    TARGET_MISMATCH: ("class", "concept", False),
+    MODEL_MISMATCH: ("superclass", "forget", False),
+    DATA_MISMATCH: ("superclass", "concept", False),
+    # The extra scenarios of the paper's Table 5 that the sub-set layer makes real (No. 5
+    # and 16 need a model trained on sub-set labels, which no dataset here has).
+    "scenario-6": ("superclass", "subset", True),
+    "scenario-7": ("superclass", "concept", True),
+    "scenario-8": ("class", "concept", True),
+    "scenario-9": ("superclass", "forget", True),
 }
+SCENARIOS = tuple(t for t in TASKS if t not in MAIN_TASKS)
+DEFAULT_FORGET_FRACTION = 0.5  # of each --forget class, in the sub-set scenarios
 LOG_FILE = "bench_log.jsonl"
 # Seconds a run spends outside ``method.run`` (loading data and models, evaluating, the
 # MIA's SVC), used by --dry-run until bench_log.jsonl has measured it. digits/tiny measured
@@ -82,11 +91,12 @@ class RunJob:
     hierarchy: str | None = None
     variant: str = ""  # an ablation's label for ``overrides`` (part of the file name)
     audit: int = 0  # number of references of tarf.audit (0: no audit)
+    forget_fraction: float = DEFAULT_FORGET_FRACTION  # sub-set tasks only
 
     @property
     def name(self) -> str:
         method = f"{self.method}-{self.variant}" if self.variant else self.method
-        return f"{method}_{self.task}_s{self.seed}"
+        return f"{method}_{task_label(self.task, self.forget_fraction)}_s{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -105,12 +115,19 @@ class ModelJob:
     device: str = "auto"
     hierarchy: str | None = None
     audit: bool = False  # also compute the reference's audit statistics (tarf.audit)
+    forget_fraction: float = DEFAULT_FORGET_FRACTION  # sub-set tasks only
 
     @property
     def name(self) -> str:
         if self.role == "original":
             return f"original_{TASKS[self.task][0]}_s{self.seed}"
-        return f"retrained_{self.task}_s{self.seed}"
+        return f"retrained_{task_label(self.task, self.forget_fraction)}_s{self.seed}"
+
+
+def task_label(task: str, forget_fraction: float) -> str:
+    """A task's part of file names: sub-set tasks carry their fraction (``_f0.5``), so
+    grids with different fractions never take each other's results."""
+    return f"{task}_f{forget_fraction:g}" if TASKS[task][2] else task
 
 
 @dataclass
@@ -131,13 +148,14 @@ class Grid:
     # ablations: label -> hyperparameters added to every method's (one run per label)
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)
     audit: int = 0  # references of tarf.audit per task (seeds 0..audit-1); 0: no audit
+    forget_fraction: float = DEFAULT_FORGET_FRACTION  # of each forget class, sub-set tasks
 
     def runs(self) -> list[RunJob]:
         variants = self.variants or {"": {}}
         return [
             RunJob(self.dataset, self.data_root, self.forget, self.concept, t, m,
                    {**self.overrides.get(m, {}), **ov}, s, self.recipe, self.device,
-                   self.hierarchy, label, self.audit)
+                   self.hierarchy, label, self.audit, self.forget_fraction)
             for s in self.seeds for t in self.tasks for m in self.methods
             for label, ov in variants.items()
         ]  # fmt: skip
@@ -145,26 +163,37 @@ class Grid:
     def model_jobs(self, task: str, seed: int) -> tuple[ModelJob, ModelJob]:
         args = (self.dataset, self.data_root, self.forget, self.concept, task)
         tail = (seed, self.recipe, self.device, self.hierarchy)
+        frac = self.forget_fraction
         return (
-            ModelJob(*args, "original", *tail),
-            ModelJob(*args, "retrained", *tail, audit=bool(self.audit)),
+            ModelJob(*args, "original", *tail, forget_fraction=frac),
+            ModelJob(*args, "retrained", *tail, audit=bool(self.audit), forget_fraction=frac),
         )
 
     def audit_jobs(self, task: str) -> list[ModelJob]:
         """The references of ``task`` that ``tarf.audit`` compares with (seeds 0..audit-1)."""
         args = (self.dataset, self.data_root, self.forget, self.concept, task, "retrained")
-        return [ModelJob(*args, s, self.recipe, self.device, self.hierarchy, audit=True)
+        return [ModelJob(*args, s, self.recipe, self.device, self.hierarchy, audit=True,
+                         forget_fraction=self.forget_fraction)
                 for s in range(self.audit)]  # fmt: skip
+
+    def request(self, hierarchy: Any, task: str) -> UnlearningRequest:
+        return build_request(hierarchy, self.forget, self.concept, task, self.forget_fraction)
 
 
 def parse_tasks(text: str) -> tuple[str, ...]:
-    names = _split(text)
-    if names == ["all"]:
-        return MAIN_TASKS
+    """Task names; ``all`` = the four main tasks, ``scenarios`` = the runnable extra
+    scenarios of the paper's Table 5 (sub-set level)."""
+    groups = {"all": MAIN_TASKS, "scenarios": SCENARIOS}
+    names = [t for n in _split(text) for t in groups.get(n, (n,))]
     bad = [n for n in names if n not in TASKS]
     if bad or not names:
+        hint = ""
+        if any(n in ("scenario-5", "scenario-16") for n in bad):
+            hint = (" (scenarios No. 5 and 16 need a model trained on sub-set labels; "
+                    "no dataset here has them)")  # fmt: skip
         raise BenchError(
-            f"unknown task {', '.join(bad) or '(none)'}; valid: all, {', '.join(MAIN_TASKS)}"
+            f"unknown task {', '.join(bad) or '(none)'}{hint}; valid: all, scenarios, "
+            f"{', '.join(TASKS)}"
         )
     return tuple(dict.fromkeys(names))
 
@@ -229,13 +258,21 @@ def split_overrides(methods: Iterable[str], values: dict[str, Any]) -> dict[str,
     return {m: ov for m, ov in per.items() if ov}
 
 
-def build_request(hierarchy: Any, forget: str, concept: str | None, task: str) -> UnlearningRequest:
-    """The request of one of the four tasks, checked to be that task."""
-    labels, which = TASKS[task]
+def build_request(
+    hierarchy: Any,
+    forget: str,
+    concept: str | None,
+    task: str,
+    forget_fraction: float = DEFAULT_FORGET_FRACTION,
+) -> UnlearningRequest:
+    """The request of one of the bench's tasks, checked to be that task."""
+    labels, which, subset = TASKS[task]
     if which == "concept" and not concept:
         raise BenchError(f"task {task} needs --concept, the superclass of the --forget classes")
-    target = forget if which == "forget" else concept
-    req = UnlearningRequest.from_names(hierarchy, forget, labels, target)
+    target = {"forget": forget, "concept": concept, "subset": None}[which]
+    req = UnlearningRequest.from_names(
+        hierarchy, forget, labels, target, forget_fraction=forget_fraction if subset else None
+    )
     if req.task.name != task:
         raise BenchError(
             f"task {task}: forget {forget} with a {labels}-level model and target {target} is "
@@ -255,7 +292,8 @@ def check_grid(grid: Grid, hierarchy: Any) -> None:
         raise BenchError(f"--forget: {e}") from None
     if level.label != "class":
         raise BenchError(
-            "--forget must name classes: the four tasks report the forget data by class"
+            "--forget must name classes: the bench's tasks report the forget data by class "
+            "(the scenarios take a part of each class, --forget-fraction)"
         )
     forget = h.class_ids(level, ids)
     supers = sorted({h.superclass_names[h.superclass_of[c]] for c in forget})
@@ -280,7 +318,7 @@ def check_grid(grid: Grid, hierarchy: Any) -> None:
             raise BenchError(f"--concept {grid.concept} does not fit --forget {grid.forget}; {fix}")
     for task in grid.tasks:
         try:
-            build_request(h, grid.forget, grid.concept, task)
+            grid.request(h, task)
         except BenchError:
             raise
         except ValueError as e:
@@ -346,13 +384,13 @@ def make_plan(grid: Grid, out_dir: str | Path, cache: Any = None, download: bool
 
     for seed in grid.seeds:
         for task in grid.tasks:
-            req = build_request(ds.hierarchy, grid.forget, grid.concept, task)
+            req = grid.request(ds.hierarchy, task)
             remaining = req.partitions(pds.y_train, pds.y_test).remaining
             users = [r.name for r in grid.runs() if r.task == task and r.seed == seed]
             for job, idx in zip(grid.model_jobs(task, seed), (everything, remaining)):
                 add(job, req, idx, users)
     for task in grid.tasks:  # the audit's references: every run of the task needs them all
-        req = build_request(ds.hierarchy, grid.forget, grid.concept, task)
+        req = grid.request(ds.hierarchy, task)
         remaining = req.partitions(pds.y_train, pds.y_test).remaining
         users = [r.name for r in grid.runs() if r.task == task]
         for job in grid.audit_jobs(task):
@@ -417,7 +455,7 @@ def run_job(job: RunJob, out_dir: str) -> dict[str, Any]:
         from tarf.training import pick_device
 
         ds = load_dataset_once(job.dataset, job.data_root, job.hierarchy)
-        req = build_request(ds.hierarchy, job.forget, job.concept, job.task)
+        req = build_request(ds.hierarchy, job.forget, job.concept, job.task, job.forget_fraction)
         recipe = get_recipe(job.recipe, job.dataset)
         device, log = pick_device(job.device), lambda m: _log(f"{job.name}: {m}")
         with tempfile.TemporaryDirectory() as tmp:
@@ -450,7 +488,7 @@ def train_model_job(job: ModelJob, out_dir: str) -> dict[str, Any]:
         from tarf.training import pick_device
 
         ds = load_dataset_once(job.dataset, job.data_root, job.hierarchy)
-        req = build_request(ds.hierarchy, job.forget, job.concept, job.task)
+        req = build_request(ds.hierarchy, job.forget, job.concept, job.task, job.forget_fraction)
         recipe = get_recipe(job.recipe, job.dataset)
         pds = prepare_dataset(ds, recipe)
         if job.role == "original":

@@ -61,7 +61,8 @@ def _add_request_args(p: argparse.ArgumentParser, forget_required: bool = True) 
         "--forget-fraction",
         type=_fraction,
         help="the sub-set level: forget only this seeded fraction of each --forget class "
-        "(paper Table 4/5 scenarios with L_D = sub-set; needs --target)",
+        "(paper Table 4/5 scenarios with L_D = sub-set); without --target the target is "
+        "that sub-set itself",
     )
     g.add_argument(
         "--prior",
@@ -226,7 +227,16 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--tasks",
         default="all",
-        help="all, or some of all-matched,target-mismatch,model-mismatch,data-mismatch",
+        help="all (the four tasks), scenarios (paper Table 5 No. 6-9, sub-set level), or some "
+        "of all-matched,target-mismatch,model-mismatch,data-mismatch,scenario-6,...,scenario-9",
+    )
+    g.add_argument(
+        "--forget-fraction",
+        type=_fraction,
+        default=0.5,
+        metavar="F",
+        help="the sub-set level of the scenario tasks: D_f is this seeded fraction of each "
+        "--forget class (default 0.5)",
     )
     g.add_argument(
         "--methods", default="all", help="all, or registered method names (`tarf methods`)"
@@ -465,7 +475,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from tarf.domains import MODEL_MISMATCH
     from tarf.metrics import evaluate, gap
     from tarf.runner import prepare_dataset, trained_model
 
@@ -483,7 +492,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         parts,
         device,
         args.seed,
-        req.task.name == MODEL_MISMATCH,
+        req.task.target_finer_than_model,
     )
     out: dict[str, Any] = {"task": req.task.name, "metrics": evaluate(model, *ev)}
     if req.has_reference:
@@ -577,6 +586,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
             args.dataset, args.forget, args.concept, bench.parse_tasks(args.tasks), methods,
             bench.parse_seeds(args.seeds), args.recipe, args.data_root, args.hierarchy,
             args.device, bench.split_overrides(methods, values), audit=args.audit,
+            forget_fraction=args.forget_fraction,
         )  # fmt: skip
         _recipe(args)  # an unknown recipe fails here, not in every job
         jobs = args.jobs or bench.default_jobs()

@@ -76,6 +76,12 @@ class TaskKind:
     def is_main(self) -> bool:
         return self.name in MAIN_TASKS
 
+    @property
+    def target_finer_than_model(self) -> bool:
+        """``L_T ≺ L_M`` (model mismatch, No. 6, 9): the model's forget classes also hold
+        data to keep, so UA splits into UA-F (on ``D_f``) and UA-R (on ``D_ar``)."""
+        return self.target < self.model
+
 
 def _table4() -> dict[tuple[Level, Level, Level], tuple[int, str]]:
     """The paper's Table 4: (L_D, L_M, L_T) -> (No., comment), all 27 cases."""
@@ -147,3 +153,14 @@ def classify(data: Level, model: Level, target: Level) -> TaskKind:
         if model == target:
             return TaskKind(DATA_MISMATCH, case, "data mismatch", data, model, target)
     return TaskKind(f"scenario-{case}", case, f"extra scenario No. {case}", data, model, target)
+
+
+def target_is_data(task: str) -> bool:
+    """Whether a task, by its name in reports, has ``L_T = L_D``: all matched, model
+    mismatch, and scenario No. 6 (the forgotten sub-set is the whole target)."""
+    if task in (ALL_MATCHED, MODEL_MISMATCH):
+        return True
+    if task.startswith("scenario-"):
+        case = int(task.partition("-")[2])
+        return any(d == t for (d, _, t), (no, _) in TABLE4.items() if no == case)
+    return False

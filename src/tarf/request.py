@@ -81,13 +81,7 @@ class UnlearningRequest:
                     "--forget-fraction takes a part of each --forget class: name classes, "
                     "not superclasses"
                 )
-            if self.target is None:
-                raise ValueError(
-                    "a sub-set request (--forget-fraction) needs the target concept it belongs "
-                    "to: --target CLASS or SUPERCLASS names (a target that is the sub-set "
-                    "itself is not supported)"
-                )
-        if self.target is None and self.prior_classes is None:
+        if self.target is None and self.prior_classes is None and self.forget_fraction is None:
             raise ValueError(
                 "give the target concept (--target NAMES) or, for a concept with no name in "
                 "the hierarchy, the number of its model classes left in the data (--prior N, "
@@ -146,14 +140,30 @@ class UnlearningRequest:
         return self.hierarchy.resolve_many(self.forget)[0]
 
     @property
+    def subset_target(self) -> bool:
+        """The target is the forgotten sub-set itself (a ``--forget-fraction`` request
+        with no ``--target`` and no ``--prior``): forget exactly these samples."""
+        return (
+            self.forget_fraction is not None and self.target is None and self.prior_classes is None
+        )
+
+    @property
     def target_level(self) -> Level:
         if self.target is None:
-            # An unnamed concept whose extent TARF is to find is wider than the forget
-            # data: one level up (so class data with a class model is target mismatch).
-            if self.prior_classes == AUTO and self.data_level < Level.SUPERCLASS:
+            # An unnamed concept whose extent TARF is to find (or is told: a prior > 0) is
+            # wider than the forget data: one level up (class data with a class model is
+            # target mismatch).
+            wider = self.prior_classes == AUTO or (self.prior_classes or 0) > 0
+            if wider and self.data_level < Level.SUPERCLASS:
                 return Level(self.data_level + 1)
             return self.data_level
-        return self.hierarchy.resolve_many(self.target)[0]
+        level, _ = self.hierarchy.resolve_many(self.target)
+        if level == Level.CLASS == self.data_level and self.target_classes > self.forget_classes:
+            # Classes beyond the forget classes name a concept wider than the data (say
+            # boy, girl, man given boy, girl): one label above the class level, as the
+            # paper's 7-class concept of scenarios No. 5 and 16. Not "all matched".
+            return Level.SUPERCLASS
+        return level
 
     @property
     def task(self) -> TaskKind:
@@ -172,7 +182,7 @@ class UnlearningRequest:
     @property
     def has_reference(self) -> bool:
         """Whether the ground truth is known, so a retrained reference can be built."""
-        return self.target is not None
+        return self.target is not None or self.subset_target
 
     # -- labels and partitions --------------------------------------------------------
     @property
@@ -192,11 +202,16 @@ class UnlearningRequest:
         forget = _isin(y_train, self.forget_classes)
         if self.forget_fraction is not None:
             forget = _part_of_each_class(y_train, forget, self.forget_fraction, self.subset_seed)
-        target = _isin(y_train, self.target_classes)
+        target = forget if self.subset_target else _isin(y_train, self.target_classes)
         model_y = self.model_labels(y_train)
         forget_model_classes = model_y[forget].unique()
         affected = ~target & torch.isin(model_y, forget_model_classes)
-        test_target = _isin(y_test, self.target_classes)
+        # A sub-set exists only in the train split: its test data is all "remaining".
+        test_target = (
+            torch.zeros_like(y_test, dtype=torch.bool)
+            if self.subset_target
+            else _isin(y_test, self.target_classes)
+        )
         idx = lambda m: m.nonzero().flatten()  # noqa: E731
         return Partitions(
             forget=idx(forget),
@@ -222,13 +237,19 @@ class UnlearningRequest:
 
     def describe(self) -> str:
         h, t = self.hierarchy, self.task
-        target = ", ".join(self.target) if self.target else "(unnamed concept)"
+        level = t.target.label
+        if self.target:
+            target = ", ".join(self.target)
+            if self.hierarchy.resolve_many(self.target)[0] < t.target:
+                level = f"a concept wider than its classes, at the {level} level"
+        else:
+            target = "the sub-set itself" if self.subset_target else "(unnamed concept)"
         part = (
             f"a seeded {self.forget_fraction:.0%} of " if self.forget_fraction is not None else ""
         )
         return (
             f"{h.name}: forget {part}{', '.join(self.forget)} ({t.data.label}); model labels: "
-            f"{t.model.label}; target {target} ({t.target.label}) -> {t.name} "
+            f"{t.model.label}; target {target} ({level}) -> {t.name} "
             f"[paper Table 4 No. {t.case}, {t.comment}]"
         )
 

@@ -19,7 +19,6 @@ import torch.nn as nn
 
 from tarf.checkpoint import checkpoint_meta, save_checkpoint
 from tarf.data.core import ImageDataset
-from tarf.domains import MODEL_MISMATCH
 from tarf.io import write_json
 from tarf.methods.base import Method, UnlearnContext, UnlearnData, config_changes, config_dict
 from tarf.metrics import evaluate, gap
@@ -210,7 +209,7 @@ def run_request(
     original = trained_model(ds, request, everything, recipe, seed, device, "original", cache)
     log(f"original model: test accuracy {original.meta['test_acc']:.2f}% ({_provenance(original)})")
     y_tr, y_te = request.model_labels(ds.y_train), request.model_labels(ds.y_test)
-    mm = task.name == MODEL_MISMATCH
+    mm = task.target_finer_than_model
     eval_args = (ds.x_train, y_tr, ds.x_test, y_te, parts, device, seed, mm)
 
     reference = None
