@@ -194,6 +194,13 @@ def test_subset_scenarios_run_through_the_bench(toy, tmp_path, capsys):
     assert not bench.make_plan(grid(bench.SCENARIOS, ("ft",)), tmp_path).done
     with pytest.raises(bench.BenchError, match="between 0 and 1"):
         bench.make_plan(grid(("scenario-7",), ("ft",), forget_fraction=1.0), tmp_path)
+    argv = ["bench", "--dataset", "toy", "--recipe", "micro", "--forget", "cat", "--concept",
+            "animals", "--methods", "ft", "--out", str(tmp_path), "--forget-fraction", "0.4"]  # fmt: skip
+    assert main([*argv, "--tasks", "all"]) == 2
+    assert "sub-set tasks only" in capsys.readouterr().err
+    assert main([*argv, "--tasks", "scenarios", "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "forget 0.4 of each class" in text and "jobs (4: 4 done, 0 to do)" in text
 
 
 @dataclasses.dataclass

@@ -199,9 +199,13 @@ def test_subset_target_is_the_subset_itself(toy_hierarchy):
         assert len(p.remaining) == len(ytr) - 3  # includes the other 7 cats
         assert req.prior(ytr).num_classes == 0
         assert "sub-set itself" in req.describe()
-    # with a prior instead, the concept is unnamed and wider: (sub-set, class, class)
+    # a prior of 0 says the same; a prior > 0 makes the concept unnamed and wider
+    zero = UnlearningRequest.from_names(h, "cat", "superclass", None, 0, forget_fraction=0.3)
+    assert zero.task.case == 6 and torch.equal(zero.partitions(ytr, yte).target, p.forget)
     told = UnlearningRequest.from_names(h, "cat", "class", None, 2, forget_fraction=0.5)
     assert told.task.case == 4 and not told.has_reference
+    tp = told.partitions(ytr, yte)  # unnamed: UA is measured on D_f, as the report says
+    assert torch.equal(tp.target, tp.forget) and len(tp.test_target) == 0
 
 
 def test_class_list_wider_than_forget_is_a_concept(toy_hierarchy):
@@ -214,3 +218,27 @@ def test_class_list_wider_than_forget_is_a_concept(toy_hierarchy):
     # an unnamed concept with a prior > 0 is wider too; with 0 it is the forget data
     assert UnlearningRequest.from_names(h, "cat", "class", None, 2).task.name == "target-mismatch"
     assert UnlearningRequest.from_names(h, "cat", "class", None, 0).task.name == "all-matched"
+    # at the sub-set level too: a part of cat, target cat and dog -> No. 8 / No. 7
+    for model, case in (("class", 8), ("superclass", 7)):
+        part = UnlearningRequest.from_names(h, "cat", model, "cat,dog", forget_fraction=0.5)
+        assert part.task.case == case
+
+
+def test_cached_metrics_tell_fractions_apart(toy_dataset, tmp_path, monkeypatch):
+    """The original's metrics are cached per partitions: two sub-set requests of one model
+    that differ only in their fraction must not share an entry."""
+    from tarf import runner
+    from tarf.training import ModelCache
+
+    calls = []
+    monkeypatch.setattr(runner, "evaluate", lambda *a: calls.append(1) or {"UA": len(calls)})
+    ds, h, cache = toy_dataset, toy_dataset.hierarchy, ModelCache(tmp_path / "models")
+    trained = runner.TrainedModel(None, {"key": "same-original"})
+
+    def metrics(fraction):
+        req = UnlearningRequest.from_names(h, "cat", "superclass", "cat", forget_fraction=fraction)
+        parts = req.partitions(ds.y_train, ds.y_test)
+        args = (None, None, None, None, parts, None, 0, req.task.target_finer_than_model)
+        return runner.evaluate_cached(trained, req, ds, args, cache)["UA"]
+
+    assert (metrics(0.5), metrics(0.2), metrics(0.5)) == (1, 2, 1) and len(calls) == 2

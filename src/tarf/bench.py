@@ -858,6 +858,11 @@ def format_plan(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None
         f"grid: {g.dataset}, forget {g.forget}, concept {g.concept or '-'}, recipe {g.recipe}, "
         f"seeds {','.join(map(str, g.seeds))}; tasks {', '.join(g.tasks)}; methods {', '.join(g.methods)}"
         + (
+            f"; sub-set tasks forget {g.forget_fraction:g} of each class"
+            if any(TASKS[t][2] for t in g.tasks)
+            else ""
+        )
+        + (
             f"; audit against {g.audit} references per task (seeds 0-{g.audit - 1})"
             if g.audit
             else ""

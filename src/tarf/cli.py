@@ -233,7 +233,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument(
         "--forget-fraction",
         type=_fraction,
-        default=0.5,
         metavar="F",
         help="the sub-set level of the scenario tasks: D_f is this seeded fraction of each "
         "--forget class (default 0.5)",
@@ -582,11 +581,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
         methods = bench.parse_methods(args.methods)
         values = read_config_file(args.config) if args.config else {}
         values.update(parse_set(args.set))
+        tasks = bench.parse_tasks(args.tasks)
+        if args.forget_fraction is not None and not any(bench.TASKS[t][2] for t in tasks):
+            raise CLIError(
+                "--forget-fraction applies to the sub-set tasks only (--tasks scenarios or "
+                "scenario-6 ... scenario-9); leave it out for the four main tasks"
+            )
         grid = bench.Grid(
-            args.dataset, args.forget, args.concept, bench.parse_tasks(args.tasks), methods,
+            args.dataset, args.forget, args.concept, tasks, methods,
             bench.parse_seeds(args.seeds), args.recipe, args.data_root, args.hierarchy,
             args.device, bench.split_overrides(methods, values), audit=args.audit,
-            forget_fraction=args.forget_fraction,
+            forget_fraction=args.forget_fraction or bench.DEFAULT_FORGET_FRACTION,
         )  # fmt: skip
         _recipe(args)  # an unknown recipe fails here, not in every job
         jobs = args.jobs or bench.default_jobs()
@@ -840,7 +845,11 @@ def _add_ablate_parser(asub) -> None:
     p.add_argument("--study", required=True, choices=list(STUDIES), help="what to vary")
     p.add_argument("--forget", required=True, help="comma-separated class names (D_f)")
     p.add_argument("--concept", help="the superclass holding them (concept tasks)")
-    p.add_argument("--tasks", default="all", help="all, or some of the four task names")
+    p.add_argument(
+        "--tasks",
+        default="all",
+        help="all (the four tasks), scenarios (No. 6-9 at a seeded half of each class), or names",
+    )
     p.add_argument(
         "--seeds", default="1", help="a count (3 = seeds 0,1,2) or a comma list (0,2; one seed: 5,)"
     )

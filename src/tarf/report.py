@@ -42,6 +42,8 @@ def request_label(report: dict[str, Any]) -> str:
     """``forget -> target`` of a run, to tell apart runs of the same task on other concepts."""
     request = report.get("request") or {}
     forget = ",".join(request.get("forget") or [])
+    if request.get("forget_fraction") is not None:  # the sub-set level
+        forget = f"{request['forget_fraction']:g} of {forget}"
     target = ",".join(request.get("target") or []) or "?"
     return f"{forget} -> {target}"
 
@@ -100,6 +102,7 @@ def flat_row(report: dict[str, Any]) -> dict[str, Any]:
         "forget": ",".join((report.get("request") or {}).get("forget") or []),
         "target": ",".join((report.get("request") or {}).get("target") or []),
         "prior": (report.get("request") or {}).get("prior"),  # TARF's n, or "auto"
+        "forget_fraction": (report.get("request") or {}).get("forget_fraction"),  # sub-set
     }
     row.update({k: m.get(k) for k in ("UA", "RA", "TA", "MIA", "Gap", "RTE_s", "UA-F", "UA-R")})
     row["retrain_s"] = ref.get("train_s")

@@ -54,7 +54,8 @@ class UnlearningRequest:
     """Forget data (names at one level), the model's label level, and the target concept.
 
     ``target=None`` means the concept has no name in the hierarchy: the user then gives
-    ``prior`` and gets a report without reference metrics.
+    ``prior`` and gets a report without reference metrics; for a sub-set request with no
+    prior > 0 it means the target is the forgotten sub-set itself (``subset_target``).
     """
 
     hierarchy: LabelHierarchy
@@ -63,7 +64,7 @@ class UnlearningRequest:
     target: tuple[str, ...] | None = None
     prior_classes: int | str | None = None  # overrides the target's prior; "auto": estimate
     # The third label layer (sub-set, SPEC section 1): the forget data is a seeded part
-    # of each --forget class, not the whole class; the target must then be named.
+    # of each --forget class, not the whole class.
     forget_fraction: float | None = None
     subset_seed: int = 0
 
@@ -142,10 +143,8 @@ class UnlearningRequest:
     @property
     def subset_target(self) -> bool:
         """The target is the forgotten sub-set itself (a ``--forget-fraction`` request
-        with no ``--target`` and no ``--prior``): forget exactly these samples."""
-        return (
-            self.forget_fraction is not None and self.target is None and self.prior_classes is None
-        )
+        with no ``--target`` and no prior > 0): forget exactly these samples."""
+        return self.target_level == Level.SUBSET
 
     @property
     def target_level(self) -> Level:
@@ -158,7 +157,11 @@ class UnlearningRequest:
                 return Level(self.data_level + 1)
             return self.data_level
         level, _ = self.hierarchy.resolve_many(self.target)
-        if level == Level.CLASS == self.data_level and self.target_classes > self.forget_classes:
+        if (
+            level == Level.CLASS
+            and self.data_level <= Level.CLASS
+            and self.target_classes > self.forget_classes
+        ):
             # Classes beyond the forget classes name a concept wider than the data (say
             # boy, girl, man given boy, girl): one label above the class level, as the
             # paper's 7-class concept of scenarios No. 5 and 16. Not "all matched".
@@ -202,14 +205,15 @@ class UnlearningRequest:
         forget = _isin(y_train, self.forget_classes)
         if self.forget_fraction is not None:
             forget = _part_of_each_class(y_train, forget, self.forget_fraction, self.subset_seed)
-        target = forget if self.subset_target else _isin(y_train, self.target_classes)
+        # No named target: the sub-set itself, or an unnamed concept measured on D_f.
+        target = forget if self.target is None else _isin(y_train, self.target_classes)
         model_y = self.model_labels(y_train)
         forget_model_classes = model_y[forget].unique()
         affected = ~target & torch.isin(model_y, forget_model_classes)
         # A sub-set exists only in the train split: its test data is all "remaining".
         test_target = (
             torch.zeros_like(y_test, dtype=torch.bool)
-            if self.subset_target
+            if self.target is None and self.forget_fraction is not None
             else _isin(y_test, self.target_classes)
         )
         idx = lambda m: m.nonzero().flatten()  # noqa: E731

@@ -133,7 +133,7 @@ def trained_model(
     return TrainedModel(model, {**meta, "cached": True, "key": key})
 
 
-EVAL_VERSION = "eval-v1"  # bump when tarf.metrics.evaluate changes what it returns
+EVAL_VERSION = "eval-v2"  # bump when tarf.metrics.evaluate changes what it returns
 
 
 def evaluate_cached(
@@ -145,11 +145,13 @@ def evaluate_cached(
 ) -> dict[str, float]:
     """The metrics of a cached (original or reference) model, themselves cached: every
     run of a grid evaluates the same two models on the same partitions and seed."""
-    *_, seed, _mm = eval_args
+    *_, parts, _device, seed, mm = eval_args
+    # The partitions, not the names: a sub-set request's D_f depends on its fraction.
     key = digest({
-        "model": trained.meta["key"], "data": dataset_digest(ds), "forget": list(request.forget),
-        "target": list(request.target) if request.target else None,
-        "labels": request.model_level.label, "seed": seed, "metrics": EVAL_VERSION,
+        "model": trained.meta["key"], "data": dataset_digest(ds),
+        "parts": {k: tensor_digest(v) for k, v in vars(parts).items()},
+        "labels": request.model_level.label, "seed": seed, "ua_split": mm,
+        "metrics": EVAL_VERSION,
     })  # fmt: skip
     path = (cache or ModelCache()).root.parent / "evals" / f"{key}.json"
     try:
