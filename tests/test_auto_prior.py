@@ -12,7 +12,13 @@ import pytest
 import torch
 
 from tarf.cli import main
-from tarf.identify import concept_can_hide, gap_threshold, largest_gap, log_icon
+from tarf.identify import (
+    concept_can_hide,
+    forget_calibrated_cut,
+    gap_threshold,
+    largest_gap,
+    log_icon,
+)
 from tarf.methods import get_method
 from tarf.methods.base import UnlearnContext
 from tarf.recipes import get_recipe
@@ -182,9 +188,9 @@ def test_tarf_instance_level_auto(trained, toy_dataset, monkeypatch):
     planted = data.y_remain == 1  # dog: 40 samples whose loss jumps
     delta[planted] = torch.exp(torch.randn(int(planted.sum()), generator=g) * 0.3)
     _replay(monkeypatch, tarf_mod, "per_sample_loss", before, before + delta)
-    res = get_method("tarf", identification="instance", stop_after_identification=True).run(
-        model, data, _ctx(recipe, toy_dataset, "target-mismatch")
-    )
+    res = get_method(
+        "tarf", identification="instance", auto_instance_rule="gap", stop_after_identification=True
+    ).run(model, data, _ctx(recipe, toy_dataset, "target-mismatch"))
     ident = res.record["identification"]
     assert ident["n_source"] == "auto" and ident["set_aside_samples"] == 40
     assert ident["fraction"] == pytest.approx(40 / n)
@@ -226,3 +232,62 @@ def test_cli_unlearn_with_prior_auto(capsys, tmp_path):
         main(["unlearn", "--dataset", "digits", "--model-labels", "class", "--forget", "1",
               "--prior", "some"])  # fmt: skip
     assert "expected a number >= 0 or 'auto'" in capsys.readouterr().err
+
+
+def test_forget_calibrated_cut_on_a_continuum():
+    """No gap anywhere (one smooth population with a concept bump at its top): the gap
+    rule declines, the cut calibrated on D_f's own I_con finds the bump; without a
+    concept, or when Phase I moved nothing, it sets (almost) nothing aside."""
+    g = torch.Generator().manual_seed(0)
+    bulk = torch.exp(torch.randn(9700, generator=g) * 0.8 - 0.5)
+    concept = torch.exp(torch.randn(300, generator=g) * 0.25 + 2.0)
+    icon_forget = torch.exp(torch.randn(1000, generator=g) * 0.25 + 2.0)
+    icon = torch.cat([bulk, concept])
+    truth = torch.arange(10000) >= 9700
+    assert largest_gap(log_icon(icon)).n == 0
+    cut = forget_calibrated_cut(icon, icon_forget, 0.05)
+    chosen = icon >= cut["beta"]
+    assert cut["n"] == int(chosen.sum()) and "declined" not in cut
+    assert (chosen & truth).sum() / chosen.sum() > 0.6 and (chosen & truth).sum() / 300 > 0.9
+    assert forget_calibrated_cut(bulk, icon_forget, 0.05)["n"] < 0.01 * len(bulk)
+    assert "did not change" in forget_calibrated_cut(icon, torch.zeros(50))["declined"]
+    # D_f no more disturbed than D_un: the cut would take most of it, declined
+    low = forget_calibrated_cut(icon, torch.exp(torch.randn(500, generator=g) - 3))
+    assert low["n"] == 0 and "not set apart" in low["declined"]
+
+
+def test_tarf_instance_auto_calibrated_on_forget_data(trained, toy_dataset, monkeypatch):
+    """TARF-I's default auto rule: D_f's loss change (planted around e) sets β; the
+    planted dog samples (around e too) are set aside, the bulk (around e^-5) is not."""
+    import tarf.methods.tarf as tarf_mod
+
+    model, recipe = trained
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", prior_classes="auto")
+    data = unlearn_data(toy_dataset, req)
+    g = torch.Generator().manual_seed(1)
+    planted = data.y_remain == 1
+    jump = lambda n: torch.exp(torch.randn(n, generator=g) * 0.2 + 1)  # noqa: E731
+    delta = torch.exp(torch.randn(len(planted), generator=g) * 0.3 - 5)
+    delta[planted] = jump(int(planted.sum()))
+    deltas = {len(data.y_remain): delta, len(data.y_forget): jump(len(data.y_forget))}
+    seen: set[int] = set()
+
+    def fake_loss(model, x, y, ctx):  # θ_o: zeros; after Phase I: the planted change
+        n = len(y)
+        after = n in seen
+        seen.add(n)
+        return deltas[n] if after else torch.zeros(n)
+
+    monkeypatch.setattr(tarf_mod, "per_sample_loss", fake_loss)
+    monkeypatch.setattr(tarf_mod.torch, "randperm", lambda n, generator=None: torch.arange(n))
+    res = get_method("tarf", identification="instance", stop_after_identification=True).run(
+        model, data, _ctx(recipe, toy_dataset, "target-mismatch")
+    )
+    ident = res.record["identification"]
+    auto = ident["auto"]
+    assert (
+        auto["rule"].startswith("samples of D_un at least as disturbed")
+        and auto["quantile"] == 0.05
+    )
+    assert float(delta[~planted].max()) < auto["beta"] <= float(delta[planted].max())
+    assert 0.8 * planted.sum() <= ident["set_aside_samples"] <= planted.sum()

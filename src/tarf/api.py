@@ -506,7 +506,13 @@ def summary(report: dict[str, Any]) -> str:
                 f"samples ({source}, fraction {ident['fraction']:.4f})"
             )
         auto = ident.get("auto")
-        if auto:
+        if auto and "beta" in auto:  # instance level, calibrated on D_f
+            what += (
+                f"; decided by the {auto['decided_by']}: I_con at or above {auto['beta']:.3g}, "
+                f"the {auto['quantile']:.0%} quantile of D_f's own"
+                + (f" (declined: {auto['declined']})" if auto.get("declined") else "")
+            )
+        elif auto:
             what += (
                 f"; decided by the {auto['decided_by']}: largest gap {auto['statistic']:.2f} "
                 f"robust SDs vs threshold {auto['threshold']:.2f} (margin {auto['margin']:+.2f})"

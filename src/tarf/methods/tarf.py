@@ -108,6 +108,10 @@ class TARFConfig:
     # param_blocks) are not updated in Phases II and III; 0 = every layer learns
     frozen_blocks: int = 0
     auto_alpha: float = 0.01  # --prior auto: the rule's false-positive rate on noise
+    # --prior auto at instance level: "forget" (β = the auto_forget_quantile of D_f's own
+    # I_con, tarf.identify.forget_calibrated_cut) or "gap" (the largest-gap rule)
+    auto_instance_rule: str = "forget"
+    auto_forget_quantile: float = 0.05
     # batch norm during Phase I (forget-only batches): "frozen" running statistics, or
     # "batch" statistics with the running ones untouched (stable where frozen diverges:
     # Fashion-MNIST, scripts/phase1_bn_diagnosis.py)
@@ -122,6 +126,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "class_signal": ("loss", "accuracy"),
     "identified_op": ("zero", "ascent"),
     "phase1_batchnorm": tuple(PHASE1_BATCHNORM),
+    "auto_instance_rule": ("forget", "gap"),
 }
 
 
@@ -258,6 +263,9 @@ class TARF(Method):
                 torch.randperm(len(data.y_remain), generator=gen)[: c.instance_pool].sort().values
             )
             before = per_sample_loss(original, data.x_remain[probe], data.y_remain[probe], ctx)
+            if data.prior is not None and data.prior.auto and c.auto_instance_rule == "forget":
+                # D_f's own loss change calibrates β (tarf.identify.forget_calibrated_cut)
+                before = (before, per_sample_loss(original, data.x_forget, data.y_forget, ctx))
 
         record: dict[str, Any] = {
             "k": k,
@@ -355,15 +363,25 @@ class TARF(Method):
         data: UnlearnData,
         ctx: UnlearnContext,
         probe: torch.Tensor,
-        before: torch.Tensor,
+        before: Any,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Which samples of D_un keep τ = 1, from the dynamics of Phase I.
 
-        With the prior ``auto`` the count (class level) or β (instance level) comes from
-        :func:`tarf.identify.largest_gap` on the signal itself, never from ground truth;
-        in all matched and model mismatch nothing can hide (:func:`concept_can_hide`).
+        ``before``: the probe's class statistics (class level) or per-sample losses
+        (instance level; with ``D_f``'s as a pair for the ``forget`` auto rule) under θ_o.
+        With the prior ``auto`` the count (class level) comes from
+        :func:`tarf.identify.largest_gap` and β (instance level) from
+        :func:`tarf.identify.forget_calibrated_cut` (or the gap rule), never from ground
+        truth; in all matched and model mismatch nothing can hide (:func:`concept_can_hide`).
         """
-        from tarf.identify import RULE, concept_can_hide, largest_gap, log_icon
+        from tarf.identify import (
+            FORGET_RULE,
+            RULE,
+            concept_can_hide,
+            forget_calibrated_cut,
+            largest_gap,
+            log_icon,
+        )
 
         c = self.config
         prior = data.prior
@@ -435,19 +453,26 @@ class TARF(Method):
                     ]
                 ident["auto"] = auto_record
             return keep, ident
+        before, before_forget = before if isinstance(before, tuple) else (before, None)
         after = per_sample_loss(model, data.x_remain[probe], data.y_remain[probe], ctx)
         icon = (after - before).abs()
         auto_record = None
         if auto:
-            decision = largest_gap(log_icon(icon), c.auto_alpha)
+            if before_forget is not None:
+                after_forget = per_sample_loss(model, data.x_forget, data.y_forget, ctx)
+                icon_forget = (after_forget - before_forget).abs()
+                found = forget_calibrated_cut(icon, icon_forget, c.auto_forget_quantile)
+                estimate, found = found["n"], {**found, "signal": "I_con", "rule": FORGET_RULE}
+            else:
+                decision = largest_gap(log_icon(icon), c.auto_alpha)
+                estimate = decision.n
+                found = {**decision.to_dict(), "signal": "log I_con", "rule": RULE}
             can_hide = concept_can_hide(ctx.task)
-            n_out = decision.n if can_hide else 0
+            n_out = estimate if can_hide else 0
             auto_record = {
                 "decided_by": "data" if can_hide else "task",
-                "data_estimate": decision.n,
-                **decision.to_dict(),
-                "signal": "log I_con",
-                "rule": RULE,
+                "data_estimate": estimate,
+                **found,
             }
             fraction = n_out / max(len(probe), 1)
         else:
