@@ -54,6 +54,7 @@ TASKS: dict[str, tuple[str, str, bool]] = {
     "scenario-9": ("superclass", "forget", True),
 }
 SCENARIOS = tuple(t for t in TASKS if t not in MAIN_TASKS)
+SUBSET_TASKS = frozenset(t for t, (_, _, subset) in TASKS.items() if subset)
 DEFAULT_FORGET_FRACTION = 0.5  # of each --forget class, in the sub-set scenarios
 LOG_FILE = "bench_log.jsonl"
 # Seconds a run spends outside ``method.run`` (loading data and models, evaluating, the
@@ -127,7 +128,7 @@ class ModelJob:
 def task_label(task: str, forget_fraction: float) -> str:
     """A task's part of file names: sub-set tasks carry their fraction (``_f0.5``), so
     grids with different fractions never take each other's results."""
-    return f"{task}_f{forget_fraction:g}" if TASKS[task][2] else task
+    return f"{task}_f{forget_fraction:g}" if task in SUBSET_TASKS else task
 
 
 @dataclass
@@ -859,7 +860,7 @@ def format_plan(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None
         f"seeds {','.join(map(str, g.seeds))}; tasks {', '.join(g.tasks)}; methods {', '.join(g.methods)}"
         + (
             f"; sub-set tasks forget {g.forget_fraction:g} of each class"
-            if any(TASKS[t][2] for t in g.tasks)
+            if SUBSET_TASKS.intersection(g.tasks)
             else ""
         )
         + (

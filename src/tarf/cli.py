@@ -582,7 +582,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         values = read_config_file(args.config) if args.config else {}
         values.update(parse_set(args.set))
         tasks = bench.parse_tasks(args.tasks)
-        if args.forget_fraction is not None and not any(bench.TASKS[t][2] for t in tasks):
+        if args.forget_fraction is not None and not bench.SUBSET_TASKS.intersection(tasks):
             raise CLIError(
                 "--forget-fraction applies to the sub-set tasks only (--tasks scenarios or "
                 "scenario-6 ... scenario-9); leave it out for the four main tasks"

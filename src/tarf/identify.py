@@ -185,9 +185,10 @@ def forget_calibrated_cut(
     """
     icon, icon_forget = icon.double().flatten(), icon_forget.double().flatten()
     beta = float(torch.quantile(icon_forget, quantile)) if len(icon_forget) else math.nan
-    above = int((icon >= beta).sum()) if math.isfinite(beta) and beta > 0 else 0
+    moved = math.isfinite(beta) and beta > 0
+    above = int((icon >= beta).sum()) if moved else 0
     why = None
-    if not (math.isfinite(beta) and beta > 0):
+    if not moved:
         why = "Phase I did not change the forget data's loss"
     elif above > MAX_SET_ASIDE * len(icon):
         why = f"the cut would set aside {above} of {len(icon)} samples: D_f is not set apart"

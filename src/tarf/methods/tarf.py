@@ -250,7 +250,9 @@ class TARF(Method):
         # A known prior of zero (all matched, model mismatch) leaves nothing to identify:
         # skip the probe's forward passes, which cannot change the result.
         skip = nothing_to_identify(data.prior, c.identification) and not c.stop_after_identification
-        # What identification will measure, fixed before any update (θ_o).
+        # What identification will measure, fixed before any update (θ_o); D_f's own
+        # per-sample losses only for the instance-level ``forget`` auto rule.
+        before_forget = None
         if skip:
             probe, before = torch.empty(0, dtype=torch.long), None
         elif c.identification == "class":
@@ -264,8 +266,7 @@ class TARF(Method):
             )
             before = per_sample_loss(original, data.x_remain[probe], data.y_remain[probe], ctx)
             if data.prior is not None and data.prior.auto and c.auto_instance_rule == "forget":
-                # D_f's own loss change calibrates β (tarf.identify.forget_calibrated_cut)
-                before = (before, per_sample_loss(original, data.x_forget, data.y_forget, ctx))
+                before_forget = per_sample_loss(original, data.x_forget, data.y_forget, ctx)
 
         record: dict[str, Any] = {
             "k": k,
@@ -290,7 +291,7 @@ class TARF(Method):
                         "nothing to identify, no probe passes",
                     }  # fmt: skip
                 else:
-                    keep, ident = self._identify(model, data, ctx, probe, before)
+                    keep, ident = self._identify(model, data, ctx, probe, before, before_forget)
                 record["identification"] = ident
                 secs["identify"] = time.perf_counter() - tick
                 tick = time.perf_counter()
@@ -335,7 +336,9 @@ class TARF(Method):
             secs[phase] = secs.get(phase, 0.0) + now - tick
             tick = now
         if "identification" not in record:  # t1 >= T: Phase I only (identification analysis)
-            record["identification"] = self._identify(model, data, ctx, probe, before)[1]
+            record["identification"] = self._identify(
+                model, data, ctx, probe, before, before_forget
+            )[1]
         for p in model.parameters():
             p.requires_grad_(True)
         model.eval()
@@ -364,11 +367,12 @@ class TARF(Method):
         ctx: UnlearnContext,
         probe: torch.Tensor,
         before: Any,
+        before_forget: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Which samples of D_un keep τ = 1, from the dynamics of Phase I.
 
         ``before``: the probe's class statistics (class level) or per-sample losses
-        (instance level; with ``D_f``'s as a pair for the ``forget`` auto rule) under θ_o.
+        (instance level) under θ_o; ``before_forget``: D_f's, for the ``forget`` auto rule.
         With the prior ``auto`` the count (class level) comes from
         :func:`tarf.identify.largest_gap` and β (instance level) from
         :func:`tarf.identify.forget_calibrated_cut` (or the gap rule), never from ground
@@ -453,7 +457,6 @@ class TARF(Method):
                     ]
                 ident["auto"] = auto_record
             return keep, ident
-        before, before_forget = before if isinstance(before, tuple) else (before, None)
         after = per_sample_loss(model, data.x_remain[probe], data.y_remain[probe], ctx)
         icon = (after - before).abs()
         auto_record = None
