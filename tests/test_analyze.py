@@ -140,7 +140,8 @@ def test_dynamics_run_writes_curves_distances_and_tsne(toy_dataset, tmp_path):
 
 
 # -- ablations -----------------------------------------------------------------------------
-def test_frozen_blocks_stop_the_gradient_below_layer_n(toy_dataset):
+@pytest.mark.parametrize("frozen", [3, -1])
+def test_frozen_blocks_stop_the_gradient_below_layer_n(toy_dataset, frozen):
     from tarf.methods import get_method
     from tarf.methods.base import UnlearnContext
     from tarf.methods.common import param_blocks
@@ -153,18 +154,21 @@ def test_frozen_blocks_stop_the_gradient_below_layer_n(toy_dataset):
     req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "animals")
     ctx = UnlearnContext(torch.device("cpu"), recipe, 0, "target-mismatch", "toy", 280)
     before = [[p.clone() for p in b.parameters()] for b in param_blocks(model)]
-    # t1 = 0: no Phase I, so every update happens with the first 3 layers frozen
-    res = get_method("tarf", frozen_blocks=3, t1=0, k=0.1, lr=0.05).run(
+    n_frozen = frozen if frozen > 0 else len(before) + frozen  # -1: all but the classifier
+    # t1 = 0: no Phase I, so every update happens with the first layers frozen
+    res = get_method("tarf", frozen_blocks=frozen, t1=0, k=0.1, lr=0.05).run(
         model, unlearn_data(toy_dataset, req), ctx
     )
     after = param_blocks(res.model)
-    assert len(res.record["frozen_blocks"]) == 3
+    assert len(res.record["frozen_blocks"]) == n_frozen
     for i, (b0, b1) in enumerate(zip(before, after)):
         same = all(torch.equal(p0, p1) for p0, p1 in zip(b0, b1.parameters()))
-        assert same == (i < 3), f"layer {i}"
+        assert same == (i < n_frozen), f"layer {i}"
     assert all(p.requires_grad for p in res.model.parameters())
     with pytest.raises(ValueError, match="layers with weights"):
         get_method("tarf", frozen_blocks=99, t1=0).run(model, unlearn_data(toy_dataset, req), ctx)
+    with pytest.raises(ValueError, match="layers with weights"):
+        get_method("tarf", frozen_blocks=-99, t1=0).run(model, unlearn_data(toy_dataset, req), ctx)
 
 
 def test_ablation_grid_names_and_summary():

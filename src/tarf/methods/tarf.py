@@ -105,7 +105,8 @@ class TARFConfig:
     forget_batch_size: int = 64
     stop_after_identification: bool = False  # analysis: run Phase I, identify, stop
     # ablation (paper Fig. 4b): the first N layers with weights (tarf.methods.common.
-    # param_blocks) are not updated in Phases II and III; 0 = every layer learns
+    # param_blocks) are not updated in Phases II and III; 0 = every layer learns; a
+    # negative N leaves only the last -N learning (-1: only the classifier)
     frozen_blocks: int = 0
     auto_alpha: float = 0.01  # --prior auto: the rule's false-positive rate on noise
     # --prior auto at instance level: "forget" (β = the auto_forget_quantile of D_f's own
@@ -347,13 +348,17 @@ class TARF(Method):
     @staticmethod
     def _freeze(model: nn.Module, n: int) -> list[str]:
         """Stop the gradient below layer ``n`` for the rest of the run: parameters without
-        a gradient are skipped by SGD (no step, no momentum, no weight decay)."""
-        if n <= 0:
+        a gradient are skipped by SGD (no step, no momentum, no weight decay). A negative
+        ``n`` counts from the output, as in Python slicing: ``-1`` freezes every layer but
+        the classifier, whatever the architecture."""
+        if n == 0:
             return []
         blocks = param_blocks(model)
-        if n > len(blocks):
+        if n > len(blocks) or -n >= len(blocks):
             raise ValueError(
-                f"frozen_blocks={n}, but the model has {len(blocks)} layers with weights"
+                f"frozen_blocks={n}, but the model has {len(blocks)} layers with weights: "
+                f"use 1 to {len(blocks)} (from the input) or -1 to -{len(blocks) - 1} "
+                "(all but that many from the output)"
             )
         for b in blocks[:n]:
             for p in b.parameters():
