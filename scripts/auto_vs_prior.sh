@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # TARF with the known prior against TARF with --prior auto on the target-mismatch task of
-# three more CIFAR-100 concepts (the given classes are those `tarf analyze identify`
-# chose for seed 0), cpu recipe; the same for TARF-I (instance level, Algorithm 2) with
-# the known fraction (i-known) and with --prior auto (i-auto, beta from D_f's own I_con). One JSON per run in docs/results/cifar100/auto-vs-prior/
-# (existing ones skipped), then a table. The "people" runs are in docs/results/cifar100/
-# (known prior) and docs/results/cifar100/tarf-auto/ (auto).
+# three more CIFAR-100 concepts (scripts/held_out_concepts.sh), cpu recipe; the same for
+# TARF-I (instance level, Algorithm 2) with the known fraction (i-known) and with
+# --prior auto (i-auto, beta from D_f's own I_con). One JSON per run in
+# docs/results/cifar100/auto-vs-prior/ (existing ones skipped), then a table. The
+# "people" runs are in docs/results/cifar100/ (known prior) and
+# docs/results/cifar100/tarf-auto/ (auto).
 # Usage: [JOBS=2] scripts/auto_vs_prior.sh [SEED]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/held_out_concepts.sh
 seed="${1:-0}"
 jobs="${JOBS:-2}"
 out=docs/results/cifar100/auto-vs-prior
@@ -16,8 +18,7 @@ data="${TARF_DATA:-../shared/datasets}"
 [ "$jobs" -gt 1 ] && export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # known-prior runs first: each trains its concept's reference, the auto runs reuse it
 for prior in known auto i-known i-auto; do
-  for spec in "trees maple_tree,oak_tree" "fruit_and_vegetables pear,sweet_pepper" \
-              "vehicles_1 bus,motorcycle"; do
+  for spec in "${HELD_OUT_CONCEPTS[@]}"; do
     set -- $spec
     f="$out/tarf_${1}_${prior}_s${seed}.json"
     [ -s "$f" ] && continue

@@ -466,7 +466,7 @@ class TARF(Method):
         icon = (after - before).abs()
         auto_record = None
         if auto:
-            if before_forget is not None:
+            if c.auto_instance_rule == "forget":  # run() measured D_f's θ_o losses for it
                 after_forget = per_sample_loss(model, data.x_forget, data.y_forget, ctx)
                 icon_forget = (after_forget - before_forget).abs()
                 found = forget_calibrated_cut(icon, icon_forget, c.auto_forget_quantile)
