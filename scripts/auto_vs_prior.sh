@@ -30,5 +30,5 @@ for prior in known auto i-known i-auto; do
     esac
     echo "$f tarf unlearn --dataset cifar100 --data-root $data --model-labels class --forget $2 --target $1 $extra --method tarf --recipe cpu --seed $seed --out $f"
   done
-done | xargs -P "$jobs" -L 1 sh -c 'f="$1"; shift; "$@" > "${f%.json}.log" 2>&1 && echo "done: $f" || echo "FAILED: $f" ' sh
+done | xargs -r -P "$jobs" -L 1 sh -c 'f="$1"; shift; "$@" > "${f%.json}.log" 2>&1 && echo "done: $f" || echo "FAILED: $f" ' sh
 tarf report "$out"/*_s*.json --md "$out/table.md" --csv "$out/results.csv"
