@@ -138,6 +138,14 @@ def test_resume_reruns_only_what_is_missing(toy, tmp_path, capsys):
     )
     assert rows["original_class_s0"].split()[1] == "cached"
     assert "time left: ~" in text and len(log_lines(out)) == len(lines)
+    # a new folder: nothing measured there, so the cache's log (the machine's) estimates
+    fresh = tmp_path / "fresh"
+    est = bench.estimate(bench.make_plan(g, fresh), fresh, workers=1)
+    assert est.run_source == {"ft": "cache log", "rl": "cache log"}
+    ft_times = [x["seconds"] for x in lines if x.get("method") == "ft"]
+    assert est.run_s["ft"] == pytest.approx(sum(ft_times) / len(ft_times))
+    audited = bench.make_plan(dataclasses.replace(g, audit=3), fresh)
+    assert bench.estimate(audited, fresh, workers=1).run_s == {"ft": None, "rl": None}
     # the rerun: only the missing job runs, the kept result is not rewritten
     assert main([*argv, "--jobs", "1"]) == 0
     new = log_lines(out)[len(lines) :]

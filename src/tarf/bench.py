@@ -514,6 +514,8 @@ def train_model_job(job: ModelJob, out_dir: str) -> dict[str, Any]:
 def _result(job: RunJob | ModelJob, status: str, seconds: float, **extra: Any) -> dict[str, Any]:
     kind = "run" if isinstance(job, RunJob) else "model"
     info = {"method": job.method} if isinstance(job, RunJob) else {"role": job.role}
+    if job.audit:  # an audited run takes longer: the dry run keeps the two apart
+        info["audit"] = job.audit
     return {
         "job": job.name, "kind": kind, "status": status, "seconds": round(seconds, 3),
         "dataset": job.dataset, "recipe": job.recipe, "task": job.task, "seed": job.seed,
@@ -699,10 +701,21 @@ def _stage(
 
 
 def append_log(out: Path, res: dict[str, Any]) -> None:
-    """One line per finished job; only the parent writes, so lines never interleave."""
-    line = {**res, "date": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    """One line per finished job, in the folder's log and in the cache's (the machine's
+    measured job times, so the dry run of a new folder can estimate from other benches).
+    Only the parent writes, so a folder's lines never interleave; the cache's log is
+    best effort (a read-only cache loses no result)."""
+    text = json.dumps({**res, "date": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n"
     with open(out / LOG_FILE, "a") as f:
-        f.write(json.dumps(line) + "\n")
+        f.write(text)
+    try:
+        from tarf.training import cache_root
+
+        cache_root().mkdir(parents=True, exist_ok=True)
+        with open(cache_root() / LOG_FILE, "a") as f:
+            f.write(text)
+    except OSError:
+        pass
 
 
 # -- results ---------------------------------------------------------------------------
@@ -797,10 +810,19 @@ class Estimate:
 def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -> Estimate:
     """Time left from what this folder has measured: per method the mean wall time in
     bench_log.jsonl, else its reports' mean RTE plus the evaluation overhead (measured in
-    the log, else ``EVAL_OVERHEAD_S``); per model the recorded training times."""
+    the log, else ``EVAL_OVERHEAD_S``), else the cache's log (other benches on this
+    machine); per model the recorded training times, else the cache's log."""
+    from tarf.training import cache_root
+
     g = plan.grid
-    same = lambda d: d.get("dataset") == g.dataset and d.get("recipe") == g.recipe  # noqa: E731
+
+    def same(d: dict[str, Any]) -> bool:  # same data and recipe; runs: audited or not alike
+        audit_alike = d.get("kind") != "run" or bool(d.get("audit")) == bool(g.audit)
+        return d.get("dataset") == g.dataset and d.get("recipe") == g.recipe and audit_alike
+
     log = [x for x in read_log(out_dir) if same(x) and x.get("status") == "ok"]
+    cache_dir = Path(cache.root).parent if cache is not None else cache_root()
+    machine_log = [x for x in read_log(cache_dir) if same(x) and x.get("status") == "ok"]
     reports = [r for r in collect_reports(out_dir) if same(r)]
     overhead = _mean([x["seconds"] - x["rte_s"] for x in log if x.get("rte_s") is not None])
     over_src = "measured"
@@ -816,14 +838,20 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
         elif rte is not None and overhead is not None:
             run_s[m], src[m] = rte + overhead, f"RTE + {over_src} overhead {overhead:.0f}s"
         else:
-            run_s[m], src[m] = None, "unknown"
-    trained = [x["seconds"] for x in log if x["kind"] == "model" and not x.get("cached")]
+            runs = (x for x in machine_log if x["kind"] == "run" and x.get("method") == m)
+            elsewhere = [x["seconds"] for x in runs]
+            run_s[m], src[m] = _mean(elsewhere), "cache log" if elsewhere else "unknown"
+    trained, trained_elsewhere = (
+        [x["seconds"] for x in lines if x["kind"] == "model" and not x.get("cached")]
+        for lines in (log, machine_log)
+    )
     recorded = [m for m in (_cached_train_s(pm.key, cache) for pm in plan.models if pm.cached) if m]
     from_reports = [
         b.get("train_s") for r in reports for b in (r.get("original"), r.get("reference")) if b
     ]
     model_s, model_src = None, "unknown"
-    for vals, name in ((trained, "bench_log"), (recorded, "cache"), (from_reports, "reports")):
+    for vals, name in ((trained, "bench_log"), (recorded, "cache"), (from_reports, "reports"),
+                       (trained_elsewhere, "cache log")):  # fmt: skip
         if _mean(vals) is not None:
             model_s, model_src = _mean(vals), name
             break
@@ -890,13 +918,15 @@ def format_plan(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None
             state = "to do" + (f"  ~{_fmt_s(s)}" if s is not None else "")
         lines.append(f"  {r.name:<{width}}  {state}")
     per = ", ".join(
-        f"{m} {_fmt_s(est.run_s[m]) if est.run_s[m] is not None else 'unknown'}" for m in g.methods
+        f"{m} {_fmt_s(est.run_s[m])}"
+        + (" (other benches)" if est.run_source[m] == "cache log" else "")
+        for m in g.methods
     )
     lines.append(f"time per run: {per}; per model: "
                  + (f"{_fmt_s(est.model_s)} ({est.model_source})" if est.model_s is not None else "unknown"))  # fmt: skip
     left = f"~{_fmt_s(est.left_s)} with {workers} worker{'s' * (workers > 1)}"
     if not est.left_s:
-        left = "unknown (nothing measured yet in this folder or the cache)"
+        left = "unknown (nothing measured yet in this folder or the cache on this machine)"
     if est.unknown:
         left += f" (not counting {', '.join(est.unknown)}: unknown)"
     lines.append(f"time left: {left}" if todo else "time left: nothing to do")
