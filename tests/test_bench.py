@@ -8,6 +8,7 @@ a second), registered by name so that jobs, the CLI and worker processes can loa
 import dataclasses
 import functools
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -247,6 +248,39 @@ def test_failed_job_is_isolated(toy, tmp_path, monkeypatch, capsys):
     assert len((out / "results.csv").read_text().splitlines()) == 2
 
 
+def test_runs_start_as_soon_as_their_models_are_there(toy, tmp_path, monkeypatch):
+    """A run whose models are cached is submitted at once, beside the model others wait
+    for; a model that fails fails only the runs that need it."""
+    out = tmp_path / "bench"
+    bench.run_plan(bench.make_plan(grid(tasks=("all-matched",)), out), out, bench.LocalBackend(1))
+    (out / "ft_all-matched_s0.json").unlink()
+
+    def broken(job, out_dir):
+        (Path(out_dir) / f"{job.name}.error.txt").write_text("boom\n")
+        return bench._result(job, "failed", 0.0)
+
+    monkeypatch.setattr(bench, "train_model_job", broken)
+    submitted, finished = [], []
+
+    class Recording(bench.LocalBackend):
+        def submit(self, fn, job, out_dir):
+            submitted.append((job.name, len(finished)))
+            super().submit(fn, job, out_dir)
+
+        def results(self):
+            for res in super().results():
+                finished.append(res["job"])
+                yield res
+
+    outcome = bench.run_plan(bench.make_plan(grid(), out), out, Recording(1), log=lambda _m: None)
+    # both submitted before anything finished; the target-mismatch run never is
+    assert submitted == [("retrained_target-mismatch_s0", 0), ("ft_all-matched_s0", 0)]
+    assert outcome.ok == ["ft_all-matched_s0"]
+    assert outcome.failed == ["retrained_target-mismatch_s0", "ft_target-mismatch_s0"]
+    why = (out / "ft_target-mismatch_s0.error.txt").read_text()
+    assert "not run: model retrained_target-mismatch_s0 failed" in why
+
+
 def test_process_pool(toy, tmp_path):
     """Two spawned workers: they load the toy data through ``setup`` and share the cache."""
     out = tmp_path / "bench"
@@ -296,8 +330,8 @@ def test_estimate_from_reports_without_a_log(toy, tmp_path, monkeypatch):
     }
     est = bench.estimate(plan, tmp_path, workers=2)
     assert est.run_s == {"ft": 15.0, "rl": None} and est.model_s == 90.0 and est.unknown == ["rl"]
-    # three models (rl needs them all) on two workers, then one ft run (rl's are unknown)
-    assert est.left_s == pytest.approx(3 * 90.0 / 2 + 15.0)
+    # three models (rl needs them all) and one ft run (rl's are unknown) on two workers
+    assert est.left_s == pytest.approx((3 * 90.0 + 15.0) / 2)
     text = bench.format_plan(plan, tmp_path, 2)
     assert "ft_all-matched_s0             done (other hyperparameters: lr=0.5)" in text
     assert "ft_target-mismatch_s0         to do  ~15s" in text and "not counting rl" in text

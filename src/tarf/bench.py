@@ -1,15 +1,16 @@
 """``tarf bench``: a grid of tasks x methods x seeds as independent, resumable jobs.
 
 Why jobs: a grid is dozens of runs that share a handful of trained models. The plan
-trains each shared model once (stage 1: the original per label level and seed, the
-retrained reference per task and seed; the model cache makes them shared), then runs one
-job per (task, method, seed) (stage 2). A job is a pure function of a small config and
+trains each shared model once (the original per label level and seed, the retrained
+reference per task and seed; the model cache makes them shared) and runs one job per
+(task, method, seed) as soon as the models it needs are there, so a worker never waits
+while another trains a model some other run needs. A job is a pure function of a small config and
 writes its own report atomically to ``DIR/{method}_{task}_s{seed}.json``, so a killed
 bench resumes where it stopped, and jobs may run in any order: in this process, in a
 local process pool, or as Ray tasks on a cluster.
 
 ``--audit K`` (``Grid.audit``) adds ``tarf.audit``'s U-LiRA, epsilon score and concept
-probe to every report: stage 1 also trains the task's references for seeds ``0..K-1`` and
+probe to every report: the plan also trains the task's references for seeds ``0..K-1`` and
 computes their per-example statistics into the cache (``audit.reference_stats``), and
 each run job audits its unlearned model while it has it (the bench saves no unlearned
 model), storing the result under ``"audit"``. A report without it counts as not done.
@@ -25,8 +26,9 @@ import sys
 import tempfile
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -547,6 +549,8 @@ class LocalBackend:
 
     def __init__(self, jobs: int, setup: Callable[[], None] | None = None) -> None:
         self.jobs, self.setup, self.pool = jobs, setup, None
+        self.queue: deque = deque()  # jobs == 1: run one by one, in order
+        self.futures: dict = {}  # the pool's: future -> (job, out_dir)
 
     def __enter__(self) -> LocalBackend:
         import multiprocessing as mp
@@ -565,17 +569,28 @@ class LocalBackend:
         if self.pool is not None:
             self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)
 
-    def map(self, fn: Callable, jobs: list, out_dir: str) -> Iterator[dict[str, Any]]:
+    def submit(self, fn: Callable, job: Any, out_dir: str) -> None:
+        """Queue ``fn(job, out_dir)``; jobs start in the order submitted."""
         if self.pool is None:
-            for job in jobs:
+            self.queue.append((fn, job, out_dir))
+        else:
+            self.futures[self.pool.submit(fn, job, out_dir)] = (job, out_dir)
+
+    def results(self) -> Iterator[dict[str, Any]]:
+        """Each job's result as it finishes, until none is left; jobs submitted while
+        iterating are included."""
+        while self.queue or self.futures:
+            if self.pool is None:
+                fn, job, out_dir = self.queue.popleft()
                 yield fn(job, out_dir)
-            return
-        futures = {self.pool.submit(fn, job, out_dir): job for job in jobs}
-        for fut in as_completed(futures):
-            try:
-                yield fut.result()
-            except Exception as e:  # noqa: BLE001 - a worker died (out of memory?)
-                yield _crashed(futures[fut], out_dir, e)
+                continue
+            finished, _ = wait(self.futures, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                job, out_dir = self.futures.pop(fut)
+                try:
+                    yield fut.result()
+                except Exception as e:  # noqa: BLE001 - a worker died (out of memory?)
+                    yield _crashed(job, out_dir, e)
 
 
 def _ray_call(fn: Callable, job: Any, out_dir: str, threads: int, setup: Callable | None) -> dict:
@@ -598,6 +613,7 @@ class RayBackend:
         if importlib.util.find_spec("ray") is None:
             raise BenchError("the ray backend needs Ray: install with pip install tarf[ray]")
         self.cpus, self.gpus, self.setup, self.started = cpus_per_job, gpus_per_job, setup, False
+        self.refs: dict = {}  # object ref -> (job, out_dir)
 
     def __enter__(self) -> RayBackend:
         import ray
@@ -615,16 +631,18 @@ class RayBackend:
         if self.started:
             self.ray.shutdown()
 
-    def map(self, fn: Callable, jobs: list, out_dir: str) -> Iterator[dict[str, Any]]:
+    def submit(self, fn: Callable, job: Any, out_dir: str) -> None:
         threads = max(1, int(self.cpus))
-        refs = {self.task.remote(fn, job, out_dir, threads, self.setup): job for job in jobs}
-        pending = list(refs)
-        while pending:
-            ready, pending = self.ray.wait(pending, num_returns=1)
+        self.refs[self.task.remote(fn, job, out_dir, threads, self.setup)] = (job, out_dir)
+
+    def results(self) -> Iterator[dict[str, Any]]:
+        while self.refs:
+            ready, _ = self.ray.wait(list(self.refs), num_returns=1)
+            job, out_dir = self.refs.pop(ready[0])
             try:
                 yield self.ray.get(ready[0])
             except Exception as e:  # noqa: BLE001 - the task's worker died
-                yield _crashed(refs[ready[0]], out_dir, e)
+                yield _crashed(job, out_dir, e)
 
 
 def _crashed(job: RunJob | ModelJob, out_dir: str, e: BaseException) -> dict[str, Any]:
@@ -643,8 +661,12 @@ class Outcome:
 def run_plan(
     plan: Plan, out_dir: str | Path, backend: Any, log: Callable[[str], None] | None = None
 ) -> Outcome:
-    """Stage 1 trains the missing models (one job each, in parallel), stage 2 runs every
-    run not done yet; each finished job appends its wall time to bench_log.jsonl."""
+    """Train the missing models and run every run not done yet, each run as soon as the
+    models it needs are there (models are submitted first: they unblock runs); each
+    finished job appends its wall time to bench_log.jsonl. A failed model fails the runs
+    that need it, and only those."""
+    from tqdm.auto import tqdm
+
     log = log or _log
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -654,50 +676,51 @@ def run_plan(
             f"({_fmt_changes(changes)}); kept, not rerun")  # fmt: skip
     models = plan.models_to_train() + plan.stats_to_compute()
     planned_keys = {m.job.name: m.key for m in models}
-    with backend:
-        bad_models = set()
-        for res in _stage(backend, train_model_job, [m.job for m in models], out, "models"):
-            if res["status"] == "failed":
-                bad_models.add(res["job"])
-            elif res["key"] != planned_keys[res["job"]]:
-                log(f"warning: {res['job']} is cached under another key than planned")
-        runs = []
-        for run in plan.todo():
-            blocked = [
-                m.job.name for m in plan.models if m.job.name in bad_models and run.name in m.users
-            ]
-            if blocked:
-                write_text(out / f"{run.name}.error.txt",
-                           f"not run: model {blocked[0]} failed, see {blocked[0]}.error.txt\n")  # fmt: skip
-                outcome.failed.append(run.name)
-            else:
-                runs.append(run)
-        for res in _stage(backend, run_job, runs, out, "runs"):
-            {"ok": outcome.ok, "failed": outcome.failed, "skipped": outcome.skipped}[
-                res["status"]
-            ].append(res["job"])
-    outcome.failed[:0] = sorted(bad_models)
-    return outcome
-
-
-def _stage(
-    backend: Any, fn: Callable, jobs: list, out: Path, desc: str
-) -> Iterator[dict[str, Any]]:
-    """Run ``jobs`` under a progress bar (silent when not on a terminal), logging each."""
-    from tqdm.auto import tqdm
-
-    if not jobs:
-        return
-    with tqdm(total=len(jobs), desc=desc, unit="job", disable=None, dynamic_ncols=True) as bar:
-        for res in backend.map(fn, jobs, str(out)):
+    runs = {r.name: r for r in plan.todo()}
+    needs: dict[str, set[str]] = {name: set() for name in runs}  # run -> models not there yet
+    bad_models: list[str] = []
+    for m in models:
+        for user in m.users:
+            if user in needs:
+                needs[user].add(m.job.name)
+    with backend, tqdm(total=len(models) + len(runs), desc="jobs", unit="job", disable=None,
+                       dynamic_ncols=True) as bar:  # fmt: skip
+        for m in models:
+            backend.submit(train_model_job, m.job, str(out))
+        for name in [n for n, missing in needs.items() if not missing]:
+            backend.submit(run_job, runs[name], str(out))
+            del needs[name]
+        for res in backend.results():
             bar.update()
             if res["status"] != "skipped":
                 append_log(out, res)
             if res["status"] == "failed":
-                bar.write(
-                    f"FAILED {res['job']}: see {out / (res['job'] + '.error.txt')}", file=sys.stderr
-                )
-            yield res
+                bar.write(f"FAILED {res['job']}: see {out / (res['job'] + '.error.txt')}",
+                          file=sys.stderr)  # fmt: skip
+            if res["kind"] == "run":
+                {"ok": outcome.ok, "failed": outcome.failed, "skipped": outcome.skipped}[
+                    res["status"]
+                ].append(res["job"])
+                continue
+            model, failed = res["job"], res["status"] == "failed"
+            if failed:
+                bad_models.append(model)
+            elif res["key"] != planned_keys[model]:
+                log(f"warning: {model} is cached under another key than planned")
+            for name in [n for n, missing in needs.items() if model in missing]:
+                if failed:
+                    write_text(out / f"{name}.error.txt",
+                               f"not run: model {model} failed, see {model}.error.txt\n")  # fmt: skip
+                    outcome.failed.append(name)
+                    bar.update()
+                    del needs[name]
+                    continue
+                needs[name].discard(model)
+                if not needs[name]:
+                    backend.submit(run_job, runs[name], str(out))
+                    del needs[name]
+    outcome.failed[:0] = sorted(bad_models)
+    return outcome
 
 
 def append_log(out: Path, res: dict[str, Any]) -> None:
@@ -859,8 +882,12 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
     unknown = sorted({r.method for r in plan.todo() if run_s[r.method] is None})
     if todo_models and model_s is None:
         unknown.insert(0, "models")
-    stages = [[model_s or 0.0] * len(todo_models), [run_s[r.method] or 0.0 for r in plan.todo()]]
-    left = sum(max(sum(s) / max(1, workers), max(s, default=0.0)) for s in stages)
+    model_times = [model_s or 0.0] * len(todo_models)
+    run_times = [run_s[r.method] or 0.0 for r in plan.todo()]
+    # the workers share everything (runs start as their models are there); the floor is
+    # one model then one run, the longest chain
+    left = max((sum(model_times) + sum(run_times)) / max(1, workers),
+               max(model_times, default=0.0) + max(run_times, default=0.0))  # fmt: skip
     return Estimate(run_s, src, model_s, model_src, left, unknown)
 
 
