@@ -1,6 +1,16 @@
 """Report tables: the paper's Table 1 layout (mean ± std over seeds, best Gap in bold)."""
 
-from tarf.report import flat_row, method_label, mixes_requests, report_rows, table1
+import pytest
+
+from tarf.report import (
+    audit_table,
+    flat_row,
+    method_label,
+    mixes_requests,
+    report_rows,
+    spearman,
+    table1,
+)
 
 
 def run(task, method, seed, gap, rte=10.0, changes=None):
@@ -76,3 +86,24 @@ def test_runs_of_different_requests_are_not_pooled():
     assert "| all-matched | tarf |" in table1([matched, trees])
     trees["request"]["prior"] = "auto"
     assert flat_row(trees)["prior"] == "auto" and flat_row(fruit)["prior"] is None
+
+
+def test_spearman_ranks_with_ties():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ties take their mean rank: x ranks 0, 1.5, 1.5, 3 against y ranks 0, 1, 2, 3
+    assert spearman([1, 2, 2, 3], [1, 2, 3, 4]) == pytest.approx(4.5 / (4.5 * 5) ** 0.5)
+    assert spearman([1, 2], [1, 2]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_audit_table_puts_gap_beside_ulira_and_says_whether_rankings_agree():
+    reports = []
+    for method, gap, auc in (("ga", 5.0, 90.0), ("ft", 1.0, 70.0), ("tarf", 0.5, 60.0)):
+        rep = run("all-matched", method, 0, gap)
+        rep["audit"] = {"AUC": auc, "null_AUC": {"max": 55.0}, "F": 0.5, "score": 0.4}
+        reports.append(rep)
+    reports[2]["audit"]["AUC"] = 95.0  # the smallest Gap, the most distinguishable
+    lines = audit_table(reports).splitlines()
+    ga = next(line for line in lines if line.startswith("| all-matched | ga |"))
+    assert ga.split(" | ")[3:6] == ["5.00", "90.00", "55.00"]  # Gap, AUC, null max
+    assert lines[-1].endswith("all-matched -0.50 (3 methods).")

@@ -129,10 +129,12 @@ def audit_values(audit: dict[str, Any]) -> dict[str, Any]:
 
 
 def audit_table(reports: Sequence[dict[str, Any]]) -> str:
-    """Audited runs per task and method, mean ± std over seeds: U-LiRA AUC and TPR at low
-    FPR (50 / ~FPR = indistinguishable from retrained), the challenge's F and score (1 =
-    best), and the concept probe's balanced accuracy for the unlearned model and its
-    retrained reference."""
+    """Audited runs per task and method, mean ± std over seeds: the run's Gap beside
+    U-LiRA's AUC and TPR at low FPR (50 / ~FPR = indistinguishable from retrained; read
+    the AUC against the largest AUC of a retrained reference against the others, "null
+    max"), the challenge's F and score (1 = best), and the concept probe's balanced
+    accuracy for the unlearned model and its retrained reference. Below the table, per
+    task, whether ranking the methods by Gap and by U-LiRA AUC agree (Spearman's ρ)."""
     from tarf.domains import MAIN_TASKS
 
     audited = [r for r in reports if r.get("audit")]
@@ -143,21 +145,60 @@ def audit_table(reports: Sequence[dict[str, Any]]) -> str:
         audited, key=lambda r: (rank.get(r["task"], 99), r["task"], _label_order(r, order))
     ):
         groups.setdefault((rep["task"], method_label(rep)), []).append(rep)
-    cols = ("audit_AUC", "audit_TPR@1%FPR", "audit_TPR@0.1%FPR", "audit_F", "audit_score",
-            "probe_BA", "ref_probe_BA")  # fmt: skip
-    header = ["task", "method", "seeds", "U-LiRA AUC", "TPR@1%FPR", "TPR@0.1%FPR", "F",
-              "score", "probe BA", "probe BA (retrained)"]  # fmt: skip
+    cols = ("Gap", "audit_AUC", "null_max", "audit_TPR@1%FPR", "audit_TPR@0.1%FPR", "audit_F",
+            "audit_score", "probe_BA", "ref_probe_BA")  # fmt: skip
+    header = ["task", "method", "seeds", "Gap", "U-LiRA AUC", "null max", "TPR@1%FPR",
+              "TPR@0.1%FPR", "F", "score", "probe BA", "probe BA (retrained)"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    means: dict[str, list[tuple[float, float]]] = {}  # task -> (Gap, AUC) per method
     for (task, label), rs in groups.items():
-        vals = [audit_values(r["audit"]) for r in rs]
-        cells = []
+        vals = [_audit_cells(r) for r in rs]
+        cells, stats = [], {}
         for c in cols:
-            stat = _mean_std([v[c] for v in vals])
+            stats[c] = stat = _mean_std([v[c] for v in vals])
             digits = 3 if c in ("audit_F", "audit_score") else 2
             cells.append("-" if stat is None else f"{stat[0]:.{digits}f}"
                          + (f" ± {stat[1]:.{digits}f}" if len(rs) > 1 else ""))  # fmt: skip
         lines.append(f"| {task} | {label} | {len(rs)} | " + " | ".join(cells) + " |")
+        if stats["Gap"] is not None and stats["audit_AUC"] is not None:
+            means.setdefault(task, []).append((stats["Gap"][0], stats["audit_AUC"][0]))
+    agree = [f"{task} {rho:+.2f} ({len(pairs)} methods)" for task, pairs in means.items()
+             if (rho := spearman([g for g, _ in pairs], [a for _, a in pairs])) is not None]  # fmt: skip
+    if agree:
+        lines += ["", "Ranking by Gap against ranking by U-LiRA AUC, Spearman's ρ (+1: the same "
+                  "order): " + "; ".join(agree) + "."]  # fmt: skip
     return "\n".join(lines)
+
+
+def _audit_cells(report: dict[str, Any]) -> dict[str, Any]:
+    null = (report["audit"].get("null_AUC") or {}).get("max")
+    return {**audit_values(report["audit"]), "Gap": report["metrics"].get("Gap"), "null_max": null}
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float | None:
+    """Spearman's rank correlation (ties get their mean rank); None for fewer than 3
+    pairs or a constant side."""
+    if len(x) != len(y) or len(x) < 3:
+        return None
+
+    def ranks(v: Sequence[float]) -> list[float]:
+        order = sorted(range(len(v)), key=lambda i: v[i])
+        r = [0.0] * len(v)
+        i = 0
+        while i < len(order):
+            j = i
+            while j + 1 < len(order) and v[order[j + 1]] == v[order[i]]:
+                j += 1
+            for k in range(i, j + 1):
+                r[order[k]] = (i + j) / 2
+            i = j + 1
+        return r
+
+    rx, ry = ranks(x), ranks(y)
+    mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
+    sxy = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    sxx, syy = sum((a - mx) ** 2 for a in rx), sum((b - my) ** 2 for b in ry)
+    return sxy / math.sqrt(sxx * syy) if sxx and syy else None
 
 
 def to_csv(rows: Sequence[dict[str, Any]]) -> str:
