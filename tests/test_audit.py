@@ -59,6 +59,11 @@ def test_lira_identical_vs_shifted(k, s, sided):
     # a shift down is caught as well as a shift up (the statistic is two-sided in the score)
     ref, unl = gaussians(k, s, shift=-3.0)
     assert audit.attack_summary(*audit.lira_statistics(ref, unl)[:2])["AUC"] > 90
+    # the direction the AUC cannot tell: the report's score_shift (median, in score units)
+    for shift in (-3.0, 0.0, 3.0):
+        ref, unl = gaussians(k, s, shift=shift)
+        out = audit.summarize(ref, unl, [None] * s, 90.0, 80.0, 90.0, 80.0)
+        assert out["score_shift"] == pytest.approx(shift, abs=0.3)
 
 
 def test_lira_leaves_the_scored_model_out():

@@ -303,9 +303,14 @@ def summarize(
     keep = keep if len(keep) >= 2 else list(range(len(ref_scores)))
     eps = per_example_epsilon(ref_scores[keep], unl_scores, delta)
     f = forgetting_quality(eps)
+    # which side of the references the unlearned models fall on: negative = less
+    # confident in the forgotten labels than retrained models (over-forgetting, the mark of
+    # gradient ascent), positive = more (not forgotten enough)
+    shift = float(np.median(unl_scores - ref_scores.mean(axis=0, keepdims=True)))
     return {
         **info,
         "examples": int(ref_scores.shape[1]),
+        "score_shift": shift,
         **attack_summary(t_ref, t_unl),
         "null_AUC": {"min": min(null), "median": float(np.median(null)), "max": max(null)},
         "epsilon": {**epsilon_summary(eps), "references": len(keep)},

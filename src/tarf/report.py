@@ -115,7 +115,7 @@ def flat_row(report: dict[str, Any]) -> dict[str, Any]:
 
 
 AUDIT_COLUMNS = ("audit_AUC", "audit_TPR@1%FPR", "audit_TPR@0.1%FPR", "audit_F", "audit_score",
-                 "probe_BA", "probe_AUC", "ref_probe_BA", "ref_probe_AUC")  # fmt: skip
+                 "probe_BA", "probe_AUC", "ref_probe_BA", "ref_probe_AUC", "audit_shift")  # fmt: skip
 
 
 def audit_values(audit: dict[str, Any]) -> dict[str, Any]:
@@ -124,7 +124,7 @@ def audit_values(audit: dict[str, Any]) -> dict[str, Any]:
     unl, ref = probe.get("unlearned") or {}, probe.get("retrained") or {}
     values = (audit.get("AUC"), audit.get("TPR@1%FPR"), audit.get("TPR@0.1%FPR"),
               audit.get("F"), audit.get("score"), unl.get("balanced_accuracy"), unl.get("AUC"),
-              ref.get("balanced_accuracy"), ref.get("AUC"))  # fmt: skip
+              ref.get("balanced_accuracy"), ref.get("AUC"), audit.get("score_shift"))  # fmt: skip
     return dict(zip(AUDIT_COLUMNS, values))
 
 
@@ -132,7 +132,8 @@ def audit_table(reports: Sequence[dict[str, Any]]) -> str:
     """Audited runs per task and method, mean ± std over seeds: the run's Gap beside
     U-LiRA's AUC and TPR at low FPR (50 / ~FPR = indistinguishable from retrained; read
     the AUC against the largest AUC of a retrained reference against the others, "null
-    max"), the challenge's F and score (1 = best), and the concept probe's balanced
+    max"; "shift", the median score minus the references' mean: < 0 over-forgotten, > 0
+    under-forgotten), the challenge's F and score (1 = best), and the concept probe's balanced
     accuracy for the unlearned model and its retrained reference. Below the table, per
     task, whether ranking the methods by Gap and by U-LiRA AUC agree (Spearman's ρ)."""
     from tarf.domains import MAIN_TASKS
@@ -145,10 +146,10 @@ def audit_table(reports: Sequence[dict[str, Any]]) -> str:
         audited, key=lambda r: (rank.get(r["task"], 99), r["task"], _label_order(r, order))
     ):
         groups.setdefault((rep["task"], method_label(rep)), []).append(rep)
-    cols = ("Gap", "audit_AUC", "null_max", "audit_TPR@1%FPR", "audit_TPR@0.1%FPR", "audit_F",
-            "audit_score", "probe_BA", "ref_probe_BA")  # fmt: skip
+    cols = ("Gap", "audit_AUC", "null_max", "audit_TPR@1%FPR", "audit_TPR@0.1%FPR",
+            "audit_shift", "audit_F", "audit_score", "probe_BA", "ref_probe_BA")  # fmt: skip
     header = ["task", "method", "seeds", "Gap", "U-LiRA AUC", "null max", "TPR@1%FPR",
-              "TPR@0.1%FPR", "F", "score", "probe BA", "probe BA (retrained)"]  # fmt: skip
+              "TPR@0.1%FPR", "shift", "F", "score", "probe BA", "probe BA (retrained)"]  # fmt: skip
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     means: dict[str, list[tuple[float, float]]] = {}  # task -> (Gap, AUC) per method
     for (task, label), rs in groups.items():
