@@ -844,8 +844,8 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
         return d.get("dataset") == g.dataset and d.get("recipe") == g.recipe and audit_alike
 
     log = [x for x in read_log(out_dir) if same(x) and x.get("status") == "ok"]
-    cache_dir = Path(cache.root).parent if cache is not None else cache_root()
-    machine_log = [x for x in read_log(cache_dir) if same(x) and x.get("status") == "ok"]
+    # where append_log writes it (the cache root, whichever model cache the plan used)
+    machine_log = [x for x in read_log(cache_root()) if same(x) and x.get("status") == "ok"]
     reports = [r for r in collect_reports(out_dir) if same(r)]
     overhead = _mean([x["seconds"] - x["rte_s"] for x in log if x.get("rte_s") is not None])
     over_src = "measured"
