@@ -7,10 +7,13 @@ import pytest
 import torch
 
 from tarf.io import atomic_write, write_json
+from tarf.methods.base import UnlearnContext
+from tarf.methods.common import per_sample_loss
+from tarf.models import create_model
 from tarf.recipes import get_recipe
 from tarf.request import UnlearningRequest
 from tarf.runner import trained_model
-from tarf.training import ModelCache, augment, prepare_images
+from tarf.training import ModelCache, augment, forward_logits, prepare_images
 
 
 def test_augment_crops_and_flips_whole_batch():
@@ -28,6 +31,24 @@ def test_augment_crops_and_flips_whole_batch():
     a = augment(x, 1, True, torch.Generator().manual_seed(5))
     b = augment(x, 1, True, torch.Generator().manual_seed(5))
     assert torch.equal(a, b)
+
+
+def test_inference_passes_do_not_depend_on_the_batch_size():
+    """Eval passes pick their batch by device; the logits must not: eval mode, so no
+    batch statistics, and a chunked pass equals one whole-batch pass."""
+    torch.manual_seed(0)
+    model = create_model("cpunet-tiny", 5).train()
+    x = torch.randint(0, 256, (300, 3, 8, 8), dtype=torch.uint8)
+    y = torch.randint(0, 5, (300,))
+    cpu = torch.device("cpu")
+    whole = forward_logits(model, x, cpu, batch_size=300)
+    assert model.training  # the pass restores the caller's mode
+    assert torch.allclose(forward_logits(model, x, cpu), whole, atol=1e-5)
+    assert torch.allclose(forward_logits(model, x, cpu, batch_size=7), whole, atol=1e-5)
+    ctx = UnlearnContext(device=cpu, recipe=get_recipe("tiny"))
+    expected = torch.nn.functional.cross_entropy(whole, y, reduction="none")
+    assert torch.allclose(per_sample_loss(model, x, y, ctx, batch_size=7), expected, atol=1e-5)
+    assert torch.allclose(per_sample_loss(model, x, y, ctx), expected, atol=1e-5)
 
 
 def test_prepare_images_downsamples_by_area():

@@ -118,15 +118,22 @@ def batches(
     yield from order.split(batch_size)
 
 
+def eval_batch_size(device: torch.device) -> int:
+    """Batch size of inference passes. On a CPU, 256 images run about a third faster
+    than 1024 (the activations stay in cache; same logits bit for bit, measured on
+    cpunet); a GPU wants large batches."""
+    return 1024 if device.type == "cuda" else 256
+
+
 @torch.no_grad()
 def forward_logits(
-    model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 1024
+    model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int | None = None
 ) -> torch.Tensor:
     """Logits of uint8 images in eval mode, batched; returned as float32 on the CPU."""
     was_training = model.training
     model.eval()
     out = []
-    for chunk in x.split(batch_size):
+    for chunk in x.split(batch_size or eval_batch_size(device)):
         with autocast(device):
             out.append(model(to_float(chunk, device)).float().cpu())
     model.train(was_training)
@@ -135,12 +142,13 @@ def forward_logits(
 
 @torch.no_grad()
 def forward_features(
-    model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 1024
+    model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int | None = None
 ) -> torch.Tensor:
     """Penultimate-layer features, batched, eval mode."""
     was_training = model.training
     model.eval()
-    out = [model.features(to_float(c, device)).float().cpu() for c in x.split(batch_size)]
+    chunks = x.split(batch_size or eval_batch_size(device))
+    out = [model.features(to_float(c, device)).float().cpu() for c in chunks]
     model.train(was_training)
     return torch.cat(out)
 

@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tarf.methods.base import UnlearnContext
-from tarf.training import augment, autocast
+from tarf.training import augment, autocast, eval_batch_size, to_float
 
 
 class Pool:
@@ -134,32 +134,28 @@ def clone(model: nn.Module) -> nn.Module:
 
 @torch.no_grad()
 def per_sample_loss(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: UnlearnContext, batch_size: int = 1024
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ctx: UnlearnContext,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
     """Cross-entropy of each sample in eval mode (no augmentation), batched."""
     was = model.training
     model.eval()
     out = []
-    for i in range(0, len(y), batch_size):
-        xb = (
-            x[i : i + batch_size]
-            .to(ctx.device)
-            .float()
-            .div_(255)
-            .contiguous(memory_format=torch.channels_last)
-        )
+    step = batch_size or eval_batch_size(ctx.device)
+    for xb, yb in zip(x.split(step), y.split(step)):
         with autocast(ctx.device):
-            logits = model(xb).float()
-        out.append(
-            F.cross_entropy(logits, y[i : i + batch_size].to(ctx.device), reduction="none").cpu()
-        )
+            logits = model(to_float(xb, ctx.device)).float()
+        out.append(F.cross_entropy(logits, yb.to(ctx.device), reduction="none").cpu())
     model.train(was)
     return torch.cat(out) if out else torch.empty(0)
 
 
 @torch.no_grad()
 def predictions(
-    model: nn.Module, x: torch.Tensor, ctx: UnlearnContext, batch_size: int = 1024
+    model: nn.Module, x: torch.Tensor, ctx: UnlearnContext, batch_size: int | None = None
 ) -> torch.Tensor:
     from tarf.training import forward_logits
 
