@@ -8,12 +8,14 @@ import torch
 from tarf.methods import get_method
 from tarf.methods.base import UnlearnContext
 from tarf.methods.tarf import (
+    ascent_loss,
     balanced_sample,
     class_accuracy,
     default_k,
     k_schedule,
     phase_of,
     rank_drops,
+    wrong_label_floor,
 )
 from tarf.recipes import get_recipe
 from tarf.request import UnlearningRequest
@@ -180,6 +182,66 @@ def test_tarf_does_not_modify_input_and_forgets(trained, toy_dataset):
     assert res.record["identification"]["classes"] == []  # all matched: prior 0
 
 
+class _FixedLogits(torch.nn.Module):
+    """A 'model' whose logits are the same row for every image."""
+
+    def __init__(self, row: list[float]) -> None:
+        super().__init__()
+        self.row = torch.nn.Parameter(torch.tensor(row))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.row.expand(len(x), -1) * torch.ones(len(x), 1)
+
+
+def test_wrong_label_floor_is_the_median_wrong_label_probability(toy_dataset):
+    """Probabilities (0.7, 0.2, 0.1) for every image, every label 0: the wrong labels get
+    0.2 and 0.1, so the median is 0.1 (torch's lower median) and the floor −log 0.1."""
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "cat")
+    data = dataclasses.replace(
+        unlearn_data(toy_dataset, req), y_remain=torch.zeros(50, dtype=torch.long)
+    )
+    data = dataclasses.replace(data, x_remain=data.x_remain[:50])
+    model = _FixedLogits(torch.tensor([0.7, 0.2, 0.1]).log().tolist())
+    ctx = _ctx(get_recipe("tiny"), toy_dataset, "all-matched")
+    assert wrong_label_floor(model, data, ctx) == pytest.approx(-torch.tensor(0.1).log().item())
+
+
+def test_ascent_loss_stops_pushing_samples_past_the_ceiling():
+    model = _FixedLogits([2.0, 0.0, -2.0])
+    x = torch.zeros(2, 3, 4, 4)
+    y = torch.tensor([0, 2])  # cross-entropy about 0.14 and 4.14 nats
+    ctx = UnlearnContext(device=torch.device("cpu"), recipe=get_recipe("tiny"))
+    free = torch.autograd.grad(ascent_loss(model, x, y, ctx, None), model.row)[0]
+    bounded = ascent_loss(model, x, y, ctx, 1.0)
+    assert bounded.item() == pytest.approx((0.1429 + 1.0) / 2, abs=1e-3)
+    grad = torch.autograd.grad(bounded, model.row)[0]
+    # only the first sample (below the ceiling) pushes: half its unbounded gradient share
+    only_first = torch.autograd.grad(ascent_loss(model, x[:1], y[:1], ctx, None), model.row)[0]
+    assert torch.allclose(grad, only_first / 2, atol=1e-6)
+    assert not torch.allclose(grad, free)
+
+
+def test_ascent_floor_leaves_forget_data_less_pushed(trained, toy_dataset):
+    """With the floor, the forget data still ends up misclassified, but its loss stays
+    near the floor instead of running off (the over-forgetting the audit sees)."""
+    model, recipe = trained
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "cat")
+    data = unlearn_data(toy_dataset, req)
+    ctx = _ctx(recipe, toy_dataset, "all-matched")
+    runs = {
+        floor: get_method("tarf", k=1.0, lr=0.05, ascent_floor=floor).run(model, data, ctx)
+        for floor in ("none", "wrong-label")
+    }
+    ceiling = runs["wrong-label"].record["ascent_ceiling_nats"]
+    assert 0 < ceiling < 20 and "ascent_ceiling_nats" not in runs["none"].record
+    losses = {}
+    for floor, res in runs.items():
+        logits = res.model(data.x_forget.float() / 255)
+        assert (logits.argmax(1) == data.y_forget).float().mean() < 0.5
+        losses[floor] = torch.nn.functional.cross_entropy(logits, data.y_forget).item()
+    assert losses["wrong-label"] < 0.5 * losses["none"]
+
+
 def test_phase_one_skips_remaining_data(trained, toy_dataset):
     """τ = 0 in Phase I, so no D_un sample may pass through the network there."""
     model, recipe = trained
@@ -226,6 +288,10 @@ def test_bad_options_are_rejected(trained, toy_dataset):
         )
     with pytest.raises(ValueError, match="phase1_batchnorm"):
         get_method("tarf", phase1_batchnorm="none").run(
+            model, unlearn_data(toy_dataset, req), _ctx(recipe, toy_dataset, "all-matched")
+        )
+    with pytest.raises(ValueError, match="ascent_floor"):
+        get_method("tarf", ascent_floor="half").run(
             model, unlearn_data(toy_dataset, req), _ctx(recipe, toy_dataset, "all-matched")
         )
     with pytest.raises(ValueError, match="unknown hyperparameter"):

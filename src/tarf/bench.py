@@ -316,7 +316,7 @@ def check_grid(grid: Grid, hierarchy: Any) -> None:
         try:
             clevel, cids = h.resolve_many(_split(grid.concept))
         except ValueError as e:
-            raise BenchError(f"--concept: {e}; {fix}") from None
+            raise BenchError(f"--concept: {str(e).rstrip('.')}. {fix}") from None
         if clevel.label != "superclass" or not forget <= h.class_ids(clevel, cids):
             raise BenchError(f"--concept {grid.concept} does not fit --forget {grid.forget}; {fix}")
     for task in grid.tasks:
