@@ -13,6 +13,7 @@ from tarf.methods.tarf import (
     class_accuracy,
     default_k,
     k_schedule,
+    label_ceilings,
     phase_of,
     rank_drops,
     wrong_label_floor,
@@ -212,13 +213,23 @@ def test_ascent_loss_stops_pushing_samples_past_the_ceiling():
     y = torch.tensor([0, 2])  # cross-entropy about 0.14 and 4.14 nats
     ctx = UnlearnContext(device=torch.device("cpu"), recipe=get_recipe("tiny"))
     free = torch.autograd.grad(ascent_loss(model, x, y, ctx, None), model.row)[0]
-    bounded = ascent_loss(model, x, y, ctx, 1.0)
+    ceilings = label_ceilings(1.0, torch.tensor([1]), 3)  # label 1 is still trained on
+    assert ceilings.tolist() == [1.0, float("inf"), 1.0]
+    bounded = ascent_loss(model, x, y, ctx, ceilings)
     assert bounded.item() == pytest.approx((0.1429 + 1.0) / 2, abs=1e-3)
     grad = torch.autograd.grad(bounded, model.row)[0]
     # only the first sample (below the ceiling) pushes: half its unbounded gradient share
     only_first = torch.autograd.grad(ascent_loss(model, x[:1], y[:1], ctx, None), model.row)[0]
     assert torch.allclose(grad, only_first / 2, atol=1e-6)
     assert not torch.allclose(grad, free)
+    # a label the retained data still carries has no ceiling: the plain ascent
+    open_ceilings = label_ceilings(1.0, torch.tensor([0, 2]), 3)
+    assert torch.allclose(ascent_loss(model, x, y, ctx, open_ceilings), ce_mean(model, x, y))
+    assert label_ceilings(None, torch.tensor([0]), 3) is None
+
+
+def ce_mean(model, x, y):
+    return torch.nn.functional.cross_entropy(model(x), y)
 
 
 def test_ascent_floor_leaves_forget_data_less_pushed(trained, toy_dataset):
@@ -234,12 +245,29 @@ def test_ascent_floor_leaves_forget_data_less_pushed(trained, toy_dataset):
     }
     ceiling = runs["wrong-label"].record["ascent_ceiling_nats"]
     assert 0 < ceiling < 20 and "ascent_ceiling_nats" not in runs["none"].record
+    assert runs["wrong-label"].record["ascent_bounded_labels"] == ["cat"]
     losses = {}
     for floor, res in runs.items():
         logits = res.model(data.x_forget.float() / 255)
         assert (logits.argmax(1) == data.y_forget).float().mean() < 0.5
         losses[floor] = torch.nn.functional.cross_entropy(logits, data.y_forget).item()
     assert losses["wrong-label"] < 0.5 * losses["none"]
+
+
+def test_ascent_floor_leaves_labels_still_trained_on_alone(trained, toy_dataset):
+    """Half of "cat" forgotten, the other half retained: the label keeps training data,
+    so there is no floor to aim at and the run is the paper's, bit for bit."""
+    model, recipe = trained
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", forget_fraction=0.5)
+    data = unlearn_data(toy_dataset, req)
+    ctx = _ctx(recipe, toy_dataset, req.task.name)
+    plain = get_method("tarf", k=1.0, lr=0.05).run(model, data, ctx)
+    floored = get_method("tarf", k=1.0, lr=0.05, ascent_floor="wrong-label").run(model, data, ctx)
+    assert floored.record["ascent_bounded_labels"] == []
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(plain.model.state_dict().values(), floored.model.state_dict().values())
+    )
 
 
 def test_phase_one_skips_remaining_data(trained, toy_dataset):

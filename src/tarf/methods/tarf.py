@@ -119,8 +119,9 @@ class TARFConfig:
     phase1_batchnorm: str = "frozen"
     # ours, beyond the paper: "none" (the paper) ascends on D_f without bound; "wrong-label"
     # stops pushing a sample once its label's probability is down to what the original
-    # model gives a typical wrong label (tarf.methods.tarf.wrong_label_floor), which is
-    # where a model that never saw the concept leaves it (the audit's over-forgetting)
+    # model gives a typical wrong label (wrong_label_floor), which is where a model that
+    # never saw the concept leaves it (the audit's over-forgetting, docs/audit.md); only
+    # for labels the retained data no longer carries (label_ceilings)
     ascent_floor: str = "none"
 
 
@@ -189,15 +190,34 @@ def wrong_label_floor(
     return float(-probs[wrong].median().clamp_min(1e-12).log())
 
 
+def label_ceilings(
+    floor: float | None, retained_labels: torch.Tensor, num_classes: int
+) -> torch.Tensor | None:
+    """Per-label cross-entropy ceiling of the ascent: ``floor`` for labels the descent
+    no longer trains (a model that never saw them gives them wrong-label probability),
+    none (inf) for labels the retained data still carries (model mismatch: the reference
+    still calls much of D_f by its superclass, so there is no floor to aim at)."""
+    if floor is None:
+        return None
+    ceilings = torch.full((num_classes,), floor)
+    ceilings[retained_labels.unique()] = float("inf")
+    return ceilings
+
+
 def ascent_loss(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: UnlearnContext, ceiling: float | None
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ctx: UnlearnContext,
+    ceilings: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Mean cross-entropy of a forget batch for the ascent; with a ``ceiling``, samples
-    already past it contribute no gradient (they stay in the mean's denominator, so the
-    ascent fades as D_f reaches the floor)."""
-    if ceiling is None:
+    """Mean cross-entropy of a forget batch for the ascent; with per-label ``ceilings``,
+    samples already past their label's ceiling contribute no gradient (they stay in the
+    mean's denominator, so the ascent fades as D_f reaches the floor)."""
+    if ceilings is None:
         return ce(model, x, y, ctx)
-    return ce(model, x, y, ctx, reduction="none").clamp(max=ceiling).mean()
+    losses = ce(model, x, y, ctx, reduction="none")
+    return torch.minimum(losses, ceilings.to(losses.device)[y]).mean()
 
 
 def guarded_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> int:
@@ -285,7 +305,9 @@ class TARF(Method):
         samples, bs = ctx.epoch_samples(), ctx.recipe.unlearn_batch_size
         forget = Pool(data.x_forget, data.y_forget, ctx, 1)
         gen = torch.Generator().manual_seed(ctx.seed)
-        ceiling = wrong_label_floor(original, data, ctx) if c.ascent_floor != "none" else None
+        floor = wrong_label_floor(original, data, ctx) if c.ascent_floor != "none" else None
+        # Before identification, only labels absent from all of D_un are bounded.
+        ceilings = label_ceilings(floor, data.y_remain, data.num_classes)
 
         # A known prior of zero (all matched, model mismatch) leaves nothing to identify:
         # skip the probe's forward passes, which cannot change the result.
@@ -317,8 +339,8 @@ class TARF(Method):
             "skipped_steps": 0,
             "seconds": {},  # wall time per phase and of identification: where RTE goes
         }
-        if ceiling is not None:
-            record["ascent_ceiling_nats"] = ceiling
+        if floor is not None:
+            record["ascent_ceiling_nats"] = floor
         secs = record["seconds"]
         tick = time.perf_counter()
         retain: Pool | None = None
@@ -340,6 +362,12 @@ class TARF(Method):
                 if c.stop_after_identification:
                     break
                 retain = Pool(data.x_remain[keep], data.y_remain[keep], ctx, 2)
+                ceilings = label_ceilings(floor, data.y_remain[keep], data.num_classes)
+                if ceilings is not None:
+                    record["ascent_bounded_labels"] = [
+                        data.class_names[int(i)] for i in torch.isfinite(ceilings).nonzero().flatten()
+                        if bool((data.y_forget == i).any())
+                    ]  # fmt: skip
                 frozen = self._freeze(model, c.frozen_blocks)
                 if frozen:
                     record["frozen_blocks"] = frozen
@@ -353,7 +381,7 @@ class TARF(Method):
                 with phase1_bn(model):
                     for xf, yf in forget.epoch(n, c.forget_batch_size):
                         record["skipped_steps"] += guarded_step(
-                            opt, -ks[t] * ascent_loss(model, xf, yf, ctx, ceiling)
+                            opt, -ks[t] * ascent_loss(model, xf, yf, ctx, ceilings)
                         )
                 record["samples"] += n
             elif phase == "II":
@@ -361,10 +389,10 @@ class TARF(Method):
                 steps = max(1, samples // (fb + bs))
                 for _ in range(steps):
                     xf, yf = forget.batch(fb)
-                    loss = -ks[t] * ascent_loss(model, xf, yf, ctx, ceiling)
+                    loss = -ks[t] * ascent_loss(model, xf, yf, ctx, ceilings)
                     if ascent_extra is not None:
                         xa, ya = ascent_extra.batch(fb)
-                        loss = loss - ks[t] * ascent_loss(model, xa, ya, ctx, ceiling)
+                        loss = loss - ks[t] * ascent_loss(model, xa, ya, ctx, ceilings)
                     if len(retain):
                         xr, yr = retain.batch(bs)
                         loss = loss + ce(model, xr, yr, ctx)
