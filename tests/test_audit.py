@@ -167,6 +167,7 @@ def test_tarf_audit_end_to_end(toy, tmp_path, capsys, monkeypatch):
     pooled = res["pooled"]
     assert pooled["examples"] == n_target and pooled["statistic"].startswith("one-sided")
     assert pooled["unlearned_models"] == 2 and len(res["runs"]) == 2
+    assert all("samples" in r["record"] for r in res["runs"])  # what the method did
     for a in [pooled] + [r["audit"] for r in res["runs"]]:
         assert 0 <= a["AUC"] <= 100 and 0 <= a["TPR@0.1%FPR"] <= a["TPR@1%FPR"] <= 100
         assert a["null_AUC"]["min"] <= a["null_AUC"]["median"] <= a["null_AUC"]["max"]

@@ -497,7 +497,10 @@ def audit_request(
         )
         unlearned.append((seed, stats))
         audit = _audit(refs, [(seed, stats)], {seed: own[seed]})
-        runs.append({"seed": seed, "metrics": report["metrics"], "audit": audit})
+        run = {"seed": seed, "metrics": report["metrics"], "audit": audit}
+        # what the method did (e.g. TARF's identified classes), as in the unlearn report
+        run.update({k: report[k] for k in ("identification", "record") if k in report})
+        runs.append(run)
         template = report
     pooled = _audit(refs, unlearned, own)
     return {
