@@ -165,6 +165,36 @@ def test_resume_reruns_only_what_is_missing(toy, tmp_path, capsys):
     assert "| all-matched | ft | 2 |" in md  # seeds 0 and 7
 
 
+def test_estimate_scales_the_base_recipe_for_a_swapped_architecture(toy, tmp_path):
+    """`micro:cpunet` has never run here: its times are micro's (the machine log) times
+    the ratio of the two architectures' forward FLOPs on the toy images."""
+    from tarf.models import forward_flops
+    from tarf.training import cache_root
+
+    g = dataclasses.replace(grid(methods=("ft", "rl")), recipe="micro:cpunet")
+    plan = bench.make_plan(g, tmp_path)
+    assert bench.estimate(plan, tmp_path, workers=1).run_s == {"ft": None, "rl": None}
+    entries = [
+        {"kind": "run", "method": "ft", "seconds": 10.0},
+        {"kind": "run", "method": "ft", "seconds": 20.0},
+        {"kind": "run", "method": "ft", "seconds": 99.0, "audit": True},  # not alike
+        {"kind": "model", "seconds": 40.0, "cached": False},
+        {"kind": "model", "seconds": 1.0, "cached": True},  # a cache hit, no cost
+        {"kind": "run", "method": "ft", "seconds": 500.0, "recipe": "tiny"},  # other recipe
+    ]
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "bench_log.jsonl", "w") as f:
+        for e in entries:
+            f.write(json.dumps({"dataset": "toy", "recipe": "micro", "status": "ok", **e}) + "\n")
+    ratio = forward_flops("cpunet", plan.input_shape) / forward_flops(MICRO.arch, plan.input_shape)
+    assert ratio > 1.5 and plan.input_shape == tuple(toy.x_train.shape[1:])
+    est = bench.estimate(plan, tmp_path, workers=1)
+    assert est.run_s["ft"] == pytest.approx(15.0 * ratio) and est.run_s["rl"] is None
+    assert est.model_s == pytest.approx(40.0 * ratio) and "FLOPs" in est.model_source
+    assert est.unknown == ["rl"]
+
+
 def test_subset_scenarios_run_through_the_bench(toy, tmp_path, capsys):
     """Table 5's No. 6-9 as bench tasks: D_f a seeded part of the forget class, the
     originals shared with the main tasks, one reference per scenario and fraction."""

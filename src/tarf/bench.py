@@ -346,6 +346,7 @@ class Plan:
     done: dict[str, dict[str, Any]]  # job name -> its existing report
     # done runs whose report has other hyperparameters than asked: kept, flagged
     other_config: dict[str, dict[str, Any]] = field(default_factory=dict)
+    input_shape: tuple[int, ...] = ()  # one prepared image (C, H, W), for cost scaling
 
     def todo(self) -> list[RunJob]:
         return [r for r in self.runs if r.name not in self.done]
@@ -408,7 +409,8 @@ def make_plan(grid: Grid, out_dir: str | Path, cache: Any = None, download: bool
         want = json.loads(json.dumps(_config_changes(run.method, run.overrides)))
         if (rep.get("config_changes") or {}) != want:
             other[run.name] = rep.get("config_changes") or {}
-    return Plan(grid, list(models.values()), grid.runs(), done, other)
+    shape = tuple(pds.x_train.shape[1:])
+    return Plan(grid, list(models.values()), grid.runs(), done, other, shape)
 
 
 # -- the jobs (pure functions of their config; run in any process) ---------------------
@@ -878,6 +880,18 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
         if _mean(vals) is not None:
             model_s, model_src = _mean(vals), name
             break
+    if ":" in g.recipe and (model_s is None or None in run_s.values()):
+        # a swapped architecture not measured yet: the base recipe's times on this
+        # machine, scaled by the two architectures' forward FLOPs
+        scaled = _scaled_from_base(plan, g.recipe.partition(":")[0])
+        if scaled is not None:
+            ratio, base_runs, base_model = scaled
+            label = f"{g.recipe.partition(':')[0]} × {ratio:.1f} FLOPs"
+            for m in g.methods:
+                if run_s[m] is None and base_runs.get(m) is not None:
+                    run_s[m], src[m] = base_runs[m] * ratio, label
+            if model_s is None and base_model is not None:
+                model_s, model_src = base_model * ratio, label
     todo_models = plan.models_to_train()
     unknown = sorted({r.method for r in plan.todo() if run_s[r.method] is None})
     if todo_models and model_s is None:
@@ -889,6 +903,31 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
     left = max((sum(model_times) + sum(run_times)) / max(1, workers),
                max(model_times, default=0.0) + max(run_times, default=0.0))  # fmt: skip
     return Estimate(run_s, src, model_s, model_src, left, unknown)
+
+
+def _scaled_from_base(
+    plan: Plan, base: str
+) -> tuple[float, dict[str, float | None], float | None] | None:
+    """(cost ratio, per-method run times, model time) of ``base`` (the recipe without
+    its ``:ARCH``) in this machine's log, the ratio being the forward FLOPs of the two
+    architectures on the plan's images; None when the log has nothing of ``base``."""
+    from tarf.models import forward_flops
+    from tarf.recipes import get_recipe
+    from tarf.training import cache_root
+
+    g = plan.grid
+    log = [x for x in read_log(cache_root())
+           if x.get("dataset") == g.dataset and x.get("recipe") == base
+           and x.get("status") == "ok"
+           and (x.get("kind") != "run" or bool(x.get("audit")) == bool(g.audit))]  # fmt: skip
+    if not log or not plan.input_shape:
+        return None
+    base_arch, arch = get_recipe(base).arch, get_recipe(g.recipe).arch
+    ratio = forward_flops(arch, plan.input_shape) / forward_flops(base_arch, plan.input_shape)
+    runs = {m: _mean([x["seconds"] for x in log if x["kind"] == "run" and x.get("method") == m])
+            for m in g.methods}  # fmt: skip
+    model = _mean([x["seconds"] for x in log if x["kind"] == "model" and not x.get("cached")])
+    return ratio, runs, model
 
 
 def _cached_train_s(key: str, cache: Any) -> float | None:
@@ -947,6 +986,7 @@ def format_plan(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None
     per = ", ".join(
         f"{m} {_fmt_s(est.run_s[m])}"
         + (" (other benches)" if est.run_source[m] == "cache log" else "")
+        + (f" ({est.run_source[m]})" if "FLOPs" in est.run_source[m] else "")
         for m in g.methods
     )
     lines.append(f"time per run: {per}; per model: "
