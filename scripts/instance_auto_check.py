@@ -10,6 +10,7 @@ fraction. Only D_f, D_un and the original model are used (no reference is traine
 """
 
 import argparse
+import re
 from pathlib import Path
 
 import torch
@@ -24,12 +25,15 @@ from tarf.report import markdown_table
 from tarf.request import UnlearningRequest
 from tarf.runner import prepare_dataset, run_request
 
-CONCEPTS = {  # concept: the two given classes (those of docs/identification.md)
-    "people": "boy,girl",
-    "trees": "maple_tree,oak_tree",
-    "fruit_and_vegetables": "pear,sweet_pepper",
-    "vehicles_1": "bus,motorcycle",
-}
+
+def held_out_concepts() -> dict[str, str]:
+    """Concept -> its two given classes, from scripts/held_out_concepts.sh (the one list
+    the shell scripts source too)."""
+    text = (Path(__file__).parent / "held_out_concepts.sh").read_text()
+    return dict(re.findall(r'^\s*"(\S+) (\S+)"', text, re.MULTILINE))
+
+
+CONCEPTS = {"people": "boy,girl", **held_out_concepts()}
 
 
 def main() -> None:
