@@ -5,6 +5,7 @@ import pytest
 from tarf.report import (
     audit_table,
     flat_row,
+    gap_by_seed,
     method_label,
     mixes_requests,
     report_rows,
@@ -47,6 +48,31 @@ def test_table1_groups_tasks_averages_seeds_and_bolds_best_gap():
     assert "| 2 |" in tarf_tm and "**2.00 ± 1.41**" in tarf_tm  # mean ± sample std
     ga_tm = next(line for line in body if line.startswith("| target-mismatch | ga |"))
     assert ga_tm.endswith("| 0.500 |")  # RTE / retrain time = 50 / 100
+
+
+def test_gap_by_seed_shows_every_seed_behind_the_mean():
+    reports = [
+        run("target-mismatch", "tarf", 1, 3.0),  # out of order: cells list seeds 0, 1
+        run("target-mismatch", "tarf", 0, 1.0),
+        run("target-mismatch", "ga", 0, 5.0),
+        run("target-mismatch", "ga", 1, 7.0),
+        run("all-matched", "tarf", 0, 2.0),
+        run("all-matched", "ga", 0, 0.5),
+    ]
+    header, _, ga, tarf = gap_by_seed(reports).splitlines()
+    assert [c.strip() for c in header.strip("|").split("|")] == [
+        "method", "all-matched", "target-mismatch"
+    ]  # fmt: skip
+    assert [c.strip() for c in ga.strip("|").split("|")] == [
+        "ga",
+        "**0.50**",
+        "6.00 ± 1.41 (5.00 / 7.00)",
+    ]
+    assert [c.strip() for c in tarf.strip("|").split("|")] == [
+        "tarf", "2.00", "**2.00 ± 1.41** (1.00 / 3.00)"
+    ]  # fmt: skip
+    # one seed everywhere: nothing to add to Table 1
+    assert gap_by_seed([r for r in reports if r["seed"] == 0]) == ""
 
 
 def test_changed_hyperparameters_label_the_run():

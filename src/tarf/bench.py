@@ -786,7 +786,7 @@ def collect_reports(out_dir: str | Path) -> list[dict[str, Any]]:
 
 def write_results(out_dir: str | Path) -> list[dict[str, Any]]:
     """``results.csv`` (one row per run) and ``results.md`` (the paper's Table 1 layout)."""
-    from tarf.report import audit_table, flat_row, table1, to_csv
+    from tarf.report import audit_table, flat_row, gap_by_seed, table1, to_csv
 
     out = Path(out_dir)
     reports = collect_reports(out)
@@ -798,7 +798,15 @@ def write_results(out_dir: str | Path) -> list[dict[str, Any]]:
         audit = ("\n\nAudit (tarf.audit, docs/audit.md): U-LiRA of the unlearned model against "
                  "the retrained references, the NeurIPS 2023 challenge's F and score, and the "
                  "concept probe.\n\n" + audit_table(reports))  # fmt: skip
-    write_text(out / "results.md", head + (table1(reports) if reports else "") + audit + "\n")
+    seeds = gap_by_seed(reports)
+    if seeds and any("(" in line for line in seeds.splitlines()[2:]):  # several seeds somewhere
+        seeds = (
+            "\n\nGap by task, mean ± std over seeds (each seed's Gap in seed order):\n\n" + seeds
+        )
+    else:
+        seeds = ""
+    body = (table1(reports) if reports else "") + seeds + audit
+    write_text(out / "results.md", head + body + "\n")
     return reports
 
 

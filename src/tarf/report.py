@@ -299,3 +299,45 @@ def table1(reports: Sequence[dict[str, Any]]) -> str:
                 )
             lines.append(f"| {task} | {lab} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def gap_by_seed(reports: Sequence[dict[str, Any]]) -> str:
+    """Gap per method (rows, Table 1 order) and task (columns): mean ± std over seeds,
+    then each seed's value in seed order, so a reader sees the spread behind a mean.
+    The best mean per task in bold; empty when the reports mix requests or no cell has
+    more than one seed."""
+    from tarf.domains import MAIN_TASKS
+
+    if not reports or mixes_requests(reports):
+        return ""
+    gaps: dict[str, dict[str, dict[int, float]]] = {}
+    first: dict[str, dict[str, Any]] = {}
+    for rep in reports:
+        gap = rep["metrics"].get("Gap")
+        if gap is None:
+            continue
+        lab = method_label(rep)
+        gaps.setdefault(lab, {}).setdefault(rep["task"], {})[rep["seed"]] = gap
+        first.setdefault(lab, rep)
+    if not any(len(by_seed) > 1 for by_task in gaps.values() for by_seed in by_task.values()):
+        return ""  # one seed everywhere: Table 1 already says it all
+    present = {t for by_task in gaps.values() for t in by_task}
+    tasks = [t for t in MAIN_TASKS if t in present] + sorted(present - set(MAIN_TASKS))
+    order = {m: i for i, m in enumerate(TABLE1_METHODS)}
+    labels = sorted(gaps, key=lambda lab: _label_order(first[lab], order))
+    stats = {
+        (lab, t): _mean_std(list(gaps[lab].get(t, {}).values())) for lab in labels for t in tasks
+    }
+    best = {t: min((s[0] for (_, tt), s in stats.items() if tt == t and s), default=None)
+            for t in tasks}  # fmt: skip
+    rows = []
+    for lab in labels:
+        cells = [lab]
+        for t in tasks:
+            by_seed, stat = gaps[lab].get(t, {}), stats[(lab, t)]
+            text = _cell(stat, len(by_seed), bold=stat is not None and stat[0] == best[t])
+            if len(by_seed) > 1:
+                text += " (" + " / ".join(f"{by_seed[s]:.2f}" for s in sorted(by_seed)) + ")"
+            cells.append(text)
+        rows.append(cells)
+    return markdown_table(["method", *tasks], rows)
