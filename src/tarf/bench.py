@@ -798,13 +798,11 @@ def write_results(out_dir: str | Path) -> list[dict[str, Any]]:
         audit = ("\n\nAudit (tarf.audit, docs/audit.md): U-LiRA of the unlearned model against "
                  "the retrained references, the NeurIPS 2023 challenge's F and score, and the "
                  "concept probe.\n\n" + audit_table(reports))  # fmt: skip
-    seeds = gap_by_seed(reports)
-    if seeds and any("(" in line for line in seeds.splitlines()[2:]):  # several seeds somewhere
+    seeds = gap_by_seed(reports)  # empty unless some cell has several seeds
+    if seeds:
         seeds = (
             "\n\nGap by task, mean ± std over seeds (each seed's Gap in seed order):\n\n" + seeds
         )
-    else:
-        seeds = ""
     body = (table1(reports) if reports else "") + seeds + audit
     write_text(out / "results.md", head + body + "\n")
     return reports
@@ -849,13 +847,15 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
 
     g = plan.grid
 
-    def same(d: dict[str, Any]) -> bool:  # same data and recipe; runs: audited or not alike
+    def same(d: dict[str, Any], recipe: str = g.recipe) -> bool:
+        """Same data and recipe; runs: audited or not alike."""
         audit_alike = d.get("kind") != "run" or bool(d.get("audit")) == bool(g.audit)
-        return d.get("dataset") == g.dataset and d.get("recipe") == g.recipe and audit_alike
+        return d.get("dataset") == g.dataset and d.get("recipe") == recipe and audit_alike
 
     log = [x for x in read_log(out_dir) if same(x) and x.get("status") == "ok"]
     # where append_log writes it (the cache root, whichever model cache the plan used)
-    machine_log = [x for x in read_log(cache_root()) if same(x) and x.get("status") == "ok"]
+    machine_all = [x for x in read_log(cache_root()) if x.get("status") == "ok"]
+    machine_log = [x for x in machine_all if same(x)]
     reports = [r for r in collect_reports(out_dir) if same(r)]
     overhead = _mean([x["seconds"] - x["rte_s"] for x in log if x.get("rte_s") is not None])
     over_src = "measured"
@@ -891,10 +891,11 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
     if ":" in g.recipe and (model_s is None or None in run_s.values()):
         # a swapped architecture not measured yet: the base recipe's times on this
         # machine, scaled by the two architectures' forward FLOPs
-        scaled = _scaled_from_base(plan, g.recipe.partition(":")[0])
+        base = g.recipe.partition(":")[0]
+        scaled = _scaled_from_base(plan, base, [x for x in machine_all if same(x, base)])
         if scaled is not None:
             ratio, base_runs, base_model = scaled
-            label = f"{g.recipe.partition(':')[0]} × {ratio:.1f} FLOPs"
+            label = f"{base} × {ratio:.1f} FLOPs"
             for m in g.methods:
                 if run_s[m] is None and base_runs.get(m) is not None:
                     run_s[m], src[m] = base_runs[m] * ratio, label
@@ -914,22 +915,18 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
 
 
 def _scaled_from_base(
-    plan: Plan, base: str
+    plan: Plan, base: str, log: list[dict[str, Any]]
 ) -> tuple[float, dict[str, float | None], float | None] | None:
     """(cost ratio, per-method run times, model time) of ``base`` (the recipe without
-    its ``:ARCH``) in this machine's log, the ratio being the forward FLOPs of the two
-    architectures on the plan's images; None when the log has nothing of ``base``."""
+    its ``:ARCH``) from ``log`` (this machine's finished jobs of ``base``), the ratio
+    being the forward FLOPs of the two architectures on the plan's images; None when
+    the log has nothing of ``base``."""
     from tarf.models import forward_flops
     from tarf.recipes import get_recipe
-    from tarf.training import cache_root
 
-    g = plan.grid
-    log = [x for x in read_log(cache_root())
-           if x.get("dataset") == g.dataset and x.get("recipe") == base
-           and x.get("status") == "ok"
-           and (x.get("kind") != "run" or bool(x.get("audit")) == bool(g.audit))]  # fmt: skip
     if not log or not plan.input_shape:
         return None
+    g = plan.grid
     base_arch, arch = get_recipe(base).arch, get_recipe(g.recipe).arch
     ratio = forward_flops(arch, plan.input_shape) / forward_flops(base_arch, plan.input_shape)
     runs = {m: _mean([x["seconds"] for x in log if x["kind"] == "run" and x.get("method") == m])
