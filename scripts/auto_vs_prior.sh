@@ -6,18 +6,20 @@
 # docs/results/cifar100/auto-vs-prior/ (existing ones skipped), then a table. The
 # "people" runs are in docs/results/cifar100/ (known prior) and
 # docs/results/cifar100/tarf-auto/ (auto).
-# Usage: [JOBS=2] scripts/auto_vs_prior.sh [SEED]
+# Usage: [JOBS=2] [PRIORS="known auto"] scripts/auto_vs_prior.sh [SEED]
+# (PRIORS picks a subset of the four; the class-level pair alone is half the runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/held_out_concepts.sh
 seed="${1:-0}"
 jobs="${JOBS:-2}"
+priors="${PRIORS:-known auto i-known i-auto}"
 out=docs/results/cifar100/auto-vs-prior
 mkdir -p "$out"
 data="${TARF_DATA:-../shared/datasets}"
 [ "$jobs" -gt 1 ] && export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 # known-prior runs first: each trains its concept's reference, the auto runs reuse it
-for prior in known auto i-known i-auto; do
+for prior in $priors; do
   for spec in "${HELD_OUT_CONCEPTS[@]}"; do
     set -- $spec
     f="$out/tarf_${1}_${prior}_s${seed}.json"
