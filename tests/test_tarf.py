@@ -167,6 +167,10 @@ def test_identification_warns_when_phase_one_moved_nothing(trained, toy_dataset,
         and "phase1_batchnorm" in ident["warning"]
     )
     assert tarf_mod.weak_phase1_warning(acc1 - acc0, loss1 - loss0, 0) is None  # nothing chosen
+    # two of 100 probe samples flipped (Fashion-MNIST seed 2) is still noise; 38 points is not
+    two, many = torch.tensor([2.0, 0, 0]), torch.tensor([38.0, 0, 0])
+    assert tarf_mod.weak_phase1_warning(two, torch.zeros(3), 2) is not None
+    assert tarf_mod.weak_phase1_warning(many, torch.zeros(3), 2) is None
 
 
 def test_tarf_does_not_modify_input_and_forgets(trained, toy_dataset):

@@ -149,9 +149,11 @@ def class_accuracy(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> tor
     )
 
 
-# Accuracy is measured on id_samples_per_class (100) probe samples per class: below this
-# many points no class moved beyond sampling noise.
-WEAK_PHASE1_DROP = 2.0
+# Accuracy is measured on id_samples_per_class (100) probe samples per class: a drop of
+# fewer than 5 points is a handful of flipped samples, noise. Measured on the benchmarks'
+# TARF runs: 0-2 points on Fashion-MNIST at k = 0.0005, where identification failed on
+# every seed; 38-86 points on CIFAR-100, where it worked.
+WEAK_PHASE1_DROP = 5.0
 
 
 def weak_phase1_warning(acc_drops: torch.Tensor, loss_rise: torch.Tensor, n: int) -> str | None:
