@@ -166,10 +166,11 @@ def weak_phase1_warning(acc_drops: torch.Tensor, loss_rise: torch.Tensor, n: int
     if top_drop >= WEAK_PHASE1_DROP:
         return None
     top_rise = float(torch.nan_to_num(loss_rise, nan=0.0).max())
+    chosen = "the class set aside was" if n == 1 else f"the {n} classes set aside were"
     return (
         f"Phase I barely moved the model (largest class accuracy drop {top_drop:.1f} points, "
-        f"largest loss rise {top_rise:.3f} nats): the {n} classes set aside were ranked on "
-        "noise and may be wrong; raise k (--set k=...) or use --set phase1_batchnorm=batch"
+        f"largest loss rise {top_rise:.3f} nats): {chosen} ranked on noise and may be wrong; "
+        "raise k (--set k=...) or use --set phase1_batchnorm=batch"
     )
 
 
