@@ -13,6 +13,7 @@ import torch
 
 from tarf.cli import main
 from tarf.identify import (
+    auto_count,
     concept_can_hide,
     forget_calibrated_cut,
     gap_threshold,
@@ -106,6 +107,23 @@ def test_task_decides_whether_anything_can_hide():
     assert not concept_can_hide("all-matched") and not concept_can_hide("model-mismatch")
 
 
+def test_auto_count_takes_the_largest_gap_when_the_task_says_the_concept_is_wider():
+    """A weak group (a 0.9-SD gap, below the noise threshold): the test declines, yet
+    in target mismatch the task rules out n = 0 and the candidate cut is taken; in all
+    matched the task says 0; with floor "none" the decline stands."""
+    rng = np.random.default_rng(1)
+    v = np.concatenate([rng.normal(0, 1, 60), [2.9, 2.8, 2.75]])
+    weak = largest_gap(v)
+    assert weak.n == 0 and weak.cut > 0 and weak.margin < 0
+    assert auto_count(weak, "target-mismatch") == (weak.cut, "task floor")
+    assert auto_count(weak, "data-mismatch")[0] == weak.cut
+    assert auto_count(weak, "all-matched") == (0, "task")
+    assert auto_count(weak, "target-mismatch", floor="none") == (0, "data")
+    strong = largest_gap(np.concatenate([rng.normal(0, 1, 60), [9.0, 8.5]]))
+    assert auto_count(strong, "target-mismatch") == (2, "data")
+    assert auto_count(largest_gap([2.0] * 10), "target-mismatch") == (0, "data")  # no signal
+
+
 def test_request_with_prior_auto(toy_hierarchy, toy_dataset):
     h = toy_hierarchy
     r = UnlearningRequest.from_names(h, "cat", "class", prior_classes="AUTO")
@@ -175,6 +193,31 @@ def test_tarf_class_level_auto(trained, toy_dataset, monkeypatch, task):
         assert ident["n"] == 0 and ident["classes"] == [] and ident["auto"]["decided_by"] == "task"
 
 
+@pytest.mark.parametrize("floor", ["largest-gap", "none"])
+def test_tarf_class_level_auto_weak_signal(trained, toy_dataset, monkeypatch, floor):
+    """dog rises a little above a broad bulk: the gap test declines; in target mismatch
+    the default floor still sets dog aside (the concept is wider than D_f), "none" not."""
+    import tarf.methods.tarf as tarf_mod
+
+    model, recipe = trained
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", prior_classes="auto")
+    data = unlearn_data(toy_dataset, req)
+    acc0, loss0 = torch.full((7,), 90.0), torch.full((7,), 0.3)
+    acc0[0] = loss0[0] = float("nan")
+    rise = torch.tensor([0, 1.0, 0.6, 0.4, 0.2, 0.1, 0.0])
+    _replay(monkeypatch, tarf_mod, "class_stats", (acc0, loss0), (acc0 - 10 * rise, loss0 + rise))
+    res = get_method("tarf", stop_after_identification=True, auto_floor=floor).run(
+        model, data, _ctx(recipe, toy_dataset, "target-mismatch")
+    )
+    ident = res.record["identification"]
+    assert ident["auto"]["data_estimate"] == 0 and ident["auto"]["margin"] < 0
+    if floor == "largest-gap":
+        assert ident["n"] == ident["auto"]["cut"] >= 1 and ident["classes"][0] == "dog"
+        assert ident["auto"]["decided_by"] == "task floor" and "declined" in ident["auto"]["why"]
+    else:
+        assert ident["n"] == 0 and ident["classes"] == []
+
+
 def test_tarf_instance_level_auto(trained, toy_dataset, monkeypatch):
     import tarf.methods.tarf as tarf_mod
 
@@ -224,7 +267,8 @@ def test_cli_unlearn_with_prior_auto(capsys, tmp_path):
     rep = json.loads(out.read_text())
     ident = rep["identification"]
     assert rep["request"]["prior"] == "auto" and rep["task"] == "target-mismatch"
-    assert ident["n_source"] == "auto" and ident["auto"]["decided_by"] == "data"
+    assert ident["n_source"] == "auto" and ident["auto"]["decided_by"] in ("data", "task floor")
+    assert ident["n"] >= 1  # target mismatch: the concept is wider than D_f
     assert ident["n"] == len(ident["classes"]) and len(ident["top10"]) == 9
     assert {"statistic", "threshold", "margin"} <= set(ident["auto"])
     assert "(auto n=" in captured.out and rep["reference"] is None

@@ -163,6 +163,31 @@ def largest_gap(
     return GapDecision(n, m, j + 1, stat, threshold, med, scale, float(v[j]), float(v[j + 1]))
 
 
+def auto_count(decision: GapDecision, task: str, floor: str = "largest-gap") -> tuple[int, str]:
+    """How many of the ranked classes ``--prior auto`` sets aside on ``task``, and why.
+
+    * The target is the forget data itself (:func:`concept_can_hide` false): 0, "task".
+    * The gap test accepts: its cut, "data".
+    * It declines, but the task states a concept wider than ``D_f`` (target or data
+      mismatch), so at least one of the concept's model classes is in ``D_un`` and
+      ``n = 0`` is not an answer. With ``floor="largest-gap"`` the test's own candidate
+      cut (the largest gap in the top half) is taken, "task floor": the data's best
+      guess of where the concept ends, its margin (negative) saying how unsure it is.
+      Why not 0: leaving a concept class in the descent set lets TARF relearn it (the
+      costly error: 13-20 Gap points in the CIFAR-100 declines of docs/identification.md),
+      while a wrongly set-aside class only misses its repair in Phases II-III (people,
+      seed 0: hamster set aside, RA as without it). ``floor="none"``: 0, the rule before
+      2026-11-24.
+    """
+    if not concept_can_hide(task):
+        return 0, "task"
+    if decision.n > 0:
+        return decision.n, "data"
+    if floor == "largest-gap" and decision.cut > 0:
+        return decision.cut, "task floor"
+    return 0, "data"
+
+
 FORGET_RULE = (
     "samples of D_un at least as disturbed by Phase I as the forget data itself: I_con at "
     "or above the given quantile of D_f's own I_con"

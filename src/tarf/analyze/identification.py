@@ -7,7 +7,7 @@ ranking of per-class loss increase (and accuracy drop)? Scored three ways agains
 truth (the concept's classes not given):
 
 * ``oracle``: the top ``n`` classes, ``n`` = the true count (the paper's prior);
-* ``auto``: the classes ``--prior auto`` sets aside (:func:`tarf.identify.largest_gap`);
+* ``auto``: the classes ``--prior auto`` sets aside (:func:`tarf.identify.auto_count`);
 * ``top10``: how many of them are among the ten largest (the paper's Fig. 13 view).
 
 Phase I sees only ``D_f``, ``D_un`` and the model (the same :class:`UnlearnData` the
@@ -27,7 +27,7 @@ import torch
 
 from tarf.data.core import ImageDataset
 from tarf.domains import Level
-from tarf.identify import concept_can_hide, largest_gap
+from tarf.identify import auto_count, largest_gap
 from tarf.io import write_json, write_text
 from tarf.methods.base import UnlearnContext
 from tarf.methods.tarf import TARF, default_k
@@ -104,14 +104,20 @@ def identify_concept(
         v = values[signal]
         ranked = sorted(v, key=lambda c: -v[c])
         decision = largest_gap([v[c] for c in ranked])
-        # What --prior auto does on this target-mismatch request. An all-matched request
-        # ("forget exactly the given classes") hands TARF the same data, so the data
-        # alone would estimate the same n; there the task sets n = 0 (concept_can_hide).
-        auto = ranked[: decision.n] if concept_can_hide(request.task.name) else []
+        # What --prior auto does on this target-mismatch request (tarf.identify.auto_count).
+        # An all-matched request ("forget exactly the given classes") hands TARF the same
+        # data, so the data alone would estimate the same n; there the task sets n = 0.
+        floor = (tarf_params or {}).get("auto_floor", "largest-gap")
+        n, decided_by = auto_count(decision, request.task.name, floor)
+        auto = ranked[:n]
         out["signals"][signal] = {
             "top10": {c: v[c] for c in ranked[:10]},
             "oracle": score(ranked, ranked[: len(truth)], truth),
-            "auto": {**score(ranked, auto, truth), "decision": decision.to_dict()},
+            "auto": {
+                **score(ranked, auto, truth),
+                "decision": decision.to_dict(),
+                "decided_by": decided_by,
+            },
         }
     return out
 

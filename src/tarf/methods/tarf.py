@@ -109,6 +109,10 @@ class TARFConfig:
     # negative N leaves only the last -N learning (-1: only the classifier)
     frozen_blocks: int = 0
     auto_alpha: float = 0.01  # --prior auto: the rule's false-positive rate on noise
+    # --prior auto at class level when the gap test declines on a task whose concept is
+    # wider than D_f: "largest-gap" takes the test's candidate cut (n >= 1, as the task
+    # states), "none" sets nothing aside (tarf.identify.auto_count)
+    auto_floor: str = "largest-gap"
     # --prior auto at instance level: "forget" (β = the auto_forget_quantile of D_f's own
     # I_con, tarf.identify.forget_calibrated_cut) or "gap" (the largest-gap rule)
     auto_instance_rule: str = "forget"
@@ -134,6 +138,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "identified_op": ("zero", "ascent"),
     "phase1_batchnorm": tuple(PHASE1_BATCHNORM),
     "auto_instance_rule": ("forget", "gap"),
+    "auto_floor": ("largest-gap", "none"),
     "ascent_floor": ("none", "wrong-label"),
 }
 # D_un samples whose wrong-label probabilities set the ascent floor ("wrong-label").
@@ -458,6 +463,7 @@ class TARF(Method):
         from tarf.identify import (
             FORGET_RULE,
             RULE,
+            auto_count,
             concept_can_hide,
             forget_calibrated_cut,
             largest_gap,
@@ -478,15 +484,21 @@ class TARF(Method):
             auto_record = None
             if auto:
                 decision = largest_gap(signal, c.auto_alpha)
-                can_hide = concept_can_hide(ctx.task)
-                n = decision.n if can_hide else 0
+                n, decided_by = auto_count(decision, ctx.task, c.auto_floor)
                 auto_record = {
-                    "decided_by": "data" if can_hide else "task",
+                    "decided_by": decided_by,
                     "data_estimate": decision.n,
                     **decision.to_dict(),
                     "rule": RULE,
+                    "floor": c.auto_floor,
                 }
-                if not can_hide:
+                if decided_by == "task floor":
+                    auto_record["why"] = (
+                        f"{ctx.task}: the concept is wider than the forget data, so some of it "
+                        "is in D_un; the gap test declined (margin "
+                        f"{decision.margin:+.2f}), so the largest gap, its candidate, is taken"
+                    )
+                if decided_by == "task":
                     auto_record["why"] = (
                         f"{ctx.task}: the target is the forget data itself, so none of it "
                         "can be left in D_un (the data alone cannot tell this from a wider "
