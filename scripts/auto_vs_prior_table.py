@@ -3,12 +3,16 @@
 Reads the runs of scripts/auto_vs_prior.sh (docs/results/cifar100/auto-vs-prior/) and the
 "people" runs (docs/results/cifar100/ and docs/results/cifar100/tarf-auto/) and prints a
 Markdown table: per concept and seed, the classes each prior set aside and its Gap, then
-the mean Gap over the seeds present for both. Usage: python scripts/auto_vs_prior_table.py
+the mean Gap over the seeds present for both. `auto` is the default rule; where the gap
+test declined, the run under the rule before 2026-11-24 (``auto_floor=none``: nothing set
+aside) is in the folder's ``floor-none/`` and shown beside it (where the test accepted,
+both rules are the same run). Usage: python scripts/auto_vs_prior_table.py
 """
 
 from __future__ import annotations
 
 import json
+import math
 import statistics
 from pathlib import Path
 
@@ -17,59 +21,79 @@ CONCEPTS = ["trees", "fruit_and_vegetables", "vehicles_1", "people"]
 
 
 def run_path(concept: str, prior: str, seed: int) -> Path:
+    """``prior``: "known", "auto" or "none" (auto under the old rule, where it differs)."""
+    sub = "floor-none" if prior == "none" else ""
+    prior = "auto" if prior == "none" else prior
     if concept == "people":
-        if prior == "known":
-            return RESULTS / f"tarf_target-mismatch_s{seed}.json"
-        return RESULTS / "tarf-auto" / f"tarf_target-mismatch_auto_s{seed}.json"
-    return RESULTS / "auto-vs-prior" / f"tarf_{concept}_{prior}_s{seed}.json"
+        if prior == "known":  # a rerun on the same original model as the auto run, if any
+            rerun = RESULTS / "tarf-auto" / f"tarf_target-mismatch_known_s{seed}.json"
+            return rerun if rerun.is_file() else RESULTS / f"tarf_target-mismatch_s{seed}.json"
+        return RESULTS / "tarf-auto" / sub / f"tarf_target-mismatch_auto_s{seed}.json"
+    return RESULTS / "auto-vs-prior" / sub / f"tarf_{concept}_{prior}_s{seed}.json"
 
 
 def describe(run: dict) -> str:
     ident = run["identification"]
     names = ", ".join(c.replace("_tree", "") for c in ident["classes"]) or "none"
     auto = ident.get("auto")
-    if auto and auto.get("decided_by") == "data":
-        names += f" ({auto['statistic']:.2f} vs {auto['threshold']})"
+    if auto and auto.get("decided_by") in ("data", "task floor"):
+        how = "floor, " if auto["decided_by"] == "task floor" else ""
+        names += f" ({how}{auto['statistic']:.2f} vs {auto['threshold']})"
     return names
+
+
+def _num(v: float) -> str:
+    return "–" if math.isnan(v) else f"{v:.2f}"  # NaN: a run the old rule would differ on
 
 
 def main() -> None:
     print(
-        "| concept | seed | known prior: set aside | Gap | `auto`: set aside (statistic vs threshold) | Gap |"
+        "| concept | seed | known prior: set aside | Gap | `auto`: set aside (statistic vs "
+        "threshold) | Gap | old rule (`auto_floor=none`): Gap |"
     )
-    print("|---|---|---|---|---|---|")
-    means: list[tuple[str, float, float, int]] = []
+    print("|---|---|---|---|---|---|---|")
+    means: list[tuple[str, int, float, float, float]] = []
     for concept in CONCEPTS:
-        gaps: dict[str, list[float]] = {"known": [], "auto": []}
+        gaps: dict[str, list[float]] = {"known": [], "auto": [], "none": []}
         for seed in range(3):
             paths = {p: run_path(concept, p, seed) for p in ("known", "auto")}
             if not all(path.is_file() for path in paths.values()):
                 continue
             runs = {p: json.loads(path.read_text()) for p, path in paths.items()}
+            old = run_path(concept, "none", seed)
+            floored = runs["auto"]["identification"]["auto"].get("decided_by") == "task floor"
+            if old.is_file():
+                runs["none"] = json.loads(old.read_text())
+            elif not floored:  # the test accepted: both rules made the same decision
+                runs["none"] = runs["auto"]
             for p, run in runs.items():
                 gaps[p].append(run["metrics"]["Gap"])
+            if "none" not in runs:
+                gaps["none"].append(math.nan)
+                none = "not run"
+            else:
+                none = f"{gaps['none'][-1]:.2f}" + ("" if old.is_file() else " (same run)")
             print(
                 f"| {concept} | {seed} | {describe(runs['known'])} | {gaps['known'][-1]:.2f} "
-                f"| {describe(runs['auto'])} | {gaps['auto'][-1]:.2f} |"
+                f"| {describe(runs['auto'])} | {gaps['auto'][-1]:.2f} | {none} |"
             )
         if gaps["known"]:
-            means.append(
-                (
-                    concept,
-                    statistics.mean(gaps["known"]),
-                    statistics.mean(gaps["auto"]),
-                    len(gaps["known"]),
-                )
-            )
-    print("\n| concept | seeds | known prior: mean Gap | `auto`: mean Gap | auto − known |")
-    print("|---|---|---|---|---|")
-    for concept, known, auto, n in means:
-        print(f"| {concept} | {n} | {known:.2f} | {auto:.2f} | {auto - known:+.2f} |")
-    if means:
-        known = statistics.mean(m[1] for m in means)
-        auto = statistics.mean(m[2] for m in means)
+            mean = {p: statistics.mean(g) for p, g in gaps.items()}
+            means.append((concept, len(gaps["known"]), mean["known"], mean["auto"], mean["none"]))
+    print(
+        "\n| concept | seeds | known prior: mean Gap | `auto`: mean Gap | auto − known "
+        "| old rule: mean Gap |"
+    )
+    print("|---|---|---|---|---|---|")
+    for concept, n, known, auto, none in means:
         print(
-            f"| **mean of the concepts** | | **{known:.2f}** | **{auto:.2f}** | **{auto - known:+.2f}** |"
+            f"| {concept} | {n} | {known:.2f} | {auto:.2f} | {auto - known:+.2f} | {_num(none)} |"
+        )
+    if means:
+        known, auto, none = (statistics.mean(m[i] for m in means) for i in (2, 3, 4))
+        print(
+            f"| **mean of the concepts** | | **{known:.2f}** | **{auto:.2f}** "
+            f"| **{auto - known:+.2f}** | {_num(none)} |"
         )
 
 

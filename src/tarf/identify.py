@@ -13,7 +13,9 @@ did instead, with one rule for both levels (:func:`largest_gap`):
 * the largest such gap is the candidate cut; it is accepted, and the values above it
   are the concept, only when it exceeds what noise produces: the ``1 − α`` quantile
   (``α = 0.01``) of the same statistic over ``m`` standard normal values (Monte Carlo,
-  fixed seed; 1.56 for 98 classes, 2.5 for 20, 4.8 for 9, 10.5 for 4). Otherwise ``n = 0``.
+  fixed seed; 1.56 for 98 classes, 2.5 for 20, 4.8 for 9, 10.5 for 4). Otherwise the
+  data alone says ``n = 0``; at class level, on a task whose concept is wider than
+  ``D_f``, the task rules that out and the candidate cut is taken (:func:`auto_count`).
 
 The null is explicit: on Gaussian noise the rule says ``n > 0`` in 1 % of cases. A
 largest gap alone would always find some cut; a robust z-score threshold alone is
