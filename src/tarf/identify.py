@@ -165,6 +165,10 @@ def largest_gap(
     return GapDecision(n, m, j + 1, stat, threshold, med, scale, float(v[j]), float(v[j + 1]))
 
 
+# TARFConfig.auto_floor: what class-level auto does when the gap test declines
+AUTO_FLOORS = ("largest-gap", "none")
+
+
 def auto_count(decision: GapDecision, task: str, floor: str = "largest-gap") -> tuple[int, str]:
     """How many of the ranked classes ``--prior auto`` sets aside on ``task``, and why.
 

@@ -107,8 +107,7 @@ def identify_concept(
         # What --prior auto does on this target-mismatch request (tarf.identify.auto_count).
         # An all-matched request ("forget exactly the given classes") hands TARF the same
         # data, so the data alone would estimate the same n; there the task sets n = 0.
-        floor = (tarf_params or {}).get("auto_floor", "largest-gap")
-        n, decided_by = auto_count(decision, request.task.name, floor)
+        n, decided_by = auto_count(decision, request.task.name, method.config.auto_floor)
         auto = ranked[:n]
         out["signals"][signal] = {
             "top10": {c: v[c] for c in ranked[:10]},

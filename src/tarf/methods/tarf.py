@@ -21,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tarf.domains import MODEL_MISMATCH
+from tarf.identify import AUTO_FLOORS
 from tarf.methods.base import Method, MethodResult, UnlearnContext, UnlearnData, register
 from tarf.methods.common import (
     Pool,
@@ -138,7 +139,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "identified_op": ("zero", "ascent"),
     "phase1_batchnorm": tuple(PHASE1_BATCHNORM),
     "auto_instance_rule": ("forget", "gap"),
-    "auto_floor": ("largest-gap", "none"),
+    "auto_floor": AUTO_FLOORS,
     "ascent_floor": ("none", "wrong-label"),
 }
 # D_un samples whose wrong-label probabilities set the ascent floor ("wrong-label").
@@ -498,7 +499,7 @@ class TARF(Method):
                         "is in D_un; the gap test declined (margin "
                         f"{decision.margin:+.2f}), so the largest gap, its candidate, is taken"
                     )
-                if decided_by == "task":
+                elif decided_by == "task":
                     auto_record["why"] = (
                         f"{ctx.task}: the target is the forget data itself, so none of it "
                         "can be left in D_un (the data alone cannot tell this from a wider "
