@@ -1,0 +1,65 @@
+"""The audited CIFAR-100 benchmark at K = 8 references beside K = 3, per task and method.
+
+Reads docs/results/cifar100-audit-k8/ (scripts/audit_k8.sh) and docs/results/cifar100-audit/
+(the K = 3 bench) and prints, for every task the K = 8 folder has, a Markdown table:
+Gap, U-LiRA AUC and TPR at 1 % FPR at K = 8 with the K = 3 value beside it, the null max
+of both, and Spearman's rho between the methods' order by Gap and by AUC at each K.
+The two benches share the original models but not always the retrained reference of
+seed 0 (retrained models are not bit-identical across machines and sessions), so Gaps
+can differ by a few tenths to two points. Usage: python scripts/audit_k_compare.py
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tarf.domains import MAIN_TASKS
+from tarf.report import TABLE1_METHODS, spearman
+
+RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
+K8, K3 = RESULTS / "cifar100-audit-k8", RESULTS / "cifar100-audit"
+
+
+def load(folder: Path, method: str, task: str) -> dict | None:
+    path = folder / f"{method}_{task}_s0.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def with_k3(value: float, k3_audit: dict, key: str) -> str:
+    """``value`` (K = 8), and the K = 3 bench's value in brackets where it has one."""
+    return f"{value:.1f}" + (f" ({k3_audit[key]:.1f})" if key in k3_audit else "")
+
+
+def main() -> None:
+    for task in MAIN_TASKS:
+        rows, by_k = [], {8: [], 3: []}
+        null = {}
+        for method in TABLE1_METHODS:
+            new, old = load(K8, method, task), load(K3, method, task)
+            if new is None or not new.get("audit"):
+                continue
+            a, b = new["audit"], (old or {}).get("audit") or {}
+            null[8] = a["null_AUC"]["max"]
+            null[3] = (b.get("null_AUC") or {}).get("max")
+            gap = new["metrics"]["Gap"]
+            by_k[8].append((gap, a["AUC"]))
+            if b:
+                by_k[3].append((old["metrics"]["Gap"], b["AUC"]))
+            rows.append(
+                f"| {method} | {gap:.2f} | {with_k3(a['AUC'], b, 'AUC')} | "
+                f"{with_k3(a['TPR@1%FPR'], b, 'TPR@1%FPR')} | {a['score_shift']:+.2f} |"
+            )
+        if not rows:
+            continue
+        rho = {k: spearman(*zip(*pairs)) if len(pairs) > 2 else None for k, pairs in by_k.items()}
+        print(f"\n{task}: null max {null[8]:.1f} (K = 3: {null.get(3) or float('nan'):.1f}); "
+              f"Spearman rho Gap vs AUC {rho[8]:+.2f} (K = 3: "
+              f"{rho[3] if rho[3] is None else format(rho[3], '+.2f')})\n")  # fmt: skip
+        print("| method | Gap | U-LiRA AUC (K = 3) | TPR@1%FPR (K = 3) | shift |")
+        print("|---|---|---|---|---|")
+        print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
