@@ -66,6 +66,25 @@ def test_lira_identical_vs_shifted(k, s, sided):
         assert out["score_shift"] == pytest.approx(shift, abs=0.3)
 
 
+def test_by_class_finds_the_class_that_is_off():
+    """A wider concept: one class forgotten too far (shifted down), one left as it was in
+    the original (shifted up), one like the references; ``by_class`` names which."""
+    k, s, n = 8, 1, 300
+    ref, unl = gaussians(k, s, n=n)
+    groups = ["boy"] * 100 + ["man"] * 100 + ["woman"] * 100
+    unl[:, :100] -= 4.0
+    unl[:, 100:200] += 4.0
+    out = audit.summarize(ref, unl, [0], 90.0, 80.0, 90.0, 80.0, groups=groups)
+    by = out["by_class"]
+    assert list(by) == ["boy", "man", "woman"] and by["boy"]["examples"] == 100
+    assert by["boy"]["score_shift"] < -3 and by["man"]["score_shift"] > 3
+    assert abs(by["woman"]["score_shift"]) < 1
+    assert by["boy"]["AUC"] > 90 and by["man"]["AUC"] > 90 and by["woman"]["AUC"] < 75
+    # the pooled median hides both: half the examples on each side of the references
+    assert abs(out["score_shift"]) < 1
+    assert "by_class" not in audit.summarize(ref, unl, [0], 90.0, 80.0, 90.0, 80.0)
+
+
 def test_lira_leaves_the_scored_model_out():
     ref, unl = gaussians(5, 2, n=50)
     t_ref, t_unl, _ = audit.lira_statistics(ref, unl, pair=[1, None])
@@ -168,6 +187,10 @@ def test_tarf_audit_end_to_end(toy, tmp_path, capsys, monkeypatch):
     assert pooled["examples"] == n_target and pooled["statistic"].startswith("one-sided")
     assert pooled["unlearned_models"] == 2 and len(res["runs"]) == 2
     assert all("samples" in r["record"] for r in res["runs"])  # what the method did
+    # per class of the concept (cat, dog, fox: 40 train samples each)
+    assert {c: v["examples"] for c, v in pooled["by_class"].items()} == {
+        "cat": 40, "dog": 40, "fox": 40
+    }  # fmt: skip
     for a in [pooled] + [r["audit"] for r in res["runs"]]:
         assert 0 <= a["AUC"] <= 100 and 0 <= a["TPR@0.1%FPR"] <= a["TPR@1%FPR"] <= 100
         assert a["null_AUC"]["min"] <= a["null_AUC"]["median"] <= a["null_AUC"]["max"]
@@ -179,6 +202,7 @@ def test_tarf_audit_end_to_end(toy, tmp_path, capsys, monkeypatch):
     assert pooled["probe"]["retrained"]["AUC"] > 70
     table = capsys.readouterr().out
     assert "U-LiRA AUC" in table and "pooled" in table and "one-sided" in table
+    assert "by class, score shift / U-LiRA AUC: cat " in table
     # the references' statistics are cached (seeds 0-2, plus 3: seed 3's own reference)
     stats = sorted((ModelCache().root.parent / "audit").glob("*.json"))
     assert len(stats) == 4

@@ -289,9 +289,12 @@ def summarize(
     ra_r: float,
     ta_r: float,
     delta: float = EPS_DELTA,
+    groups: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """U-LiRA, epsilon, F and the utility-adjusted score of unlearned models' scores
-    against the references' (the numbers a report stores)."""
+    against the references' (the numbers a report stores). ``groups`` (one name per
+    example, e.g. its class) adds ``by_class``: examples, score shift and U-LiRA AUC per
+    group, which says which classes of a wider concept are over- or under-forgotten."""
     ref_scores, unl_scores = np.asarray(ref_scores), np.asarray(unl_scores)
     t_ref, t_unl, info = lira_statistics(ref_scores, unl_scores, pair)
     null = null_auc(t_ref)
@@ -306,7 +309,16 @@ def summarize(
     # which side of the references the unlearned models fall on: negative = less
     # confident in the forgotten labels than retrained models (over-forgetting, the mark of
     # gradient ascent), positive = more (not forgotten enough)
-    shift = float(np.median(unl_scores - ref_scores.mean(axis=0, keepdims=True)))
+    diff = unl_scores - ref_scores.mean(axis=0, keepdims=True)
+    shift = float(np.median(diff))
+    by_class = {}
+    for name in dict.fromkeys(groups or ()):
+        cols = np.array([g == name for g in groups])
+        by_class[name] = {
+            "examples": int(cols.sum()),
+            "score_shift": float(np.median(diff[:, cols])),
+            "AUC": attack_summary(t_ref[:, cols], t_unl[:, cols])["AUC"],
+        }
     return {
         **info,
         "examples": int(ref_scores.shape[1]),
@@ -319,6 +331,7 @@ def summarize(
         "RA_ratio": ra_u / ra_r if ra_r else float("nan"),
         "TA_ratio": ta_u / ta_r if ta_r else float("nan"),
         "score": utility_adjusted(f, ra_u, ta_u, ra_r, ta_r),
+        **({"by_class": by_class} if by_class else {}),
     }
 
 
@@ -354,6 +367,12 @@ def model_stats(
         pred = forward_logits(model, ds.x_test[test], device).argmax(1)
         out["TA"] = 100.0 * (pred == request.model_labels(ds.y_test)[test]).float().mean().item()
     return out
+
+
+def target_classes(ds: Any, parts: Any) -> list[str]:
+    """The class name of every sample of ``D_t``, in order (for ``by_class``)."""
+    names = ds.hierarchy.class_names
+    return [names[i] for i in ds.y_train[parts.target].tolist()]
 
 
 def stats_key(model_key: str, parts: Any) -> str:
@@ -407,9 +426,11 @@ def _audit(
     refs: list[dict[str, Any]],
     unlearned: list[tuple[int, dict[str, Any]]],
     own_refs: dict[int, dict[str, Any]],
+    groups: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """Summary of unlearned models ``(seed, stats with RA, TA)`` against ``refs``, and
-    the probe of each next to its own seed's reference (``own_refs``)."""
+    the probe of each next to its own seed's reference (``own_refs``); ``groups`` as in
+    :func:`summarize`."""
     seeds = [r["seed"] for r in refs]
     ref_scores = np.array([r["scores"] for r in refs])
     unl_scores = np.array([u["scores"] for _, u in unlearned])
@@ -418,7 +439,7 @@ def _audit(
     ta_r = float(np.mean([r["TA"] for r in refs]))
     ra_u = float(np.mean([u["RA"] for _, u in unlearned]))
     ta_u = float(np.mean([u["TA"] for _, u in unlearned]))
-    out = summarize(ref_scores, unl_scores, pair, ra_u, ta_u, ra_r, ta_r)
+    out = summarize(ref_scores, unl_scores, pair, ra_u, ta_u, ra_r, ta_r, groups=groups)
     out["reference_seeds"] = seeds
     out["reference_RA"], out["reference_TA"] = ra_r, ta_r
     out["probe"] = {
@@ -459,7 +480,7 @@ def audit_run(
     )
     stats = model_stats(model, ds, request, parts, device, seed, utility=False)
     stats["RA"], stats["TA"] = metrics["RA"], metrics["TA"]
-    return _audit(refs, [(seed, stats)], {seed: own})
+    return _audit(refs, [(seed, stats)], {seed: own}, target_classes(ds, parts))
 
 
 def audit_request(
@@ -496,13 +517,13 @@ def audit_request(
             else reference_stats(pds, request, recipe, seed, device, cache, log)
         )
         unlearned.append((seed, stats))
-        audit = _audit(refs, [(seed, stats)], {seed: own[seed]})
+        audit = _audit(refs, [(seed, stats)], {seed: own[seed]}, target_classes(pds, parts))
         run = {"seed": seed, "metrics": report["metrics"], "audit": audit}
         # what the method did (e.g. TARF's identified classes), as in the unlearn report
         run.update({k: report[k] for k in ("identification", "record") if k in report})
         runs.append(run)
         template = report
-    pooled = _audit(refs, unlearned, own)
+    pooled = _audit(refs, unlearned, own, target_classes(pds, parts))
     return {
         "task": template["task"],
         "dataset": template["dataset"],

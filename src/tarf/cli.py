@@ -1061,6 +1061,10 @@ def format_audit(result: dict[str, Any]) -> str:
         rows.append(row("pooled", pooled, {}))
     refs = result["references"]
     ra, ta = pooled["reference_RA"], pooled["reference_TA"]
+    by_class = "; ".join(
+        f"{c} {v['score_shift']:+.2f} / {v['AUC']:.1f}"
+        for c, v in (pooled.get("by_class") or {}).items()
+    )
     return (
         f"{result['method']} on {result['task']} ({result['dataset']}, {result['recipe']}); "
         f"{len(refs['seeds'])} retrained references (RA {ra:.2f}, TA {ta:.2f}); "
@@ -1069,7 +1073,9 @@ def format_audit(result: dict[str, Any]) -> str:
         + f"\nstatistic: {pooled['statistic']}; std {pooled['std']}. AUC, TPR and probe in %: "
         "AUC 50 and TPR ~ FPR = indistinguishable from retrained (min-max: the AUC each "
         "reference gets in the unlearned model's place); F, score: 1 = best."
-    )
+        + (f"\nby class, score shift / U-LiRA AUC: {by_class} (shift < 0: over-forgotten, "
+           "> 0: under-forgotten)" if by_class else "")
+    )  # fmt: skip
 
 
 COMMANDS = {
