@@ -6,7 +6,10 @@ Gap, U-LiRA AUC and TPR at 1 % FPR at K = 8 with the K = 3 value beside it, the 
 of both, and Spearman's rho between the methods' order by Gap and by AUC at each K.
 The two benches share the original models but not always the retrained reference of
 seed 0 (retrained models are not bit-identical across machines and sessions), so Gaps
-can differ by a few tenths to two points. Usage: python scripts/audit_k_compare.py
+can differ by a few tenths to two points. Then, for every `tarf audit --seeds 4` in
+docs/results/cifar100-audit-k8/pooled/ (one method, four seeds, four originals), the
+two-sided U-LiRA over the four unlearned models and, per class of the concept, the score
+shift and AUC. Usage: python scripts/audit_k_compare.py
 """
 
 from __future__ import annotations
@@ -59,6 +62,33 @@ def main() -> None:
         print("| method | Gap | U-LiRA AUC (K = 3) | TPR@1%FPR (K = 3) | shift |")
         print("|---|---|---|---|---|")
         print("\n".join(rows))
+
+    pooled_table()
+
+
+def pooled_table() -> None:
+    """One row per audited method (four seeds pooled): U-LiRA of the seeds alone (one-sided)
+    and pooled (two-sided), the null range, F, and the per-class shift / AUC."""
+    files = sorted((K8 / "pooled").glob("*.json"))
+    if not files:
+        return
+    runs = [json.loads(f.read_text()) for f in files]
+    classes = list(dict.fromkeys(c for r in runs for c in r["pooled"].get("by_class", {})))
+    for task in dict.fromkeys(r["task"] for r in runs):
+        print(f"\n{task}, seeds pooled (two-sided U-LiRA), K = 8:\n")
+        print("| method | seeds | Gap per seed | AUC per seed | pooled AUC (null) | TPR@1%FPR | "
+              + " | ".join(f"{c} shift / AUC" for c in classes) + " |")  # fmt: skip
+        print("|---" * (6 + len(classes)) + "|")
+        for r in (r for r in runs if r["task"] == task):
+            p = r["pooled"]
+            by = p.get("by_class", {})
+            cells = [f"{by[c]['score_shift']:+.1f} / {by[c]['AUC']:.1f}" if c in by else "-"
+                     for c in classes]  # fmt: skip
+            print(f"| {r['method']} | {len(r['runs'])} | "
+                  + ", ".join(f"{x['metrics']['Gap']:.2f}" for x in r["runs"]) + " | "
+                  + ", ".join(f"{x['audit']['AUC']:.1f}" for x in r["runs"]) + " | "
+                  + f"{p['AUC']:.1f} ({p['null_AUC']['min']:.1f}-{p['null_AUC']['max']:.1f}) | "
+                  + f"{p['TPR@1%FPR']:.1f} | " + " | ".join(cells) + " |")  # fmt: skip
 
 
 if __name__ == "__main__":
