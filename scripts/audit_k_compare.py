@@ -55,7 +55,7 @@ def main() -> None:
             )
         if not rows:
             continue
-        rho = {k: spearman(*zip(*pairs)) if len(pairs) > 2 else None for k, pairs in by_k.items()}
+        rho = {k: spearman(*zip(*pairs)) if pairs else None for k, pairs in by_k.items()}
         print(f"\n{task}: null max {null[8]:.1f} (K = 3: {null.get(3) or float('nan'):.1f}); "
               f"Spearman rho Gap vs AUC {rho[8]:+.2f} (K = 3: "
               f"{rho[3] if rho[3] is None else format(rho[3], '+.2f')})\n")  # fmt: skip

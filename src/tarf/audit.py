@@ -312,8 +312,9 @@ def summarize(
     diff = unl_scores - ref_scores.mean(axis=0, keepdims=True)
     shift = float(np.median(diff))
     by_class = {}
-    for name in dict.fromkeys(groups or ()):
-        cols = np.array([g == name for g in groups])
+    group_of = np.asarray(groups if groups is not None else [])
+    for name in dict.fromkeys(group_of.tolist()):
+        cols = group_of == name
         by_class[name] = {
             "examples": int(cols.sum()),
             "score_shift": float(np.median(diff[:, cols])),
@@ -502,6 +503,7 @@ def audit_request(
     pds = prepare_dataset(ds, recipe)
     parts = request.partitions(pds.y_train, pds.y_test)
     refs = [reference_stats(pds, request, recipe, s, device, cache, log) for s in range(references)]
+    classes = target_classes(pds, parts)
     runs, unlearned, own = [], [], {}
     for seed in seeds:
         with tempfile.TemporaryDirectory() as tmp:
@@ -517,13 +519,13 @@ def audit_request(
             else reference_stats(pds, request, recipe, seed, device, cache, log)
         )
         unlearned.append((seed, stats))
-        audit = _audit(refs, [(seed, stats)], {seed: own[seed]}, target_classes(pds, parts))
+        audit = _audit(refs, [(seed, stats)], {seed: own[seed]}, classes)
         run = {"seed": seed, "metrics": report["metrics"], "audit": audit}
         # what the method did (e.g. TARF's identified classes), as in the unlearn report
         run.update({k: report[k] for k in ("identification", "record") if k in report})
         runs.append(run)
         template = report
-    pooled = _audit(refs, unlearned, own, target_classes(pds, parts))
+    pooled = _audit(refs, unlearned, own, classes)
     return {
         "task": template["task"],
         "dataset": template["dataset"],
