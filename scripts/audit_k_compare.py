@@ -2,8 +2,10 @@
 
 Reads docs/results/cifar100-audit-k8/ (scripts/audit_k8.sh) and docs/results/cifar100-audit/
 (the K = 3 bench) and prints, for every task the K = 8 folder has, a Markdown table:
-Gap, U-LiRA AUC and TPR at 1 % FPR at K = 8 with the K = 3 value beside it, the null max
-of both, and Spearman's rho between the methods' order by Gap and by AUC at each K.
+Gap, U-LiRA AUC and TPR at 1 % FPR at K = 8 with the K = 3 value beside it, the median
+score shift and, where the run stored it, the shift / AUC per class of the concept
+(``by_class``), the null max of both, and Spearman's rho between the methods' order by
+Gap and by AUC at each K.
 The two benches share the original models but not always the retrained reference of
 seed 0 (retrained models are not bit-identical across machines and sessions), so Gaps
 can differ by a few tenths to two points. Then, for every `tarf audit --seeds 4` in
@@ -37,7 +39,10 @@ def with_k3(value: float, k3_audit: dict, key: str) -> str:
 def main() -> None:
     for task in MAIN_TASKS:
         rows, by_k = [], {8: [], 3: []}
-        null = {}
+        null, reports = {}, [load(K8, m, task) for m in TABLE1_METHODS]
+        classes = list(dict.fromkeys(
+            c for r in reports if r and r.get("audit") for c in r["audit"].get("by_class", {})
+        ))  # fmt: skip
         for method in TABLE1_METHODS:
             new, old = load(K8, method, task), load(K3, method, task)
             if new is None or not new.get("audit"):
@@ -49,9 +54,14 @@ def main() -> None:
             by_k[8].append((gap, a["AUC"]))
             if b:
                 by_k[3].append((old["metrics"]["Gap"], b["AUC"]))
+            by = a.get("by_class", {})
             rows.append(
                 f"| {method} | {gap:.2f} | {with_k3(a['AUC'], b, 'AUC')} | "
                 f"{with_k3(a['TPR@1%FPR'], b, 'TPR@1%FPR')} | {a['score_shift']:+.2f} |"
+                + "".join(
+                    f" {by[c]['score_shift']:+.1f} / {by[c]['AUC']:.1f} |" if c in by else " - |"
+                    for c in classes
+                )  # fmt: skip
             )
         if not rows:
             continue
@@ -59,8 +69,11 @@ def main() -> None:
         print(f"\n{task}: null max {null[8]:.1f} (K = 3: {null.get(3) or float('nan'):.1f}); "
               f"Spearman rho Gap vs AUC {rho[8]:+.2f} (K = 3: "
               f"{rho[3] if rho[3] is None else format(rho[3], '+.2f')})\n")  # fmt: skip
-        print("| method | Gap | U-LiRA AUC (K = 3) | TPR@1%FPR (K = 3) | shift |")
-        print("|---|---|---|---|---|")
+        print(
+            "| method | Gap | U-LiRA AUC (K = 3) | TPR@1%FPR (K = 3) | shift |"
+            + "".join(f" {c} shift / AUC |" for c in classes)
+        )
+        print("|---" * (5 + len(classes)) + "|")  # fmt: skip
         print("\n".join(rows))
 
     pooled_table()
