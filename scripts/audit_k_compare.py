@@ -36,17 +36,21 @@ def with_k3(value: float, k3_audit: dict, key: str) -> str:
     return f"{value:.1f}" + (f" ({k3_audit[key]:.1f})" if key in k3_audit else "")
 
 
+def class_cells(by_class: dict, classes: list[str]) -> list[str]:
+    """``shift / AUC`` of each class in ``classes``, ``-`` where ``by_class`` lacks it."""
+    return [
+        f"{by_class[c]['score_shift']:+.1f} / {by_class[c]['AUC']:.1f}" if c in by_class else "-"
+        for c in classes
+    ]
+
+
 def main() -> None:
     for task in MAIN_TASKS:
-        rows, by_k = [], {8: [], 3: []}
-        null, reports = {}, [load(K8, m, task) for m in TABLE1_METHODS]
-        classes = list(dict.fromkeys(
-            c for r in reports if r and r.get("audit") for c in r["audit"].get("by_class", {})
-        ))  # fmt: skip
-        for method in TABLE1_METHODS:
-            new, old = load(K8, method, task), load(K3, method, task)
-            if new is None or not new.get("audit"):
-                continue
+        rows, by_k, null = [], {8: [], 3: []}, {}
+        audited = [(m, r) for m in TABLE1_METHODS if (r := load(K8, m, task)) and r.get("audit")]
+        classes = list(dict.fromkeys(c for _, r in audited for c in r["audit"].get("by_class", {})))
+        for method, new in audited:
+            old = load(K3, method, task)
             a, b = new["audit"], (old or {}).get("audit") or {}
             null[8] = a["null_AUC"]["max"]
             null[3] = (b.get("null_AUC") or {}).get("max")
@@ -54,14 +58,10 @@ def main() -> None:
             by_k[8].append((gap, a["AUC"]))
             if b:
                 by_k[3].append((old["metrics"]["Gap"], b["AUC"]))
-            by = a.get("by_class", {})
             rows.append(
                 f"| {method} | {gap:.2f} | {with_k3(a['AUC'], b, 'AUC')} | "
                 f"{with_k3(a['TPR@1%FPR'], b, 'TPR@1%FPR')} | {a['score_shift']:+.2f} |"
-                + "".join(
-                    f" {by[c]['score_shift']:+.1f} / {by[c]['AUC']:.1f} |" if c in by else " - |"
-                    for c in classes
-                )  # fmt: skip
+                + "".join(f" {cell} |" for cell in class_cells(a.get("by_class", {}), classes))
             )
         if not rows:
             continue
@@ -81,7 +81,7 @@ def main() -> None:
 
 def pooled_table() -> None:
     """One row per audited method (four seeds pooled): U-LiRA of the seeds alone (one-sided)
-    and pooled (two-sided), the null range, F, and the per-class shift / AUC."""
+    and pooled (two-sided), the null range, TPR at 1 % FPR and the per-class shift / AUC."""
     files = sorted((K8 / "pooled").glob("*.json"))
     if not files:
         return
@@ -94,9 +94,7 @@ def pooled_table() -> None:
         print("|---" * (6 + len(classes)) + "|")
         for r in (r for r in runs if r["task"] == task):
             p = r["pooled"]
-            by = p.get("by_class", {})
-            cells = [f"{by[c]['score_shift']:+.1f} / {by[c]['AUC']:.1f}" if c in by else "-"
-                     for c in classes]  # fmt: skip
+            cells = class_cells(p.get("by_class", {}), classes)
             print(f"| {r['method']} | {len(r['runs'])} | "
                   + ", ".join(f"{x['metrics']['Gap']:.2f}" for x in r["runs"]) + " | "
                   + ", ".join(f"{x['audit']['AUC']:.1f}" for x in r["runs"]) + " | "
