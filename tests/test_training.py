@@ -207,3 +207,39 @@ def test_ablation_architectures_classify_small_images(arch):
         assert m(x).shape == (2, 20) and m.features(x).shape[0] == 2
     with pytest.raises(ValueError, match="unknown architecture"):
         get_recipe("cpu:nope")
+
+
+def test_interrupted_training_resumes_to_the_same_weights(toy_dataset, tmp_path, monkeypatch):
+    """A training killed after its first epoch picks up the saved state and ends with the
+    weights of an uninterrupted run; the state file is gone once the model is done."""
+    import tarf.training as training
+
+    recipe = dataclasses.replace(get_recipe("tiny"), epochs=3)
+    x, y, cpu = toy_dataset.x_train, toy_dataset.y_train, torch.device("cpu")
+    k = int(y.max()) + 1
+    whole = training.train_classifier(x, y, k, recipe, 0, cpu).model.state_dict()
+
+    state = tmp_path / "m.training.pt"
+    steps_per_epoch = -(-len(y) // recipe.batch_size)
+    real_step, calls = training.train_step, []
+
+    def dies_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > steps_per_epoch + 1:
+            raise KeyboardInterrupt
+        real_step(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_step", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        training.train_classifier(x, y, k, recipe, 0, cpu, resume_path=state, resume_every_s=0)
+    assert torch.load(state, weights_only=False)["epoch"] == 1
+    monkeypatch.setattr(training, "train_step", real_step)
+    resumed = training.train_classifier(x, y, k, recipe, 0, cpu, resume_path=state)
+    assert not state.exists()
+    for name, w in whole.items():
+        assert torch.equal(resumed.model.state_dict()[name], w), name
+    # a torn state file costs the restart, not the run
+    state.write_bytes(b"torn")
+    with pytest.warns(UserWarning, match="starting over"):
+        again = training.train_classifier(x, y, k, recipe, 0, cpu, resume_path=state)
+    assert torch.equal(again.model.state_dict()["head.weight"], whole["head.weight"])

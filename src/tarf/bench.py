@@ -950,7 +950,9 @@ def _cached_train_s(key: str, cache: Any) -> float | None:
 
 def format_plan(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -> str:
     """The dry run: models (cached or not), every job (done or to do), the time left."""
-    g = plan.grid
+    from tarf.training import ModelCache
+
+    g, cache = plan.grid, cache or ModelCache()
     est = estimate(plan, out_dir, workers, cache)
     todo = plan.todo()
     train = {m.key for m in plan.models_to_train()}
@@ -974,6 +976,8 @@ def format_plan(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None
         state = (
             "cached" if m.cached else "to train" if m.key in train else "not cached (not needed)"
         )
+        if state == "to train" and cache.training_state_path(m.key).exists():
+            state += ", resumes its saved training state"
         if m.job.audit and not m.stats_cached:
             state += ", audit statistics to compute"
         lines.append(f"  {m.job.name:<{width}}  {state:<10}  {m.key}")

@@ -108,6 +108,7 @@ def trained_model(
                 mean,
                 std,
                 desc=f"train {role}",
+                resume_path=cache.training_state_path(key),
             )
             meta = {
                 "role": role, "arch": recipe.arch, "num_classes": request.num_model_classes,

@@ -227,8 +227,16 @@ def train_classifier(
     mean=None,
     std=None,
     desc: str = "train",
+    resume_path: Path | None = None,
+    resume_every_s: float = 120.0,
 ) -> TrainResult:
-    """Train ``recipe.arch`` from scratch on uint8 images ``x`` with labels ``y``."""
+    """Train ``recipe.arch`` from scratch on uint8 images ``x`` with labels ``y``.
+
+    With ``resume_path``, the whole training state (weights, optimiser, schedule, scaler,
+    every generator) is written there atomically after an epoch when ``resume_every_s``
+    have passed since the last write, and a later call picks it up: a model that takes
+    hours on a CPU survives the end of a session, and the resumed weights are those of an
+    uninterrupted run. The file is removed once training finishes."""
     torch.manual_seed(seed)
     if mean is None:
         mean, std = channel_stats(x)
@@ -242,19 +250,59 @@ def train_classifier(
     scaler = make_scaler(device)
     gen = torch.Generator().manual_seed(seed)
     aug_gen = torch.Generator(device=device).manual_seed(seed + 1)
+    parts = {"model": model, "opt": opt, "sched": sched, "scaler": scaler}
+    first_epoch, seen, elapsed = 0, 0, 0.0
+    state = load_training_state(resume_path) if resume_path is not None else None
+    if state is not None:
+        for name, part in parts.items():
+            if state[name] or name != "scaler":  # a disabled scaler saves nothing
+                part.load_state_dict(state[name])
+        gen.set_state(state["gen"])
+        aug_gen.set_state(state["aug_gen"].to(aug_gen.get_state().device))
+        torch.set_rng_state(state["torch_rng"])
+        first_epoch, seen, elapsed = state["epoch"], state["seen"], state["elapsed"]
     x_dev, y_dev = x.to(device), y.to(device)
     model.train()
-    start, seen = time.perf_counter(), 0
-    for _ in progress(range(recipe.epochs), desc, total=recipe.epochs, leave=True):
+    start = last_save = time.perf_counter()
+    epochs = range(first_epoch, recipe.epochs)
+    for epoch in progress(epochs, desc, total=len(epochs), leave=True):
         for idx in batches(len(y), recipe.batch_size, gen):
             train_step(model, opt, scaler, x_dev, y_dev, idx.to(device), recipe, aug_gen, device)
             sched.step()
             seen += len(idx)
+        now = time.perf_counter()
+        if (
+            resume_path is not None
+            and epoch + 1 < recipe.epochs
+            and now - last_save >= resume_every_s
+        ):
+            save_torch(resume_path, {
+                **{name: part.state_dict() for name, part in parts.items()},
+                "gen": gen.get_state(), "aug_gen": aug_gen.get_state().cpu(),
+                "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "seen": seen,
+                "elapsed": elapsed + now - start,
+            })  # fmt: skip
+            last_save = now
     if device.type == "cuda":
         torch.cuda.synchronize()
-    elapsed = time.perf_counter() - start
+    elapsed += time.perf_counter() - start
+    if resume_path is not None:
+        resume_path.unlink(missing_ok=True)
     model.eval()
     return TrainResult(model, elapsed, seen / max(elapsed, 1e-9))
+
+
+def load_training_state(path: Path) -> dict | None:
+    """The state ``train_classifier`` left at ``path``, or None (missing or unreadable:
+    training starts over, with a warning for the latter)."""
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001 - a torn or foreign file only costs the restart
+        warnings.warn(f"training state {path} is unreadable ({e}); starting over", stacklevel=2)
+        path.unlink(missing_ok=True)
+        return None
 
 
 # -- the model cache -----------------------------------------------------------------------
@@ -301,6 +349,10 @@ class ModelCache:
 
     def save(self, key: str, entry: dict) -> Path:
         return save_torch(self.path(key), {**entry, "key": key})
+
+    def training_state_path(self, key: str) -> Path:
+        """Where an unfinished training of ``key`` keeps its state (``train_classifier``)."""
+        return self.root / f"{key}.training.pt"
 
     def lock(self, key: str) -> contextlib.AbstractContextManager[None]:
         """Held while checking for and training the model ``key`` (see ``file_lock``)."""
