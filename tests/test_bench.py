@@ -285,7 +285,7 @@ def test_runs_start_as_soon_as_their_models_are_there(toy, tmp_path, monkeypatch
     bench.run_plan(bench.make_plan(grid(tasks=("all-matched",)), out), out, bench.LocalBackend(1))
     (out / "ft_all-matched_s0.json").unlink()
 
-    def broken(job, out_dir):
+    def broken(job, out_dir, wait=True):
         (Path(out_dir) / f"{job.name}.error.txt").write_text("boom\n")
         return bench._result(job, "failed", 0.0)
 
@@ -309,6 +309,53 @@ def test_runs_start_as_soon_as_their_models_are_there(toy, tmp_path, monkeypatch
     assert outcome.failed == ["retrained_target-mismatch_s0", "ft_target-mismatch_s0"]
     why = (out / "ft_target-mismatch_s0.error.txt").read_text()
     assert "not run: model retrained_target-mismatch_s0 failed" in why
+
+
+def test_a_model_in_training_elsewhere_waits_behind_the_rest(toy, tmp_path):
+    """Another bench holds the lock of one model: this one trains the others first and
+    comes back to it (waiting then), instead of blocking a worker from the start."""
+    import contextlib
+    import signal
+
+    from tarf.training import ModelCache
+
+    out = tmp_path / "bench"
+    plan = bench.make_plan(grid(), out)
+    held = next(m for m in plan.models if m.job.name == "original_class_s0")
+    other_bench = contextlib.ExitStack()
+    other_bench.enter_context(ModelCache().lock(held.key))
+    results = []
+
+    class OtherBenchFinishes(bench.LocalBackend):
+        def submit(self, fn, job, out_dir):
+            if fn is bench.train_model_job:  # queued again to wait: let the lock go
+                other_bench.close()
+            super().submit(fn, job, out_dir)
+
+        def results(self):
+            for res in super().results():
+                results.append((res["job"], res["status"]))
+                yield res
+
+    def blocked(*_):
+        raise TimeoutError("the bench blocked on the held lock instead of moving on")
+
+    previous = signal.signal(signal.SIGALRM, blocked)
+    signal.alarm(60)
+    try:
+        outcome = bench.run_plan(plan, out, OtherBenchFinishes(1), log=lambda _m: None)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+    models = [r for r in results if r[0].startswith(("original", "retrained"))]
+    assert models == [
+        ("original_class_s0", "busy"),
+        ("retrained_all-matched_s0", "ok"),
+        ("retrained_target-mismatch_s0", "ok"),
+        ("original_class_s0", "ok"),
+    ]
+    assert sorted(outcome.ok) == ["ft_all-matched_s0", "ft_target-mismatch_s0"]
+    assert all(x["status"] == "ok" for x in log_lines(out))  # "busy" is not a result
 
 
 def test_process_pool(toy, tmp_path):

@@ -483,8 +483,12 @@ def run_job(job: RunJob, out_dir: str) -> dict[str, Any]:
         return _result(job, "failed", time.perf_counter() - start)
 
 
-def train_model_job(job: ModelJob, out_dir: str) -> dict[str, Any]:
-    """Train one model into the cache (or find it there) through ``runner.trained_model``."""
+def train_model_job(job: ModelJob, out_dir: str, wait: bool = True) -> dict[str, Any]:
+    """Train one model into the cache (or find it there) through ``runner.trained_model``.
+    With ``wait=False``, a model another process is training gives status "busy" at once
+    (``run_plan`` queues it again behind the work it can do now)."""
+    from tarf.io import LockBusy
+
     start = time.perf_counter()
     err = Path(out_dir) / f"{job.name}.error.txt"
     try:
@@ -501,7 +505,10 @@ def train_model_job(job: ModelJob, out_dir: str) -> dict[str, Any]:
         else:
             idx = req.partitions(pds.y_train, pds.y_test).remaining
         device = pick_device(job.device)
-        m = trained_model(pds, req, idx, recipe, job.seed, device, job.role)
+        try:
+            m = trained_model(pds, req, idx, recipe, job.seed, device, job.role, wait=wait)
+        except LockBusy:
+            return _result(job, "busy", time.perf_counter() - start)
         if job.audit:  # the reference's per-example statistics, into the cache
             from tarf.audit import reference_stats
 
@@ -513,6 +520,11 @@ def train_model_job(job: ModelJob, out_dir: str) -> dict[str, Any]:
     except Exception:  # noqa: BLE001
         write_text(err, traceback.format_exc())
         return _result(job, "failed", time.perf_counter() - start)
+
+
+def train_model_without_waiting(job: ModelJob, out_dir: str) -> dict[str, Any]:
+    """``train_model_job(..., wait=False)``, as a named function the backends can pickle."""
+    return train_model_job(job, out_dir, wait=False)
 
 
 def _result(job: RunJob | ModelJob, status: str, seconds: float, **extra: Any) -> dict[str, Any]:
@@ -678,6 +690,7 @@ def run_plan(
             f"({_fmt_changes(changes)}); kept, not rerun")  # fmt: skip
     models = plan.models_to_train() + plan.stats_to_compute()
     planned_keys = {m.job.name: m.key for m in models}
+    models_by_name = {m.job.name: m.job for m in models}
     runs = {r.name: r for r in plan.todo()}
     needs: dict[str, set[str]] = {name: set() for name in runs}  # run -> models not there yet
     bad_models: list[str] = []
@@ -687,12 +700,15 @@ def run_plan(
                 needs[user].add(m.job.name)
     with backend, tqdm(total=len(models) + len(runs), desc="jobs", unit="job", disable=None,
                        dynamic_ncols=True) as bar:  # fmt: skip
-        for m in models:
-            backend.submit(train_model_job, m.job, str(out))
+        for m in models:  # another bench training one of them must not stall this one
+            backend.submit(train_model_without_waiting, m.job, str(out))
         for name in [n for n, missing in needs.items() if not missing]:
             backend.submit(run_job, runs[name], str(out))
             del needs[name]
         for res in backend.results():
+            if res["status"] == "busy":  # in training elsewhere: wait for it after the rest
+                backend.submit(train_model_job, models_by_name[res["job"]], str(out))
+                continue
             bar.update()
             if res["status"] != "skipped":
                 append_log(out, res)

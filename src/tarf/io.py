@@ -53,12 +53,17 @@ def save_torch(path: str | Path, obj: Any) -> Path:
     return atomic_write(path, lambda f: torch.save(obj, f))
 
 
+class LockBusy(RuntimeError):
+    """``file_lock(..., wait=False)`` found the lock held by someone else."""
+
+
 @contextmanager
-def file_lock(path: str | Path) -> Iterator[None]:
+def file_lock(path: str | Path, wait: bool = True) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if missing) across processes, so that
     two workers about to compute the same cached result do it once: the second waits
-    and then finds the result. POSIX ``flock``; elsewhere no lock (at worst, duplicate
-    work: writes stay atomic)."""
+    and then finds the result. With ``wait=False`` a held lock raises ``LockBusy`` at
+    once, so a scheduler can do other work first. POSIX ``flock``; elsewhere no lock (at
+    worst, duplicate work: writes stay atomic)."""
     try:
         import fcntl
     except ImportError:  # Windows
@@ -67,7 +72,10 @@ def file_lock(path: str | Path) -> Iterator[None]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError as e:
+            raise LockBusy(f"{path} is held by another process") from e
         try:
             yield
         finally:

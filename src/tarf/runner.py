@@ -88,12 +88,15 @@ def trained_model(
     device: torch.device,
     role: str,
     cache: ModelCache | None = None,
+    wait: bool = True,
 ) -> TrainedModel:
-    """Train (or load from the cache) a model on ``train_idx`` in the request's label domain."""
+    """Train (or load from the cache) a model on ``train_idx`` in the request's label domain.
+    A second process asking for a model in training waits for it, then loads it; with
+    ``wait=False`` it gets ``tarf.io.LockBusy`` instead (the bench then does other work)."""
     cache = cache or ModelCache()
     key = model_key(ds, request, train_idx, recipe, seed)
     y_model = request.model_labels(ds.y_train)
-    with cache.lock(key):  # a second process asking for this model waits, then loads it
+    with cache.lock(key, wait):
         entry = cache.load(key)
         if entry is None:
             x = ds.x_train[train_idx]

@@ -354,6 +354,7 @@ class ModelCache:
         """Where an unfinished training of ``key`` keeps its state (``train_classifier``)."""
         return self.root / f"{key}.training.pt"
 
-    def lock(self, key: str) -> contextlib.AbstractContextManager[None]:
-        """Held while checking for and training the model ``key`` (see ``file_lock``)."""
-        return file_lock(self.root / f"{key}.lock")
+    def lock(self, key: str, wait: bool = True) -> contextlib.AbstractContextManager[None]:
+        """Held while checking for and training the model ``key`` (see ``file_lock``;
+        ``wait=False`` raises ``LockBusy`` when another process holds it)."""
+        return file_lock(self.root / f"{key}.lock", wait)
