@@ -167,7 +167,8 @@ def test_resume_reruns_only_what_is_missing(toy, tmp_path, capsys):
 
 def test_estimate_scales_the_base_recipe_for_a_swapped_architecture(toy, tmp_path):
     """`micro:cpunet` has never run here: its times are micro's (the machine log) times
-    the ratio of the two architectures' forward FLOPs on the toy images."""
+    the ratio of the two architectures' forward FLOPs on the toy images. A method micro
+    ran only audited counts its method time plus the unaudited runs' evaluation time."""
     from tarf.models import forward_flops
     from tarf.training import cache_root
 
@@ -175,9 +176,11 @@ def test_estimate_scales_the_base_recipe_for_a_swapped_architecture(toy, tmp_pat
     plan = bench.make_plan(g, tmp_path)
     assert bench.estimate(plan, tmp_path, workers=1).run_s == {"ft": None, "rl": None}
     entries = [
-        {"kind": "run", "method": "ft", "seconds": 10.0},
-        {"kind": "run", "method": "ft", "seconds": 20.0},
+        {"kind": "run", "method": "ft", "seconds": 10.0, "rte_s": 7.0},
+        {"kind": "run", "method": "ft", "seconds": 20.0, "rte_s": 15.0},  # evaluation: 4 s
         {"kind": "run", "method": "ft", "seconds": 99.0, "audit": True},  # not alike
+        {"kind": "run", "method": "rl", "seconds": 90.0, "rte_s": 30.0, "audit": True},
+        {"kind": "run", "method": "rl", "seconds": 5.0, "status": "failed"},
         {"kind": "model", "seconds": 40.0, "cached": False},
         {"kind": "model", "seconds": 1.0, "cached": True},  # a cache hit, no cost
         {"kind": "run", "method": "ft", "seconds": 500.0, "recipe": "tiny"},  # other recipe
@@ -190,9 +193,13 @@ def test_estimate_scales_the_base_recipe_for_a_swapped_architecture(toy, tmp_pat
     ratio = forward_flops("cpunet", plan.input_shape) / forward_flops(MICRO.arch, plan.input_shape)
     assert ratio > 1.5 and plan.input_shape == tuple(toy.x_train.shape[1:])
     est = bench.estimate(plan, tmp_path, workers=1)
-    assert est.run_s["ft"] == pytest.approx(15.0 * ratio) and est.run_s["rl"] is None
+    assert est.run_s["ft"] == pytest.approx(15.0 * ratio)
+    assert est.run_s["rl"] == pytest.approx((30.0 + 4.0) * ratio)  # audited: its rte_s only
     assert est.model_s == pytest.approx(40.0 * ratio) and "FLOPs" in est.model_source
-    assert est.unknown == ["rl"]
+    assert est.unknown == []
+    audited = bench.make_plan(dataclasses.replace(g, audit=3), tmp_path / "audited")
+    est = bench.estimate(audited, tmp_path / "audited", workers=1)
+    assert est.run_s == {"ft": pytest.approx(99.0 * ratio), "rl": pytest.approx(90.0 * ratio)}
 
 
 def test_subset_scenarios_run_through_the_bench(toy, tmp_path, capsys):

@@ -908,7 +908,10 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
         # a swapped architecture not measured yet: the base recipe's times on this
         # machine, scaled by the two architectures' forward FLOPs
         base = g.recipe.partition(":")[0]
-        scaled = _scaled_from_base(plan, base, [x for x in machine_all if same(x, base)])
+        base_log = [
+            x for x in machine_all if x.get("dataset") == g.dataset and x.get("recipe") == base
+        ]
+        scaled = _scaled_from_base(plan, base, base_log)
         if scaled is not None:
             ratio, base_runs, base_model = scaled
             label = f"{base} × {ratio:.1f} FLOPs"
@@ -936,7 +939,10 @@ def _scaled_from_base(
     """(cost ratio, per-method run times, model time) of ``base`` (the recipe without
     its ``:ARCH``) from ``log`` (this machine's finished jobs of ``base``), the ratio
     being the forward FLOPs of the two architectures on the plan's images; None when
-    the log has nothing of ``base``."""
+    the log has nothing of ``base``. A run is timed by ``base``'s runs audited or not
+    alike; for a grid without audit whose method ``base`` has run only audited (as the
+    K = 8 benches leave it), by their method time (``rte_s``) plus the evaluation
+    overhead of ``base``'s unaudited runs, else ``EVAL_OVERHEAD_S``."""
     from tarf.models import forward_flops
     from tarf.recipes import get_recipe
 
@@ -945,8 +951,17 @@ def _scaled_from_base(
     g = plan.grid
     base_arch, arch = get_recipe(base).arch, get_recipe(g.recipe).arch
     ratio = forward_flops(arch, plan.input_shape) / forward_flops(base_arch, plan.input_shape)
-    runs = {m: _mean([x["seconds"] for x in log if x["kind"] == "run" and x.get("method") == m])
-            for m in g.methods}  # fmt: skip
+    ok_runs = [x for x in log if x["kind"] == "run" and x.get("status") == "ok"]
+    alike = [x for x in ok_runs if bool(x.get("audit")) == bool(g.audit)]
+    overhead = _mean([x["seconds"] - x["rte_s"] for x in alike if x.get("rte_s") is not None])
+    if overhead is None:
+        overhead = EVAL_OVERHEAD_S.get((g.dataset, base))
+    runs: dict[str, float | None] = {}
+    for m in g.methods:
+        runs[m] = _mean([x["seconds"] for x in alike if x.get("method") == m])
+        if runs[m] is None and not g.audit and overhead is not None:
+            rte = _mean([x.get("rte_s") for x in ok_runs if x.get("method") == m])
+            runs[m] = None if rte is None else rte + overhead
     model = _mean([x["seconds"] for x in log if x["kind"] == "model" and not x.get("cached")])
     return ratio, runs, model
 
