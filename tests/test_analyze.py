@@ -211,3 +211,51 @@ def test_analyze_cli_identify_and_bad_input(tmp_path, capsys):
            "--concept", "round", "--out", str(tmp_path / "a"), "--dry-run"]  # fmt: skip
     assert main(bad) == 2
     assert "--concept" in capsys.readouterr().err
+
+
+def test_architecture_summary_sets_benches_side_by_side(tmp_path, capsys):
+    """Two bench folders of one grid, recipes `tiny` and `tiny:vgg16-bn`: one row per
+    (arch, task, method) with the mean over the chosen seeds, the reference per seed."""
+    from tarf.analyze import architectures
+    from tarf.cli import main
+    from tarf.io import write_json
+    from tarf.recipes import get_recipe
+
+    def rep(recipe, method, seed, gap, ref_ra=50.0):
+        m = {"Gap": gap, "UA": gap, "RA": 60.0, "TA": 40.0, "MIA": 90.0}
+        ref = {"UA": 0.0, "RA": ref_ra + seed, "TA": 30.0, "MIA": 100.0}
+        return {"task": "all-matched", "case": "x", "dataset": "toy", "method": method,
+                "seed": seed, "recipe": recipe, "config": {}, "metrics": m,
+                "reference": ref}  # fmt: skip
+
+    base, vgg = tmp_path / "base", tmp_path / "vgg"
+    reports = {
+        base: [rep("tiny", "ga", 0, 2.0), rep("tiny", "ga", 1, 4.0), rep("tiny", "tarf", 0, 1.0)],
+        vgg: [rep("tiny:vgg16-bn", "ga", 0, 8.0), rep("tiny:vgg16-bn", "tarf", 0, 3.0)],
+    }
+    for folder, rs in reports.items():
+        for r in rs:
+            write_json(folder / f"{r['method']}_{r['task']}_s{r['seed']}.json", r)
+    all_reports = [r for rs in reports.values() for r in rs]
+    rows = architectures.rows(all_reports, ("all-matched",), ("tarf", "ga"))
+    base_arch = get_recipe("tiny").arch
+    got = [(r["arch"], r["method"], r["seeds"], r["Gap"]) for r in rows]
+    assert got == [
+        (base_arch, "retrained", 2, None), (base_arch, "tarf", 1, 1.0),
+        (base_arch, "ga", 2, 3.0), ("vgg16-bn", "retrained", 1, None),
+        ("vgg16-bn", "tarf", 1, 3.0), ("vgg16-bn", "ga", 1, 8.0),
+    ]  # fmt: skip
+    assert rows[0]["RA"] == 50.5 and rows[2]["Gap_std"] == pytest.approx(1.41, abs=0.01)
+    seed0 = architectures.rows(all_reports, ("all-matched",), ("ga",), seeds=(0,))
+    assert [r["Gap"] for r in seed0 if r["method"] == "ga"] == [2.0, 8.0]
+
+    out = tmp_path / "fig"
+    argv = ["analyze", "architectures", "--results", str(base), str(vgg), "--tasks",
+            "all-matched", "--methods", "tarf,ga", "--seeds", "0,", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert "| vgg16-bn | all-matched | ga | 1 | 8.00 |" in capsys.readouterr().out
+    assert (out / "architectures.png").stat().st_size > 0 and (out / "architectures.csv").exists()
+    assert main(argv[:4] + [str(tmp_path / "nope"), "--out", str(out)]) == 2
+    assert "no such folder" in capsys.readouterr().err
+    assert main(argv[:-4] + ["--methods", "scrub", "--out", str(out)]) == 2
+    assert "no finished run of scrub" in capsys.readouterr().err

@@ -787,7 +787,10 @@ def _add_analyze_parsers(sub) -> None:
         "analyze", help="the paper's analyses as figures and the numbers behind them"
     )
     asub = p.add_subparsers(
-        dest="analysis", required=True, metavar="ANALYSIS", help="dynamics, identify or ablate"
+        dest="analysis",
+        required=True,
+        metavar="ANALYSIS",
+        help="dynamics, identify, ablate or architectures",
     )
     p = asub.add_parser(
         "identify",
@@ -832,6 +835,21 @@ def _add_analyze_parsers(sub) -> None:
     p.add_argument("--out", required=True, help="folder of the figures, JSON and CSVs")
     _add_ablate_parser(asub)
 
+    p = asub.add_parser(
+        "architectures",
+        help="the architecture ablation (Fig. 7, Table 12): bench folders of one grid run "
+        "with different --recipe cpu:ARCH, side by side as a table and a figure of Gap",
+    )
+    p.add_argument(
+        "--results", nargs="+", required=True, metavar="DIR", help="bench folders (one per arch)"
+    )
+    p.add_argument("--tasks", default="all-matched,model-mismatch", help="comma-separated tasks")
+    p.add_argument("--methods", default="ft,rl,ga,tarf", help="comma-separated methods")
+    p.add_argument(
+        "--seeds", help="a count or a comma list (0,2; one seed: 0,); default: every seed found"
+    )
+    p.add_argument("--out", required=True, help="folder of architectures.{csv,md,png}")
+
 
 def _add_ablate_parser(asub) -> None:
     from tarf.analyze.ablate import STUDIES
@@ -871,7 +889,34 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         return cmd_analyze_dynamics(args)
     if args.analysis == "ablate":
         return cmd_analyze_ablate(args)
+    if args.analysis == "architectures":
+        return cmd_analyze_architectures(args)
     return cmd_analyze_identify(args)
+
+
+def cmd_analyze_architectures(args: argparse.Namespace) -> int:
+    from tarf import bench
+    from tarf.analyze import architectures
+
+    missing = [d for d in args.results if not Path(d).is_dir()]
+    if missing:
+        raise CLIError(f"--results: no such folder {', '.join(missing)} (run tarf bench into it)")
+    try:
+        seeds = bench.parse_seeds(args.seeds) if args.seeds else None
+    except bench.BenchError as e:
+        raise CLIError(str(e)) from e
+    reports = [r for d in args.results for r in bench.collect_reports(d)]
+    tasks = tuple(t.strip() for t in args.tasks.split(",") if t.strip())
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    rows = architectures.rows(reports, tasks, methods, seeds)
+    if not rows:
+        raise CLIError(
+            f"no finished run of {', '.join(methods)} on {', '.join(tasks)} in "
+            f"{', '.join(args.results)}{f' for seeds {args.seeds}' if seeds else ''}"
+        )
+    architectures.write_summary(rows, args.out)
+    print((Path(args.out) / "architectures.md").read_text())
+    return 0
 
 
 def cmd_analyze_ablate(args: argparse.Namespace) -> int:
