@@ -115,7 +115,7 @@ def plot(rs: list[dict[str, Any]], path: Path) -> None:
             xs = [j + (i - (len(archs) - 1) / 2) * width for j, m in enumerate(methods) if m in pts]
             ys = [pts[m]["Gap"] for m in methods if m in pts]
             err = [pts[m]["Gap_std"] for m in methods if m in pts]
-            ax.bar(xs, ys, width, yerr=err, capsize=2, label=arch)
+            ax.bar(xs, ys, width, yerr=err if any(err) else None, capsize=2, label=arch)
         ax.set_xticks(range(len(methods)))
         ax.set_xticklabels(methods)
         ax.set_title(f"{task}: Gap to the reference (lower is better)", fontsize=9)
