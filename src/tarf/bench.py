@@ -951,8 +951,8 @@ def _scaled_from_base(
     g = plan.grid
     base_arch, arch = get_recipe(base).arch, get_recipe(g.recipe).arch
     ratio = forward_flops(arch, plan.input_shape) / forward_flops(base_arch, plan.input_shape)
-    ok_runs = [x for x in log if x["kind"] == "run" and x.get("status") == "ok"]
-    alike = [x for x in ok_runs if bool(x.get("audit")) == bool(g.audit)]
+    runs_logged = [x for x in log if x["kind"] == "run"]
+    alike = [x for x in runs_logged if bool(x.get("audit")) == bool(g.audit)]
     overhead = _mean([x["seconds"] - x["rte_s"] for x in alike if x.get("rte_s") is not None])
     if overhead is None:
         overhead = EVAL_OVERHEAD_S.get((g.dataset, base))
@@ -960,7 +960,7 @@ def _scaled_from_base(
     for m in g.methods:
         runs[m] = _mean([x["seconds"] for x in alike if x.get("method") == m])
         if runs[m] is None and not g.audit and overhead is not None:
-            rte = _mean([x.get("rte_s") for x in ok_runs if x.get("method") == m])
+            rte = _mean([x.get("rte_s") for x in runs_logged if x.get("method") == m])
             runs[m] = None if rte is None else rte + overhead
     model = _mean([x["seconds"] for x in log if x["kind"] == "model" and not x.get("cached")])
     return ratio, runs, model

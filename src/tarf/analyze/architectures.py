@@ -7,13 +7,11 @@ comparison)."""
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from pathlib import Path
 from typing import Any
 
 from tarf.io import atomic_write, write_text
+from tarf.report import _cell, _mean_std, to_csv
 
 METRICS = ("Gap", "UA", "RA", "TA", "MIA")
 
@@ -23,12 +21,6 @@ def arch_of(report: dict[str, Any]) -> str:
     from tarf.recipes import get_recipe
 
     return get_recipe(report["recipe"]).arch
-
-
-def _mean_std(vals: list[float]) -> tuple[float, float]:
-    mean = sum(vals) / len(vals)
-    sd = math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1)) if len(vals) > 1 else 0.0
-    return round(mean, 2), round(sd, 2)
 
 
 def rows(
@@ -42,19 +34,19 @@ def rows(
     metrics (one per seed). Architectures in the order they first appear, tasks and
     methods in the order given (else as found)."""
     keep = [
-        r for r in reports
+        (arch_of(r), r) for r in reports
         if r.get("metrics", {}).get("Gap") is not None
         and (tasks is None or r["task"] in tasks)
         and (methods is None or r["method"] in methods)
         and (seeds is None or r["seed"] in seeds)
     ]  # fmt: skip
-    archs = list(dict.fromkeys(arch_of(r) for r in keep))
-    task_order = tasks or tuple(dict.fromkeys(r["task"] for r in keep))
-    method_order = methods or tuple(dict.fromkeys(r["method"] for r in keep))
+    archs = list(dict.fromkeys(a for a, _ in keep))
+    task_order = tasks or tuple(dict.fromkeys(r["task"] for _, r in keep))
+    method_order = methods or tuple(dict.fromkeys(r["method"] for _, r in keep))
     out: list[dict[str, Any]] = []
     for arch in archs:
         for task in task_order:
-            mine = [r for r in keep if arch_of(r) == arch and r["task"] == task]
+            mine = [r for a, r in keep if a == arch and r["task"] == task]
             if not mine:
                 continue
             refs = {r["seed"]: r["reference"] for r in mine if r.get("reference")}
@@ -67,8 +59,10 @@ def rows(
                 row: dict[str, Any] = {"arch": arch, "task": task, "method": method,
                                        "seeds": len(metrics)}  # fmt: skip
                 for m in METRICS:
-                    vals = [float(x[m]) for x in metrics if x.get(m) is not None]
-                    row[m], row[f"{m}_std"] = _mean_std(vals) if vals else (None, None)
+                    stat = _mean_std([x.get(m) for x in metrics])
+                    row[m], row[f"{m}_std"] = (
+                        (None, None) if stat is None else (round(stat[0], 2), round(stat[1], 2))
+                    )
                 out.append(row)
     return out
 
@@ -76,21 +70,14 @@ def rows(
 def write_summary(rs: list[dict[str, Any]], out_dir: str | Path) -> None:
     """``architectures.csv``, ``.md`` and ``.png`` under ``out_dir``."""
     out_dir = Path(out_dir)
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rs[0]))
-    w.writeheader()
-    w.writerows(rs)
-    write_text(out_dir / "architectures.csv", buf.getvalue())
+    write_text(out_dir / "architectures.csv", to_csv(rs))
     cols = ["arch", "task", "method", "seeds", *METRICS]
     lines = ["Architectures: mean over seeds (± std when > 1); `retrained` is the reference "
              "every Gap is measured against.", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]  # fmt: skip
     for r in rs:
-        spread = r["seeds"] > 1
-        cells = [str(r[c]) for c in cols[:4]] + [
-            "-" if r[m] is None else f"{r[m]:.2f}" + (f" ± {r[m + '_std']:.2f}" if spread else "")
-            for m in METRICS
-        ]
+        stats = [None if r[m] is None else (r[m], r[f"{m}_std"]) for m in METRICS]
+        cells = [str(r[c]) for c in cols[:4]] + [_cell(stat, r["seeds"]) for stat in stats]
         lines.append("| " + " | ".join(cells) + " |")
     write_text(out_dir / "architectures.md", "\n".join(lines) + "\n")
     plot(rs, out_dir / "architectures.png")
