@@ -5,13 +5,11 @@ summarised as a table and a figure of Gap (and UA / RA) per variant and task."""
 
 from __future__ import annotations
 
-import csv
-import io
-import math
 from pathlib import Path
 from typing import Any
 
 from tarf.io import atomic_write, write_text
+from tarf.report import _cell, _mean_std, to_csv
 
 # study -> (what it varies, [(label, TARF hyperparameters)]); labels end up in file names
 STUDIES: dict[str, tuple[str, list[tuple[str, dict[str, Any]]]]] = {
@@ -71,13 +69,7 @@ def rows(reports: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"study": name, "variant": label, "task": task,
                                    "seeds": len(runs)}  # fmt: skip
             for m in ("Gap", "UA", "RA", "TA", "MIA", "RTE_s"):
-                vals = [float(r["metrics"][m]) for r in runs]
-                mean = sum(vals) / len(vals)
-                sd = (
-                    math.sqrt(sum((v - mean) ** 2 for v in vals) / (len(vals) - 1))
-                    if len(vals) > 1
-                    else 0.0
-                )
+                mean, sd = _mean_std([float(r["metrics"][m]) for r in runs])
                 row[m], row[f"{m}_std"] = round(mean, 2), round(sd, 2)
             out.append(row)
     return out
@@ -89,18 +81,13 @@ def write_summary(reports: list[dict[str, Any]], name: str, out_dir: str | Path)
     rs = rows(reports, name)
     if not rs:
         return rs
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rs[0]))
-    w.writeheader()
-    w.writerows(rs)
-    write_text(out_dir / f"ablation_{name}.csv", buf.getvalue())
+    write_text(out_dir / f"ablation_{name}.csv", to_csv(rs))
     cols = ["variant", "task", "seeds", "Gap", "UA", "RA", "TA", "MIA", "RTE_s"]
     lines = [f"Ablation `{name}`: {STUDIES[name][0]}. Mean over seeds (± std when > 1).", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]  # fmt: skip
     for r in rs:
         cells = [str(r[c]) if c in ("variant", "task", "seeds") else
-                 f"{r[c]:.2f}" + (f" ± {r[c + '_std']:.2f}" if r["seeds"] > 1 else "")
-                 for c in cols]  # fmt: skip
+                 _cell((r[c], r[f"{c}_std"]), r["seeds"]) for c in cols]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     write_text(out_dir / f"ablation_{name}.md", "\n".join(lines) + "\n")
     plot(rs, name, out_dir / f"ablation_{name}.png")
