@@ -253,7 +253,15 @@ def test_architecture_summary_sets_benches_side_by_side(tmp_path, capsys):
     argv = ["analyze", "architectures", "--results", str(base), str(vgg), "--tasks",
             "all-matched", "--methods", "tarf,ga", "--seeds", "0,", "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
-    assert "| vgg16-bn | all-matched | ga | 1 | 8.00 |" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "| vgg16-bn | all-matched | ga | 1 | 8.00 |" in printed
+    assert "Under-trained" not in printed  # reference RA 50 on both
+    weak = rep("tiny:vgg16-bn", "ga", 0, 8.0, ref_ra=30.0)
+    assert architectures.undertrained(architectures.rows(all_reports[:3] + [weak])) == [
+        "vgg16-bn on all-matched: the retrained reference's RA is 30.0 against "
+        f"{base_arch}'s 50.5; the recipe under-trains vgg16-bn, so its Gaps compare "
+        "methods on a weak model (train it longer, e.g. --recipe paper:ARCH on a GPU)."
+    ]
     assert (out / "architectures.png").stat().st_size > 0 and (out / "architectures.csv").exists()
     assert main(argv[:4] + [str(tmp_path / "nope"), "--out", str(out)]) == 2
     assert "no such folder" in capsys.readouterr().err

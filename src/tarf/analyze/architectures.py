@@ -14,6 +14,7 @@ from tarf.io import atomic_write, write_text
 from tarf.report import _cell, _mean_std, to_csv
 
 METRICS = ("Gap", "UA", "RA", "TA", "MIA")
+UNDERTRAINED_RA_DROP = 10.0  # reference RA points below the first architecture's
 
 
 def arch_of(report: dict[str, Any]) -> str:
@@ -67,6 +68,26 @@ def rows(
     return out
 
 
+def undertrained(rs: list[dict[str, Any]], drop: float = UNDERTRAINED_RA_DROP) -> list[str]:
+    """Warnings for architectures whose retrained reference reaches an RA more than
+    ``drop`` points below the first architecture's on the same task: the recipe
+    under-trains that network, so its Gaps compare methods on a weak model rather than
+    on a bigger one (VGG-16-bn under the ``cpu`` recipe: 46 % against cpunet's 68 %)."""
+    refs = [r for r in rs if r["method"] == "retrained" and r["RA"] is not None]
+    out = []
+    for task in dict.fromkeys(r["task"] for r in refs):
+        first, *others = [r for r in refs if r["task"] == task]
+        for r in others:
+            if first["RA"] - r["RA"] > drop:
+                out.append(
+                    f"{r['arch']} on {task}: the retrained reference's RA is {r['RA']:.1f} "
+                    f"against {first['arch']}'s {first['RA']:.1f}; the recipe under-trains "
+                    f"{r['arch']}, so its Gaps compare methods on a weak model (train it "
+                    "longer, e.g. --recipe paper:ARCH on a GPU)."
+                )
+    return out
+
+
 def write_summary(rs: list[dict[str, Any]], out_dir: str | Path) -> None:
     """``architectures.csv``, ``.md`` and ``.png`` under ``out_dir``."""
     out_dir = Path(out_dir)
@@ -79,6 +100,9 @@ def write_summary(rs: list[dict[str, Any]], out_dir: str | Path) -> None:
         stats = [None if r[m] is None else (r[m], r[f"{m}_std"]) for m in METRICS]
         cells = [str(r[c]) for c in cols[:4]] + [_cell(stat, r["seeds"]) for stat in stats]
         lines.append("| " + " | ".join(cells) + " |")
+    warnings = undertrained(rs)
+    if warnings:
+        lines += ["", *(f"- **Under-trained:** {w}" for w in warnings)]
     write_text(out_dir / "architectures.md", "\n".join(lines) + "\n")
     plot(rs, out_dir / "architectures.png")
 
