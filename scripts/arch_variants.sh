@@ -27,4 +27,14 @@ for arch in cpunet vgg16-bn wrn16-4; do
   bench $recipe $d/phase1-batch --set phase1_batchnorm=batch
   bench $recipe $d/phase1-batch-head --set phase1_batchnorm=batch --set frozen_blocks=-1
 done
+# "both" in all matched on seeds 1-2 (compare with docs/results/cifar100's seeds 1-2) and on
+# Fashion-MNIST (docs/results/fashion-mnist's seeds 0 and 2).
+tarf bench --dataset cifar100 --data-root "$data" --forget boy,girl --concept people \
+  --tasks all-matched --methods tarf --seeds 1,2 --recipe cpu \
+  --out docs/results/cifar100-arch/cpunet/phase1-batch-head \
+  --set phase1_batchnorm=batch --set frozen_blocks=-1
+tarf bench --dataset fashion-mnist --data-root "$data" --forget Sneaker --concept footwear \
+  --tasks all-matched --methods tarf --seeds 0,2 --recipe cpu \
+  --out docs/results/fashion-mnist/phase1-batch-head \
+  --set phase1_batchnorm=batch --set frozen_blocks=-1
 python scripts/arch_variants_table.py
