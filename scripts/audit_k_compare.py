@@ -1,22 +1,25 @@
 """The audited CIFAR-100 benchmark at K = 8 references beside K = 3, per task and method.
 
-Reads docs/results/cifar100-audit-k8/ (scripts/audit_k8.sh) and docs/results/cifar100-audit/
-(the K = 3 bench) and prints, for every task the K = 8 folder has, a Markdown table:
-Gap, U-LiRA AUC and TPR at 1 % FPR at K = 8 with the K = 3 value beside it, the median
-score shift and, where the run stored it, the shift / AUC per class of the concept
-(``by_class``), the null max of both, and Spearman's rho between the methods' order by
-Gap and by AUC at each K.
+Reads RESULTS/cifar100-audit-k8/ (experiments/cifar100-audit-k8.yaml) and
+RESULTS/cifar100-audit/ (the K = 3 bench, experiments/cifar100-audit.yaml) and prints,
+for every task the K = 8 folder has, a Markdown table: Gap, U-LiRA AUC and TPR at 1 % FPR
+at K = 8 with the K = 3 value beside it, the median score shift and, where the run stored
+it, the shift / AUC per class of the concept (``by_class``), the null max of both, and
+Spearman's rho between the methods' order by Gap and by AUC at each K.
 The two benches share the original models but not always the retrained reference of
 seed 0 (retrained models are not bit-identical across machines and sessions), so Gaps
 can differ by a few tenths to two points. Then, for every `tarf audit --seeds 4` in
-docs/results/cifar100-audit-k8/pooled/ (one method, four seeds, four originals), the
+RESULTS/cifar100-audit-k8/pooled/ (one method, four seeds, four originals), the
 two-sided U-LiRA over the four unlearned models and, per class of the concept, the score
-shift and AUC. Usage: python scripts/audit_k_compare.py
+shift and AUC: the tables of docs/benchmarks.md "At the issue's default, K = 8 references".
+
+Usage: python scripts/audit_k_compare.py [RESULTS]   (default: docs/results)
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from tarf.domains import MAIN_TASKS
@@ -24,6 +27,12 @@ from tarf.report import TABLE1_METHODS, spearman
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results"
 K8, K3 = RESULTS / "cifar100-audit-k8", RESULTS / "cifar100-audit"
+
+
+def set_results(results: Path) -> None:
+    """Read the two benches under ``results`` instead of the repository's docs/results."""
+    global K8, K3
+    K8, K3 = results / "cifar100-audit-k8", results / "cifar100-audit"
 
 
 def load(folder: Path, method: str, task: str) -> dict | None:
@@ -103,4 +112,6 @@ def pooled_table() -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        set_results(Path(sys.argv[1]))
     main()

@@ -1,12 +1,16 @@
-"""TARF with the known prior against `--prior auto`, target mismatch, per concept and seed.
+"""TARF with the known prior against `--prior auto`, target mismatch, per concept and seed:
+the "Three more concepts" tables of docs/identification.md.
 
-Reads the runs of scripts/auto_vs_prior.sh (docs/results/cifar100/auto-vs-prior/) and the
-"people" runs (docs/results/cifar100/ and docs/results/cifar100/tarf-auto/) and prints a
-Markdown table: per concept and seed, the classes each prior set aside and its Gap, then
-the mean Gap over the seeds present for both. `auto` is the default rule; where the gap
-test declined, the run under the rule before 2026-11-24 (``auto_floor=none``: nothing set
-aside) is in the folder's ``floor-none/`` and shown beside it (where the test accepted,
-both rules are the same run). Usage: python scripts/auto_vs_prior_table.py
+Reads the runs of the three held-out concepts (RESULTS/auto-vs-prior/CONCEPT/: the known
+prior from experiments/auto-vs-prior.yaml, `--prior auto` from the `tarf unlearn` commands
+in experiments/README.md) and the "people" runs (RESULTS/ for the known prior, from
+experiments/cifar100.yaml; RESULTS/tarf-auto/ for auto, commands in experiments/README.md)
+and prints a Markdown table: per concept and seed, the classes each prior set aside and
+its Gap, then the mean Gap over the seeds present for both. `auto` is the default rule; where the gap test declined,
+the run under the rule before 2026-11-24 (``auto_floor=none``: nothing set aside) is in
+``floor-none/`` and shown beside it (where the test accepted, both rules are the same run).
+
+Usage: python scripts/auto_vs_prior_table.py [RESULTS]   (default: docs/results/cifar100)
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
+import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent.parent / "docs" / "results" / "cifar100"
@@ -21,15 +26,20 @@ CONCEPTS = ["trees", "fruit_and_vegetables", "vehicles_1", "people"]
 
 
 def run_path(concept: str, prior: str, seed: int) -> Path:
-    """``prior``: "known", "auto" or "none" (auto under the old rule, where it differs)."""
-    sub = "floor-none" if prior == "none" else ""
-    prior = "auto" if prior == "none" else prior
+    """``prior``: "known", "auto" or "none" (auto under the old rule, where it differs).
+    The three concepts: the bench's names, ``tarf`` (known prior, the grid file) and
+    ``tarf-auto`` (``--prior auto``); people: the names of the commands in
+    experiments/README.md."""
     if concept == "people":
         if prior == "known":  # a rerun on the same original model as the auto run, if any
             rerun = RESULTS / "tarf-auto" / f"tarf_target-mismatch_known_s{seed}.json"
             return rerun if rerun.is_file() else RESULTS / f"tarf_target-mismatch_s{seed}.json"
+        sub = "floor-none" if prior == "none" else ""
         return RESULTS / "tarf-auto" / sub / f"tarf_target-mismatch_auto_s{seed}.json"
-    return RESULTS / "auto-vs-prior" / sub / f"tarf_{concept}_{prior}_s{seed}.json"
+    file = f"{'tarf' if prior == 'known' else 'tarf-auto'}_target-mismatch_s{seed}.json"
+    if prior == "none":
+        return RESULTS / "auto-vs-prior" / "floor-none" / concept / file
+    return RESULTS / "auto-vs-prior" / concept / file
 
 
 def describe(run: dict) -> str:
@@ -98,4 +108,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1:
+        RESULTS = Path(sys.argv[1])
     main()

@@ -1,13 +1,17 @@
 """Gap to the retrained reference, ours (from a results.csv) beside the paper's Table 1
-(CIFAR-100 column), one row per method, one column pair per task.
+(CIFAR-100 column), one row per method, one column pair per task: the table "Against the
+paper's pattern" in docs/baselines.md. Each cell is the mean over the chosen seeds
+(default: every seed in the file) of the runs at the method's defaults.
 
-Usage: python scripts/paper_gap_comparison.py docs/results/cifar100/results.csv
+Usage: python scripts/paper_gap_comparison.py [RESULTS_CSV] [--seeds 0,1]
+  docs/baselines.md's table: python scripts/paper_gap_comparison.py docs/results/cifar100/results.csv --seeds 0
+  (the CSV is written by `tarf bench experiments/cifar100.yaml`)
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
-import sys
 from collections import defaultdict
 
 TASKS = ("all-matched", "target-mismatch", "model-mismatch", "data-mismatch")
@@ -26,11 +30,13 @@ PAPER = {
 ORDER = ("ft", "rl", "ga", "iu", "bs", "l1-sparse", "salun", "scrub", "retrain", "tarf")
 
 
-def main(path: str) -> None:
+def main(path: str, seeds: set[str] | None = None) -> None:
     gaps: dict[tuple[str, str], list[float]] = defaultdict(list)
     for row in csv.DictReader(open(path)):
         if row.get("config_changes"):
             continue  # the table compares each method at its defaults
+        if seeds is not None and row["seed"] not in seeds:
+            continue
         gaps[row["method"], row["task"]].append(float(row["Gap"]))
     header = ["method"] + [f"{t} ours / paper" for t in TASKS]
     print("| " + " | ".join(header) + " |")
@@ -46,4 +52,8 @@ def main(path: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "docs/results/cifar100/results.csv")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("results_csv", nargs="?", default="docs/results/cifar100/results.csv")
+    ap.add_argument("--seeds", help="comma-separated seeds to average (default: all in the file)")
+    args = ap.parse_args()
+    main(args.results_csv, set(args.seeds.split(",")) if args.seeds else None)

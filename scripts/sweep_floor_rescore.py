@@ -6,7 +6,9 @@ runs/: each run records the test's decision (its cut) and the rank of every hidd
 class. Prints, per seed and over all seeds, precision and recall of the known prior (top
 n_true), of `auto` with the floor (the default since 2026-11-24) and without it (the old
 rule), as means over the requests (an empty choice has precision 0, as in the sweep's
-own summary, identification.md), and the pooled precision (hits / classes set aside).
+own summary, identification.md), and the pooled precision (hits / classes set aside):
+the `auto` rows of docs/identification.md "Precision and recall over every superclass".
+The runs are `tarf analyze identify`'s (command in experiments/README.md).
 Usage: python scripts/sweep_floor_rescore.py [RUNS_DIR] [SIGNAL]
 """
 

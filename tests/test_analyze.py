@@ -147,7 +147,7 @@ def test_frozen_blocks_stop_the_gradient_below_layer_n(toy_dataset, frozen):
     from tarf.methods.common import param_blocks
     from tarf.models import create_model
     from tarf.request import UnlearningRequest
-    from tarf.runner import unlearn_data
+    from tarf.run import unlearn_data
 
     recipe = get_recipe("tiny", "toy")
     model = create_model("cpunet-tiny", 7, 1)
@@ -160,7 +160,7 @@ def test_frozen_blocks_stop_the_gradient_below_layer_n(toy_dataset, frozen):
         model, unlearn_data(toy_dataset, req), ctx
     )
     after = param_blocks(res.model)
-    assert len(res.record["frozen_blocks"]) == n_frozen
+    assert len(res.details["frozen_blocks"]) == n_frozen
     for i, (b0, b1) in enumerate(zip(before, after)):
         same = all(torch.equal(p0, p1) for p0, p1 in zip(b0, b1.parameters()))
         assert same == (i < n_frozen), f"layer {i}"

@@ -121,13 +121,65 @@ def test_bad_inputs_name_the_fix(user):
     five = fit(mlp(5), user["data"][0], user["data"][1] % 5, steps=1)
     with pytest.raises(ValueError, match="label-domain mismatch: the model outputs 5 logits"):
         tarf.unlearn(five, user["data"], user["request"])
-    superclass = tarf.make_request(GROUPS, "cat", "animals", model_labels="superclass")
+    superclass = tarf.make_request(
+        GROUPS, "cat", "animals", model_labels="superclass", class_names=CLASSES
+    )
     with pytest.raises(ValueError, match="pass model_labels='class'"):
         tarf.evaluate(user["model"], user["data"], superclass)
     with pytest.raises(ValueError, match="reference="):
         tarf.unlearn(user["model"], user["data"], user["request"], method="retrain")
     with pytest.raises(ValueError, match="class ids 0..6"):
         tarf.evaluate(user["model"], (user["data"][0], user["data"][1] + 5), user["request"])
+
+
+def test_label_order_must_be_stated_for_integer_labels(user):
+    """A dict hierarchy lists classes in some order; integer labels need the real one."""
+    shuffled = {
+        "plants": ["oak", "fern"],
+        "vehicles": ["car", "bus"],
+        "animals": ["cat", "dog", "fox"],
+    }
+    with pytest.raises(ValueError, match="integer labels need the class of each label id"):
+        tarf.unlearn(user["model"], user["data"], tarf.make_request(shuffled, "cat", "animals"))
+    names = [CLASSES[int(i)] for i in user["data"][1]]  # names as labels: no order needed
+    request = tarf.make_request(shuffled, "cat", "animals")
+    # the model's outputs follow CLASSES, the hierarchy's ids follow the shuffled listing
+    with pytest.raises(ValueError, match=r"label mapping: .*class_names=\['cat', 'dog'"):
+        tarf.unlearn(user["model"], (user["data"][0], names), request, evaluate=False)
+
+
+def test_near_chance_model_is_refused(user):
+    untrained = mlp()
+    with pytest.raises(ValueError, match="label mapping: the original model is .* accurate"):
+        tarf.unlearn(untrained, user["data"], user["request"], evaluate=False)
+    model, report = tarf.unlearn(
+        untrained, user["data"], user["request"], method="ft", evaluate=False, check_labels=False
+    )
+    assert report["metrics"]["RTE_s"] >= 0
+
+
+def test_hierarchy_mistakes_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="'cat' is in two superclasses, 'animals' and 'pets'"):
+        tarf.load_hierarchy({**GROUPS, "pets": ["cat"]})
+    with pytest.raises(ValueError, match=r"classes \['kat'\] are not among the data's classes"):
+        tarf.load_hierarchy({**GROUPS, "animals": ["kat", "cat", "dog", "fox"]}, CLASSES)
+    digits = tmp_path / "digits.yaml"
+    digits.write_text("round: [0, 6, 8, 9]\nstraight: [1, 4, 7]\ncurved: [2, 3, 5]\n")
+    h = tarf.load_hierarchy(digits)  # unquoted numbers are the names "0", "6", ...
+    assert h.class_names[:2] == ("0", "6") and not h.ordered
+    ordered = tmp_path / "ordered.yaml"
+    ordered.write_text(digits.read_text() + f"class_order: {[str(i) for i in range(10)]}\n")
+    assert tarf.load_hierarchy(ordered).class_names == tuple(str(i) for i in range(10))
+
+
+def test_wrong_input_shape_is_one_sentence(user):
+    flat = user["data"][0].reshape(len(user["data"][0]), -1)[:, :10]
+    with pytest.raises(ValueError, match=r"the model cannot take samples of shape \(10,\)"):
+        tarf.unlearn(user["model"], (flat, user["data"][1]), user["request"])
+
+
+def test_dir_shows_the_api():
+    assert {"make_request", "unlearn", "evaluate", "summary"} <= set(dir(tarf))
 
 
 # -- the command line --------------------------------------------------------------------
@@ -149,7 +201,7 @@ def files(tmp_path_factory, user, toy_dataset):
     torch.save(user["model"].state_dict(), d / "weights.pt")
     np.savez(d / "data.npz", x=ds.x_train.numpy(), y=ds.y_train.numpy(),
              x_test=ds.x_test.numpy(), y_test=ds.y_test.numpy())  # fmt: skip
-    (d / "hierarchy.json").write_text(json.dumps(GROUPS))
+    (d / "hierarchy.json").write_text(json.dumps({**GROUPS, "class_order": list(CLASSES)}))
     for split, x, y in (("train", ds.x_train, ds.y_train), ("test", ds.x_test, ds.y_test)):
         for i in range(0, len(y), 2):  # every second image: 20 per class, 5 per class
             folder = d / "images" / split / CLASSES[int(y[i])]
@@ -241,3 +293,18 @@ def test_fashion_mnist_example_tiny(capsys):
     assert report["task"] == "target-mismatch" and report["identification"]["n_source"] == "auto"
     assert report["metrics"]["Gap"] >= 0 and report["partition_sizes"]["forget"] == 40
     assert "| target-mismatch | tarf" in out and "ground truth" in out
+
+
+def test_readme_own_model_program_runs_as_written(capsys):
+    """README's "Your own model and data" program, exactly as printed."""
+    import re
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Your own model and data") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    scope: dict = {"__name__": "readme_example"}
+    exec(compile(code, "README.md", "exec"), scope)
+    report = scope["report"]
+    assert report["task"] == "target-mismatch" and report["reference"]["UA"] == 0.0
+    assert report["original"]["RA"] > 90  # the label mapping is the right one
+    assert "| target-mismatch | tarf" in capsys.readouterr().out

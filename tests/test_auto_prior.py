@@ -24,7 +24,7 @@ from tarf.methods import get_method
 from tarf.methods.base import UnlearnContext
 from tarf.recipes import get_recipe
 from tarf.request import AUTO, UnlearningRequest
-from tarf.runner import unlearn_data
+from tarf.run import unlearn_data
 
 # Loss rises after Phase I on CIFAR-100 (cpu recipe, forget boy + girl, 98 classes of
 # D_un), from docs/results/cifar100/tarf_target-mismatch_s0.json: woman, baby, hamster,
@@ -181,7 +181,7 @@ def test_tarf_class_level_auto(trained, toy_dataset, monkeypatch, task):
     res = get_method("tarf", stop_after_identification=True).run(
         model, data, _ctx(recipe, toy_dataset, task)
     )
-    ident = res.record["identification"]
+    ident = res.identification
     assert ident["n_source"] == "auto" and ident["auto"]["data_estimate"] == 2
     assert list(ident["top10"])[:2] == ["dog", "fox"] and ident["top10"]["dog"] == 2.0
     assert ident["auto"]["margin"] > 0 and ident["auto"]["threshold"] > 0
@@ -209,7 +209,7 @@ def test_tarf_class_level_auto_weak_signal(trained, toy_dataset, monkeypatch, fl
     res = get_method("tarf", stop_after_identification=True, auto_floor=floor).run(
         model, data, _ctx(recipe, toy_dataset, "target-mismatch")
     )
-    ident = res.record["identification"]
+    ident = res.identification
     assert ident["auto"]["data_estimate"] == 0 and ident["auto"]["margin"] < 0
     if floor == "largest-gap":
         assert ident["n"] == ident["auto"]["cut"] >= 1 and ident["classes"][0] == "dog"
@@ -234,7 +234,7 @@ def test_tarf_instance_level_auto(trained, toy_dataset, monkeypatch):
     res = get_method(
         "tarf", identification="instance", auto_instance_rule="gap", stop_after_identification=True
     ).run(model, data, _ctx(recipe, toy_dataset, "target-mismatch"))
-    ident = res.record["identification"]
+    ident = res.identification
     assert ident["n_source"] == "auto" and ident["set_aside_samples"] == 40
     assert ident["fraction"] == pytest.approx(40 / n)
     assert float(delta[~planted].max()) < ident["beta"] <= float(delta[planted].min()) + 1e-6
@@ -252,7 +252,7 @@ def test_auto_does_not_depend_on_the_target(trained, toy_dataset):
         res = get_method("tarf", stop_after_identification=True, k=1.0, lr=0.05).run(
             model, data, _ctx(recipe, toy_dataset, "target-mismatch")
         )
-        idents.append(res.record["identification"])
+        idents.append(res.identification)
     assert idents[0] == idents[1]
 
 
@@ -327,7 +327,7 @@ def test_tarf_instance_auto_calibrated_on_forget_data(trained, toy_dataset, monk
     res = get_method("tarf", identification="instance", stop_after_identification=True).run(
         model, data, _ctx(recipe, toy_dataset, "target-mismatch")
     )
-    ident = res.record["identification"]
+    ident = res.identification
     auto = ident["auto"]
     assert (
         auto["rule"].startswith("samples of D_un at least as disturbed")

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from tarf.methods import get_method
 from tarf.methods.base import UnlearnContext, UnlearnData
-from tarf.methods.bs import nearest_wrong_labels
+from tarf.methods.bs import fgsm_logits, nearest_wrong_labels
 from tarf.methods.iu import plan_work
 from tarf.methods.scrub import distill_kl, scrub_lr
 from tarf.recipes import get_recipe
@@ -76,7 +76,9 @@ def test_bs_labels_are_fgsm_nearest_wrong_class(setup):
     model.eval()
     branches = set()
     for eps in (0.1, 0.01):
-        labels = nearest_wrong_labels(model, data.x_forget, data.y_forget, eps, ctx)
+        labels = nearest_wrong_labels(
+            fgsm_logits(model, data.x_forget, data.y_forget, eps, ctx), data.y_forget
+        )
         assert labels.shape == data.y_forget.shape
         assert (labels != data.y_forget).all() and labels.min() >= 0 and labels.max() < C
         expected = []
@@ -99,8 +101,8 @@ def test_bs_run_fine_tunes_toward_near_labels(setup):
         acc_before = (model(xf).argmax(1) == data.y_forget).float().mean()
         acc_after = (res.model(xf).argmax(1) == data.y_forget).float().mean()
     assert acc_after < acc_before
-    assert sum(res.record["near_label_counts"].values()) == len(data.y_forget)
-    assert f"c{FORGET}" not in res.record["near_label_counts"]
+    assert sum(res.details["near_label_counts"].values()) == len(data.y_forget)
+    assert f"c{FORGET}" not in res.details["near_label_counts"]
 
 
 # -- SCRUB -----------------------------------------------------------------------------------
@@ -135,7 +137,7 @@ def test_scrub_moves_away_from_teacher_on_forget_only(setup):
     kl_un = mean_kl(res.model, model, data.x_remain, T)
     assert kl_f > kl_f_before + 1e-3
     assert kl_f > 2 * kl_un
-    assert len(res.record["max_kl"]) == method.config.msteps
+    assert len(res.details["max_kl"]) == method.config.msteps
     # The max-steps do it, not just never seeing D_f in the min-steps.
     no_max = get_method("scrub", lr=0.01, msteps=0).run(model, data, ctx)
     assert kl_f > 5 * mean_kl(no_max.model, model, data.x_forget, T)
@@ -174,7 +176,7 @@ def test_iu_displacement_is_alpha_times_explicit_ihvp(setup):
     deltas = {}
     for alpha in (3.0, 6.0):
         res = get_method("iu", alpha=alpha, damping=damping).run(model, data, ctx)
-        assert res.record["fisher_samples"] == len(data.y_remain)
+        assert res.details["fisher_samples"] == len(data.y_remain)
         deltas[alpha] = (flat(res.model) - theta).double()
         err = (deltas[alpha] / alpha - expected).norm() / expected.norm()
         assert err < 1e-4, err
@@ -189,10 +191,10 @@ def test_iu_streamed_gram_equals_stored(setup):
     theta = flat(model)
     stored = get_method("iu", damping=0.01).run(model, data, ctx)
     streamed = get_method("iu", damping=0.01, max_store_mb=0.05, chunk_size=7).run(model, data, ctx)
-    assert stored.record["stored_gradients"] and stored.record["gram_blocks"] == 1
-    assert not streamed.record["stored_gradients"] and streamed.record["gram_blocks"] > 2
-    assert streamed.record["fisher_samples"] == stored.record["fisher_samples"]
-    assert streamed.record["samples"] > stored.record["samples"]  # recomputation is counted
+    assert stored.details["stored_gradients"] and stored.details["gram_blocks"] == 1
+    assert not streamed.details["stored_gradients"] and streamed.details["gram_blocks"] > 2
+    assert streamed.details["fisher_samples"] == stored.details["fisher_samples"]
+    assert streamed.samples > stored.samples  # recomputation is counted
     d1, d2 = flat(stored.model) - theta, flat(streamed.model) - theta
     assert (d1 - d2).norm() < 1e-4 * d1.norm()
 
@@ -204,7 +206,7 @@ def test_iu_on_batchnorm_cnn_keeps_running_stats(setup):
     bn_after = res.model.state_dict()
     assert bn_before and all(torch.equal(v, bn_after[k]) for k, v in bn_before.items())
     assert not state_equal(model, res.model)  # the weights did move
-    assert res.record["fisher_samples"] == 50 and res.record["influence_seconds"] > 0
+    assert res.details["fisher_samples"] == 50 and res.details["influence_seconds"] > 0
 
 
 def test_iu_plan_respects_budget():
@@ -236,6 +238,6 @@ def test_budget_rule(setup, name):
     finally:
         handle.remove()
     assert seen["n"] <= limit + ctx.recipe.unlearn_batch_size
-    assert 0 < res.record["samples"] <= limit
+    assert 0 < res.samples <= limit
     if name != "iu":  # IU works in eval mode only; its record counts its gradient work
         assert seen["n"] > 0

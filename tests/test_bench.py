@@ -8,18 +8,19 @@ a second), registered by name so that jobs, the CLI and worker processes can loa
 import dataclasses
 import functools
 import json
+import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 
 from tarf import bench
+from tarf.cache import prepare_dataset, trained_model
 from tarf.cli import main
 from tarf.methods import METHODS
 from tarf.methods.base import Method
 from tarf.recipes import RECIPES, get_recipe
 from tarf.request import UnlearningRequest
-from tarf.runner import prepare_dataset, trained_model
 
 MICRO = dataclasses.replace(get_recipe("tiny"), name="micro", epochs=4)
 
@@ -62,12 +63,37 @@ def test_plan_trains_each_model_once_for_all_methods(toy, tmp_path):
     assert not any(m.cached for m in plan.models) and len(plan.models_to_train()) == 12
 
 
-def test_model_key_is_the_runners(toy):
+def test_the_plans_key_is_where_the_cache_stores_the_model(toy, tmp_path, monkeypatch):
+    """The plan decides "cached or to train" by the key it computes; training the model
+    must store it under that key, and the key must change with the seed and the recipe
+    (else a grid would take another seed's or recipe's model for its own)."""
+    from tarf.cache import ModelCache
+
+    g = grid(tasks=("data-mismatch",))
+    plan = bench.make_plan(g, tmp_path)
+    planned = {m.job.name: m for m in plan.models}
+    assert sorted(planned) == ["original_superclass_s0", "retrained_data-mismatch_s0"]
+    ref = planned["retrained_data-mismatch_s0"]
+    assert not ref.cached and not ModelCache().path(ref.key).exists()
+    res = bench.jobs.train_model_job(ref.job, str(tmp_path))
+    assert res["status"] == "ok" and res["key"] == ref.key
+    assert ModelCache().path(ref.key).exists()
+    # the run path finds the same entry: same request, D_un, recipe and seed
     req = UnlearningRequest.from_names(toy.hierarchy, "cat", "superclass", "animals")
     ds = prepare_dataset(toy, MICRO)
     idx = req.partitions(ds.y_train, ds.y_test).remaining
-    m = trained_model(ds, req, idx, MICRO, 3, torch.device("cpu"), "retrained")
-    assert bench.model_key(ds, req, idx, MICRO, 3) == m.meta["key"]
+    m = trained_model(ds, req, idx, MICRO, 0, torch.device("cpu"), "retrained")
+    assert m.meta["cached"] and m.meta["key"] == ref.key
+    again = {m.job.name: m for m in bench.make_plan(g, tmp_path).models}
+    assert again["retrained_data-mismatch_s0"].cached
+    assert not again["original_superclass_s0"].cached
+    # another seed, another recipe: other keys, nothing cached
+    other_seed = bench.make_plan(dataclasses.replace(g, seeds=(1,)), tmp_path).models
+    monkeypatch.setitem(RECIPES, "micro5", dataclasses.replace(MICRO, name="micro5", epochs=5))
+    other_recipe = bench.make_plan(dataclasses.replace(g, recipe="micro5"), tmp_path).models
+    for models in (other_seed, other_recipe):
+        assert not {m.key for m in models} & {m.key for m in planned.values()}
+        assert not any(m.cached for m in models)
 
 
 def test_parse_and_bad_input(toy, tmp_path, capsys):
@@ -169,8 +195,8 @@ def test_estimate_scales_the_base_recipe_for_a_swapped_architecture(toy, tmp_pat
     """`micro:cpunet` has never run here: its times are micro's (the machine log) times
     the ratio of the two architectures' forward FLOPs on the toy images. A method micro
     ran only audited counts its method time plus the unaudited runs' evaluation time."""
+    from tarf.cache import cache_root
     from tarf.models import forward_flops
-    from tarf.training import cache_root
 
     g = dataclasses.replace(grid(methods=("ft", "rl")), recipe="micro:cpunet")
     plan = bench.make_plan(g, tmp_path)
@@ -294,9 +320,9 @@ def test_runs_start_as_soon_as_their_models_are_there(toy, tmp_path, monkeypatch
 
     def broken(job, out_dir, wait=True):
         (Path(out_dir) / f"{job.name}.error.txt").write_text("boom\n")
-        return bench._result(job, "failed", 0.0)
+        return bench.jobs._result(job, "failed", 0.0)
 
-    monkeypatch.setattr(bench, "train_model_job", broken)
+    monkeypatch.setattr(bench.jobs, "train_model_job", broken)
     submitted, finished = [], []
 
     class Recording(bench.LocalBackend):
@@ -324,7 +350,7 @@ def test_a_model_in_training_elsewhere_waits_behind_the_rest(toy, tmp_path):
     import contextlib
     import signal
 
-    from tarf.training import ModelCache
+    from tarf.cache import ModelCache
 
     out = tmp_path / "bench"
     plan = bench.make_plan(grid(), out)
@@ -335,7 +361,7 @@ def test_a_model_in_training_elsewhere_waits_behind_the_rest(toy, tmp_path):
 
     class OtherBenchFinishes(bench.LocalBackend):
         def submit(self, fn, job, out_dir):
-            if fn is bench.train_model_job:  # queued again to wait: let the lock go
+            if fn is bench.jobs.train_model_job:  # queued again to wait: let the lock go
                 other_bench.close()
             super().submit(fn, job, out_dir)
 
@@ -419,3 +445,240 @@ def test_estimate_from_reports_without_a_log(toy, tmp_path, monkeypatch):
     text = bench.format_plan(plan, tmp_path, 2)
     assert "ft_all-matched_s0             done (other hyperparameters: lr=0.5)" in text
     assert "ft_target-mismatch_s0         to do  ~15s" in text and "not counting rl" in text
+
+
+# -- grids with rows, and grid files ---------------------------------------------------
+def write_grid_file(tmp_path, text, name="grid.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+TOY_HEAD = """\
+    description: toy grid
+    dataset: toy
+    forget: [cat]
+    concept: animals
+    recipe: micro
+    tasks: [all-matched]
+"""
+
+
+def test_rows_of_one_method_are_distinct_runs(toy, tmp_path):
+    """Variants of one method side by side: each row its own runs, file names and
+    hyperparameters; the models are shared by all rows."""
+    rows = (("tarf", "a", {"k": 0.1}), ("ft", "", {}), ("tarf", "", {}), ("tarf", "b", {"k": 0.2}))
+    g = grid(methods=(), seeds=(0, 1), rows=rows)
+    assert g.methods == ("tarf", "ft") and all(isinstance(r, bench.Row) for r in g.rows)
+    names = [r.name for r in g.runs() if r.seed == 0 and r.task == "all-matched"]
+    assert names == ["tarf-a_all-matched_s0", "ft_all-matched_s0", "tarf_all-matched_s0",
+                     "tarf-b_all-matched_s0"]  # fmt: skip
+    by_name = {r.name: r for r in g.runs()}
+    assert by_name["tarf-b_target-mismatch_s1"].overrides == {"k": 0.2}
+    assert by_name["tarf_target-mismatch_s1"].overrides == {}
+    # dataclasses.replace (the tests', the CLI's) keeps the rows
+    assert [r.name for r in dataclasses.replace(g, audit=3).runs()] == [r.name for r in g.runs()]
+    plan = bench.make_plan(g, tmp_path)
+    assert len(plan.models) == 2 * 3  # per seed: one original, two references
+    ref = next(m for m in plan.models if m.job.name == "retrained_all-matched_s0")
+    assert sorted(ref.users) == sorted(names)
+    # the old construction is unchanged: every method x every variant, overrides per method
+    old = grid(methods=("ft", "tarf"), overrides={"ft": {"lr": 0.5}}, variants={"x": {"epochs": 2}})
+    assert [(r.method, r.variant, r.overrides) for r in old.all_rows()] == [
+        ("ft", "x", {"lr": 0.5, "epochs": 2}), ("tarf", "x", {"epochs": 2}),
+    ]  # fmt: skip
+    with pytest.raises(bench.BenchError, match="two rows of the grid are named tarf-a"):
+        grid(methods=(), rows=(("tarf", "a", {}), ("tarf", "a", {"k": 0.3})))
+    with pytest.raises(bench.BenchError, match="not both"):
+        grid(methods=(), rows=(("ft", "", {}),), overrides={"ft": {"lr": 0.1}})
+    with pytest.raises(bench.BenchError, match="not its rows'"):
+        grid(methods=("rl",), rows=(("ft", "", {}),))
+
+
+def test_grid_file_sweeps_and_variants_make_the_expected_jobs(toy, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write_grid_file(tmp_path, TOY_HEAD + """\
+    seeds: 2
+    out: results/toy
+    set: {lr: 0.01, tarf.k: 0.05}
+    methods:
+      - ft
+      - tarf
+      - method: tarf
+        variant: head-only
+        set: {frozen_blocks: -1}
+      - method: tarf
+        set: {k: [0.01, 0.02]}
+      - method: tarf
+        variant: short
+        set: {epochs: [3, 4], identified_op: [zero, ascent]}
+      - {method: scrub, set: {lr_decay_epochs: [1, 2]}}
+      - {method: rl, set: {lr: [1e-3, 2.5e-3]}}
+    """)  # fmt: skip
+    (spec,) = bench.load_grid_file(path)
+    assert isinstance(spec, bench.GridSpec) and spec.description == "toy grid"
+    assert spec.out == Path("results/toy") and not spec.out.is_absolute()
+    g = spec.grid
+    assert (g.dataset, g.forget, g.concept, g.recipe) == ("toy", "cat", "animals", "micro")
+    assert (
+        g.tasks == ("all-matched",)
+        and g.seeds == (0, 1)
+        and g.methods == ("ft", "tarf", "scrub", "rl")
+    )
+    rows = {r.label: r.overrides for r in g.all_rows()}
+    assert rows == {
+        "ft": {"lr": 0.01},
+        "tarf": {"lr": 0.01, "k": 0.05},
+        "tarf-head-only": {"lr": 0.01, "k": 0.05, "frozen_blocks": -1},
+        "tarf-k0.01": {"lr": 0.01, "k": 0.01},  # the row's own value wins over the grid's
+        "tarf-k0.02": {"lr": 0.01, "k": 0.02},
+        "tarf-short-epochs3-identified_op-zero": {"lr": 0.01, "k": 0.05, "epochs": 3, "identified_op": "zero"},
+        "tarf-short-epochs3-identified_op-ascent": {"lr": 0.01, "k": 0.05, "epochs": 3, "identified_op": "ascent"},
+        "tarf-short-epochs4-identified_op-zero": {"lr": 0.01, "k": 0.05, "epochs": 4, "identified_op": "zero"},
+        "tarf-short-epochs4-identified_op-ascent": {"lr": 0.01, "k": 0.05, "epochs": 4, "identified_op": "ascent"},
+        "scrub": {"lr": 0.01, "lr_decay_epochs": (1, 2)},  # a list of a tuple hyperparameter: one value
+        "rl-lr0.001": {"lr": 0.001},  # YAML's string "1e-3", typed as --set types it
+        "rl-lr0.0025": {"lr": 0.0025},
+    }  # fmt: skip
+    names = [r.name for r in g.runs()]
+    assert len(names) == len(set(names)) == 2 * len(rows)
+    assert "tarf-k0.02_all-matched_s1" in names and "tarf-head-only_all-matched_s0" in names
+    # nothing was run or written by loading
+    assert not (tmp_path / "results").exists()
+
+
+def test_grid_file_variants_run_as_distinct_rows(toy, tmp_path):
+    """A sweep runs end to end: one report per row with its own hyperparameters, and
+    results.md keeps the rows apart."""
+    path = write_grid_file(tmp_path, TOY_HEAD + f"""\
+    out: {tmp_path / "out"}
+    methods: [ft, {{method: ft, set: {{lr: [0.5, 0.05]}}}}]
+    """)  # fmt: skip
+    (spec,) = bench.load_grid_file(path)
+    outcome = bench.run_plan(bench.make_plan(spec.grid, spec.out), spec.out, bench.LocalBackend(1))
+    assert sorted(outcome.ok) == ["ft-lr0.05_all-matched_s0", "ft-lr0.5_all-matched_s0",
+                                  "ft_all-matched_s0"]  # fmt: skip
+    changes = {n: bench.read_report(spec.out / f"{n}.json")["config_changes"] for n in outcome.ok}
+    assert changes == {"ft_all-matched_s0": {}, "ft-lr0.5_all-matched_s0": {"lr": 0.5},
+                       "ft-lr0.05_all-matched_s0": {"lr": 0.05}}  # fmt: skip
+    assert sum(x["kind"] == "model" for x in log_lines(spec.out)) == 2  # shared by the rows
+    bench.write_results(spec.out)
+    md = (spec.out / "results.md").read_text()
+    assert "| all-matched | ft lr=0.5 | 1 |" in md and "| all-matched | ft lr=0.05 | 1 |" in md
+    assert bench.make_plan(spec.grid, spec.out).todo() == []
+
+
+def test_grid_file_grids_inherit_and_override(toy, tmp_path):
+    path = write_grid_file(tmp_path, TOY_HEAD + """\
+    seeds: [0, 2]
+    out: base
+    set: {lr: 0.01}
+    methods: [ft, rl]
+    grids:
+      - {out: a}
+      - {out: b, recipe: tiny, tasks: all, seeds: 1, description: the other one}
+      - out: c
+        set: {ft.lr: 0.5}
+        methods: [ft, {method: tarf, variant: v, set: {k: 0.2}}]
+    """)  # fmt: skip
+    a, b, c = bench.load_grid_file(path)
+    assert [s.out for s in (a, b, c)] == [Path("a"), Path("b"), Path("c")]
+    assert a.grid.recipe == "micro" and a.grid.seeds == (0, 2) and a.grid.tasks == ("all-matched",)
+    assert a.description == "toy grid" and b.description == "the other one"
+    assert b.grid.recipe == "tiny" and b.grid.seeds == (0,) and b.grid.tasks == bench.MAIN_TASKS
+    assert {r.label: r.overrides for r in a.grid.all_rows()} == {
+        "ft": {"lr": 0.01},
+        "rl": {"lr": 0.01},
+    }
+    # an entry's set replaces the file's: tarf-v has no lr, ft gets 0.5
+    assert {r.label: r.overrides for r in c.grid.all_rows()} == {
+        "ft": {"lr": 0.5}, "tarf-v": {"k": 0.2},
+    }  # fmt: skip
+    # overrides (the command line's) replace a key in every grid; their set goes on top
+    specs = bench.load_grid_file(path, seeds="3", device="cpu", audit=None, set={"lr": "0.3"})
+    assert all(s.grid.seeds == (0, 1, 2) and s.grid.device == "cpu" for s in specs)
+    assert specs[0].grid.audit == 0
+    assert {r.label: r.overrides for r in specs[2].grid.all_rows()} == {
+        "ft": {"lr": 0.3}, "tarf-v": {"k": 0.2, "lr": 0.3},
+    }  # fmt: skip
+    with pytest.raises(
+        bench.BenchError,
+        match=r"grid\.yaml: override out: grids\[0\] and grids\[1\] both write \S+\.json to a;",
+    ):
+        bench.load_grid_file(path, out="a")
+    with pytest.raises(bench.BenchError, match="unknown override jobs"):
+        bench.load_grid_file(path, jobs=2)
+
+
+BAD_GRID_FILES = [
+    # (text after TOY_HEAD, what the message says: file, line, key, fix)
+    ("out: o\nmetods: [ft]\n", ["line 8", "metods: unknown key; did you mean methods?"]),
+    ("out: o\nmethods: [ft, nope]\n", ["line 8", "methods[1]: unknown method nope; valid: all,"]),
+    ("out: o\nmethods: [ft]\nset: {kk: 1}\n",
+     ["line 9", "set.kk: no method of this grid has a hyperparameter 'kk'; valid: epochs, lr"]),
+    ("out: o\nmethods: [ft]\nset: {rl.lr: 1}\n", ["set.rl.lr: method 'rl' is not in this grid's methods"]),
+    ("out: o\nmethods:\n  - {method: ft, set: {k: 0.1}}\n",
+     ["line 9", "methods[0].set.k: ft has no hyperparameter 'k'; valid: epochs, lr"]),
+    ("out: o\nmethods:\n  - {method: tarf, set: {frozen_block: 1}}\n",
+     ["tarf has no hyperparameter 'frozen_block'; did you mean frozen_blocks? valid: "]),
+    ("out: o\nmethods:\n  - {method: ft, set: {epochs: 1.5}}\n",
+     ["methods[0].set.epochs: epochs: expected an int, got 1.5"]),
+    ("out: o\nmethods:\n  - {method: tarf, set: {k: [0.1, {a: 1}]}}\n",
+     ["methods[0].set.k: k: expected a float"]),
+    ("out: o\nmethods:\n  - {method: ft, set: {lr: [fast]}}\n",
+     ["methods[0].set.lr: ft: hyperparameter lr='fast': expected float"]),
+    ("out: o\nmethods:\n  - {method: ft, set: {lr: []}}\n", ["methods[0].set.lr: an empty list"]),
+    ("out: o\nmethods:\n  - {method: tarf, variant: a/b}\n", ["methods[0].variant: expected a label"]),
+    ("out: o\nmethods:\n  - {method: tarf, varaint: a}\n", ["methods[0].varaint: unknown key; did you mean variant?"]),
+    ("out: o\nmethods: [tarf, {method: tarf}]\n", ["methods[1]: a second row named tarf (the first: methods[0])"]),
+    ("out: o\nmethods: [ft]\nseeds: -1\n", ["line 9", "seeds: expected a count (3 = seeds 0, 1, 2)"]),
+    ("out: o\nmethods: [ft]\nseeds: [0, a]\n", ["seeds: expected a count"]),
+    ("out: o\nmethods: [ft]\naudit: yes\n", ["audit: expected a number of references"]),
+    ("out: o\nmethods: [ft]\nforget_fraction: 0.3\n", ["forget_fraction: applies to the sub-set tasks only"]),
+    ("methods: [ft]\n", ["the file has no out: add `out:`"]),
+    ("out: o\nmethods: [ft]\ngrids: [{outt: x}]\n", ["line 9", "grids[0].outt: unknown key; did you mean out?"]),
+    ("out: o\nmethods: [ft]\ngrids: [{out: x}, {out: y, recipe: nope}]\n", ["grids[1].recipe: unknown recipe 'nope'"]),
+    ("out: o\nmethods: [ft]\nout: p\n", ["line 9", "out: given twice in one mapping"]),
+    ("out: o\nmethods: [ft\nseeds: 1\n", ["line 9", "not valid YAML"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("tail,expected", BAD_GRID_FILES)
+def test_grid_file_errors_name_the_file_and_key(toy, tmp_path, tail, expected):
+    path = write_grid_file(tmp_path, TOY_HEAD + textwrap.indent(tail, "    "), "bad.yaml")
+    with pytest.raises(bench.BenchError) as e:
+        bench.load_grid_file(path)
+    msg = str(e.value)
+    assert msg.startswith(str(path)) and "\n" not in msg
+    for part in expected:
+        assert part in msg
+    assert not (tmp_path / "o").exists()
+
+
+def test_grid_file_other_errors(toy, tmp_path):
+    with pytest.raises(bench.BenchError, match=r"nope\.yaml: cannot read"):
+        bench.load_grid_file(tmp_path / "nope.yaml")
+    path = write_grid_file(tmp_path, "- just\n- a list\n")
+    with pytest.raises(bench.BenchError, match=r"grid\.yaml: a grid file is a YAML mapping"):
+        bench.load_grid_file(path)
+    path = write_grid_file(
+        tmp_path,
+        TOY_HEAD.replace("dataset: toy", "dataset: toys") + "    out: o\n    methods: [ft]\n",
+    )
+    with pytest.raises(
+        bench.BenchError, match=r"line 2: dataset: unknown dataset 'toys'; valid: cifar100"
+    ):
+        bench.load_grid_file(path)
+
+
+def test_the_grid_file_of_the_docs_loads(tmp_path):
+    """docs/bench.md's example is a valid grid file (for CIFAR-100: names only, no data)."""
+    text = (Path(__file__).parents[1] / "docs" / "bench.md").read_text()
+    path = tmp_path / "table1.yaml"
+    path.write_text(text.split("```yaml\n", 1)[1].split("```", 1)[0])
+    specs = bench.load_grid_file(path)
+    assert [s.grid.recipe for s in specs] == ["cpu", "cpu:vgg16-bn"]
+    labels = [r.label for r in specs[0].grid.all_rows()]
+    assert labels == ["ft", "tarf", "tarf-head-only", "tarf-k0.01", "tarf-k0.02"]
+    assert len(specs[0].grid.runs()) == 4 * 3 * len(labels)
+    assert specs[1].grid.tasks == ("all-matched",) and specs[1].out != specs[0].out

@@ -1,11 +1,14 @@
 """The command line on the embedded digits dataset: a full run, its JSON, and bad input."""
 
 import argparse
+import dataclasses
 import json
 
 import pytest
 
+from tarf import bench
 from tarf.cli import build_parser, main
+from tarf.methods import METHODS
 
 
 def run(capsys, *argv):
@@ -199,9 +202,140 @@ def test_help_documents_every_option():
 
 def test_classes_and_methods(capsys):
     code, out, _ = run(capsys, "classes", "--dataset", "cifar100")
-    assert code == 0 and "people: baby, boy, girl, man, woman" in out
+    lines = out.splitlines()
+    assert code == 0 and "people: baby, boy, girl, man, woman" in lines and len(lines) == 20
     code, out, _ = run(capsys, "methods")
-    assert code == 0 and out.startswith("") and "tarf:" in out and "k_schedule" in out
+    assert code == 0
+    blocks = dict(zip(out.splitlines()[::2], out.splitlines()[1::2]))  # name: doc / fields
+    listed = {head.split(":")[0]: fields for head, fields in blocks.items()}
+    assert set(listed) == set(METHODS)  # every registered method, nothing else
+    for name, cls in METHODS.items():
+        for f in dataclasses.fields(cls.Config):  # each hyperparameter with its default
+            assert f"{f.name}={f.default!r}" in listed[name], (name, f.name)
+    assert "k_schedule='annealed'" in listed["tarf"]
+
+
+def subcommands(parser=None, prefix=""):
+    """Every (sub)command's name and parser, nested ones (tarf analyze identify) too."""
+    parser = parser or build_parser()
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                yield f"{prefix}{name}", child
+                yield from subcommands(child, f"{prefix}{name} ")
+
+
+def test_every_help_works_and_shows_defaults(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "1000")  # one line per option: nothing wrapped
+    names = [name for name, _ in subcommands()]
+    assert {"demo", "unlearn", "train", "eval", "speed", "classes", "methods", "report", "bench",
+            "unlearn-model", "eval-model", "analyze", "analyze identify", "analyze dynamics",
+            "analyze ablate", "analyze architectures", "audit"} == set(names)  # fmt: skip
+    for name, parser in subcommands():
+        with pytest.raises(SystemExit) as exit_:
+            main([*name.split(), "--help"])
+        assert exit_.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith(f"usage: tarf {name}"), name
+        for action in parser._actions:
+            if action.default not in (None, False, argparse.SUPPRESS) and action.help:
+                assert f"(default: {action.default})" in text, (name, action.option_strings)
+
+
+def test_device_defaults_to_auto_everywhere():
+    with_device = [name for name, p in subcommands() if "device" in {a.dest for a in p._actions}]
+    assert len(with_device) >= 10
+    for name, parser in subcommands():
+        for action in parser._actions:
+            if action.dest == "device":
+                assert action.default == "auto", name
+
+
+def test_train_original_and_reference(capsys, tmp_path, monkeypatch, shared_cache):
+    """`tarf train`: the original on every sample; --exclude: the reference without it."""
+    monkeypatch.setenv("TARF_CACHE", str(shared_cache))
+    ck = tmp_path / "orig.pt"
+    code, out, err = run(capsys, "train", *DIGITS, "--model-labels", "class", "--out", str(ck))
+    assert code == 0, err
+    orig = json.loads(out)
+    assert orig["role"] == "original" and orig["label_level"] == "class"
+    assert orig["num_classes"] == 10 and ck.exists()
+    code, out, err = run(capsys, "train", *DIGITS, "--model-labels", "class", "--exclude",
+                         "straight")  # fmt: skip
+    assert code == 0, err
+    ref = json.loads(out)
+    assert ref["role"] == "retrained" and ref["num_classes"] == 10
+    # "straight" is 1, 4 and 7: three of the ten (about equally large) digit classes
+    assert 0.6 * orig["train_size"] < ref["train_size"] < 0.8 * orig["train_size"]
+
+
+# -- tarf bench FILE --------------------------------------------------------------------------
+@pytest.fixture
+def grid_file_calls(monkeypatch, tmp_path):
+    """``load_grid_file`` replaced by one that records its arguments and returns two
+    grids on digits (the tests only plan them: --dry-run)."""
+    monkeypatch.setenv("TARF_CACHE", str(tmp_path / "cache"))
+    calls = []
+
+    def fake(path, **overrides):
+        calls.append((str(path), overrides))
+        return [
+            bench.GridSpec(bench.Grid("digits", "1", "straight", ("all-matched",), ("ft",), (0,),
+                                      "tiny"), tmp_path / "a", "first"),
+            bench.GridSpec(bench.Grid("digits", "1", "straight", ("target-mismatch",), ("ft",),
+                                      (0,), "tiny"), tmp_path / "b"),
+        ]  # fmt: skip
+
+    monkeypatch.setattr(bench, "load_grid_file", fake)
+    return calls
+
+
+def test_bench_file_passes_only_the_options_given(capsys, grid_file_calls, tmp_path):
+    code, out, err = run(capsys, "bench", "grids.yaml", "--dry-run")
+    assert code == 0, err
+    assert grid_file_calls == [("grids.yaml", {})]  # nothing given: the file's values
+    assert "grid 1 of 2: " in out and "(first)" in out and "grid 2 of 2: " in out
+    assert out.count("models (") == 2  # one plan per grid
+    code, out, err = run(capsys, "bench", "grids.yaml", "--seeds", "0,", "--device", "cpu",
+                         "--set", "lr=0.01", "--audit", "--dry-run", "--jobs", "1")  # fmt: skip
+    assert code == 0, err
+    assert grid_file_calls[-1] == (
+        "grids.yaml",
+        {"seeds": "0,", "device": "cpu", "audit": 8, "set": {"lr": "0.01"}},
+    )
+    config = tmp_path / "c.yaml"
+    config.write_text("lr: 0.5\nk: 0.1\n")
+    code, _, err = run(capsys, "bench", "grids.yaml", "--config", str(config), "--set", "lr=0.2",
+                       "--methods", "ft", "--dry-run")  # fmt: skip
+    assert code == 0, err
+    assert grid_file_calls[-1][1] == {"methods": "ft", "set": {"lr": "0.2", "k": 0.1}}
+
+
+def test_bench_without_a_file_needs_the_grid(capsys):
+    code, _, err = run(capsys, "bench", "--dataset", "digits", "--dry-run")
+    assert code == 2 and "give a grid FILE, or --forget, --out" in err
+
+
+def test_bench_file_end_to_end_dry_run(capsys, tmp_path, monkeypatch):
+    """A real grid file, two grids on digits, one flag overriding both: planned, not run."""
+    monkeypatch.setenv("TARF_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "g.yaml"
+    path.write_text(
+        "dataset: digits\nforget: '1'\nconcept: straight\nrecipe: tiny\nmethods: ft\n"
+        "seeds: 2\ngrids:\n"
+        f"  - {{tasks: all-matched, out: {tmp_path / 'am'}}}\n"
+        f"  - {{tasks: target-mismatch, out: {tmp_path / 'tm'}, description: wider}}\n"
+    )
+    code, out, err = run(capsys, "bench", str(path), "--dry-run", "--seeds", "5,")
+    assert code == 0, err
+    assert "(wider)" in out and out.count("seeds 5;") == 2 and "ft_target-mismatch_s5" in out
+    assert not (tmp_path / "am").exists()
+    # --out overrides every grid's folder (the two grids' runs have different names)
+    code, out, err = run(capsys, "bench", str(path), "--dry-run", "--out", str(tmp_path / "x"))
+    assert code == 0, err
+    assert (
+        f"grid 1 of 2: {tmp_path / 'x'}" in out and f"grid 2 of 2: {tmp_path / 'x'} (wider)" in out
+    )
 
 
 def test_speed_reports_both_figures(capsys):

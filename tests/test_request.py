@@ -227,18 +227,37 @@ def test_class_list_wider_than_forget_is_a_concept(toy_hierarchy):
 def test_cached_metrics_tell_fractions_apart(toy_dataset, tmp_path, monkeypatch):
     """The original's metrics are cached per partitions: two sub-set requests of one model
     that differ only in their fraction must not share an entry."""
-    from tarf import runner
-    from tarf.training import ModelCache
+    from tarf import cache as cache_mod
+    from tarf.cache import ModelCache
 
     calls = []
-    monkeypatch.setattr(runner, "evaluate", lambda *a: calls.append(1) or {"UA": len(calls)})
+    monkeypatch.setattr(cache_mod, "evaluate", lambda *a: calls.append(1) or {"UA": len(calls)})
     ds, h, cache = toy_dataset, toy_dataset.hierarchy, ModelCache(tmp_path / "models")
-    trained = runner.TrainedModel(None, {"key": "same-original"})
+    trained = cache_mod.TrainedModel(None, {"key": "same-original"})
 
     def metrics(fraction):
         req = UnlearningRequest.from_names(h, "cat", "superclass", "cat", forget_fraction=fraction)
         parts = req.partitions(ds.y_train, ds.y_test)
         args = (None, None, None, None, parts, None, 0, req.task.target_finer_than_model)
-        return runner.evaluate_cached(trained, req, ds, args, cache)["UA"]
+        return cache_mod.evaluate_cached(trained, req, ds, args, cache)["UA"]
 
     assert (metrics(0.5), metrics(0.2), metrics(0.5)) == (1, 2, 1) and len(calls) == 2
+
+
+def test_requests_that_cannot_be_right_are_refused(toy_hierarchy):
+    h = toy_hierarchy
+    every = ",".join(h.class_names)
+    with pytest.raises(ValueError, match="--forget covers every class"):
+        UnlearningRequest.from_names(h, every, "class", every)
+    with pytest.raises(ValueError, match="--forget covers every class"):
+        UnlearningRequest.from_names(h, "animals,vehicles,plants", "superclass", prior_classes=0)
+    with pytest.raises(ValueError, match="--target covers every class"):
+        UnlearningRequest.from_names(h, "cat", "class", every)
+    # 7 classes, cat forgotten: 6 model labels left, TARF must keep one to learn from
+    with pytest.raises(ValueError, match="only 6 model labels are left"):
+        UnlearningRequest.from_names(h, "cat", "class", prior_classes=6)
+    assert UnlearningRequest.from_names(h, "cat", "class", prior_classes=5).task.name
+    with pytest.raises(ValueError, match="--prior 3 contradicts --target animals, which leaves 2"):
+        UnlearningRequest.from_names(h, "cat", "class", "animals", prior_classes=3)
+    agreed = UnlearningRequest.from_names(h, "cat", "class", "animals", prior_classes=2)
+    assert agreed.task.name == "target-mismatch"

@@ -15,12 +15,12 @@ from tarf.methods.tarf import (
     k_schedule,
     label_ceilings,
     phase_of,
-    rank_drops,
     wrong_label_floor,
 )
+from tarf.methods.tarf_identify import rank_drops, weak_phase1_warning
 from tarf.recipes import get_recipe
 from tarf.request import UnlearningRequest
-from tarf.runner import unlearn_data
+from tarf.run import unlearn_data
 from tarf.training import train_classifier
 
 
@@ -130,7 +130,7 @@ def test_identification_sets_aside_the_classes_that_moved(
     res = get_method("tarf", class_signal=signal, k=0.5, lr=0.01).run(
         model, data, _ctx(recipe, toy_dataset, "target-mismatch")
     )
-    ident = res.record["identification"]
+    ident = res.identification
     assert sorted(ident["classes"]) == ["dog", "fox"] and ident["signal"] == signal
     assert ident["set_aside_samples"] == 80
     assert list(ident["drops"])[:2] == ["dog", "fox"] and ident["drops"]["dog"] == pytest.approx(
@@ -141,8 +141,9 @@ def test_identification_sets_aside_the_classes_that_moved(
         len(retained) == len(data.y_remain) - 80
         and not torch.isin(retained, torch.tensor([1, 2])).any()
     )
-    assert res.record["phases"] == ["I"] + ["II"] * 7 + ["III"] * 2
-    assert "warning" not in ident
+    assert res.details["phases"] == ["I"] + ["II"] * 7 + ["III"] * 2
+    assert "warning" not in ident and res.warnings == []
+    assert "identification" not in res.record()  # the report shows it on its own
 
 
 def test_identification_warns_when_phase_one_moved_nothing(trained, toy_dataset, monkeypatch):
@@ -160,17 +161,18 @@ def test_identification_warns_when_phase_one_moved_nothing(trained, toy_dataset,
     res = get_method("tarf", k=0.5, lr=0.01, epochs=2, t0=0).run(
         model, data, _ctx(recipe, toy_dataset, "target-mismatch")
     )
-    ident = res.record["identification"]
+    ident = res.identification
     assert (
         ident["n"] == 2
         and "1.0 points" in ident["warning"]
         and "phase1_batchnorm" in ident["warning"]
     )
-    assert tarf_mod.weak_phase1_warning(acc1 - acc0, loss1 - loss0, 0) is None  # nothing chosen
+    assert res.warnings == [ident["warning"]]
+    assert weak_phase1_warning(acc1 - acc0, loss1 - loss0, 0) is None  # nothing chosen
     # two of 100 probe samples flipped (Fashion-MNIST seed 2) is still noise; 38 points is not
     two, many = torch.tensor([2.0, 0, 0]), torch.tensor([38.0, 0, 0])
-    assert tarf_mod.weak_phase1_warning(two, torch.zeros(3), 2) is not None
-    assert tarf_mod.weak_phase1_warning(many, torch.zeros(3), 2) is None
+    assert weak_phase1_warning(two, torch.zeros(3), 2) is not None
+    assert weak_phase1_warning(many, torch.zeros(3), 2) is None
 
 
 def test_tarf_does_not_modify_input_and_forgets(trained, toy_dataset):
@@ -184,7 +186,7 @@ def test_tarf_does_not_modify_input_and_forgets(trained, toy_dataset):
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     pred = res.model(data.x_forget.float() / 255).argmax(1)
     assert (pred == data.y_forget).float().mean() < 0.5
-    assert res.record["identification"]["classes"] == []  # all matched: prior 0
+    assert res.identification["classes"] == []  # all matched: prior 0
 
 
 class _FixedLogits(torch.nn.Module):
@@ -247,9 +249,9 @@ def test_ascent_floor_leaves_forget_data_less_pushed(trained, toy_dataset):
         floor: get_method("tarf", k=1.0, lr=0.05, ascent_floor=floor).run(model, data, ctx)
         for floor in ("none", "wrong-label")
     }
-    ceiling = runs["wrong-label"].record["ascent_ceiling_nats"]
-    assert 0 < ceiling < 20 and "ascent_ceiling_nats" not in runs["none"].record
-    assert runs["wrong-label"].record["ascent_bounded_labels"] == ["cat"]
+    ceiling = runs["wrong-label"].details["ascent_ceiling_nats"]
+    assert 0 < ceiling < 20 and "ascent_ceiling_nats" not in runs["none"].details
+    assert runs["wrong-label"].details["ascent_bounded_labels"] == ["cat"]
     losses = {}
     for floor, res in runs.items():
         logits = res.model(data.x_forget.float() / 255)
@@ -267,7 +269,7 @@ def test_ascent_floor_leaves_labels_still_trained_on_alone(trained, toy_dataset)
     ctx = _ctx(recipe, toy_dataset, req.task.name)
     plain = get_method("tarf", k=1.0, lr=0.05).run(model, data, ctx)
     floored = get_method("tarf", k=1.0, lr=0.05, ascent_floor="wrong-label").run(model, data, ctx)
-    assert floored.record["ascent_bounded_labels"] == []
+    assert floored.details["ascent_bounded_labels"] == []
     assert all(
         torch.equal(a, b)
         for a, b in zip(plain.model.state_dict().values(), floored.model.state_dict().values())
@@ -295,7 +297,7 @@ def test_phase_one_skips_remaining_data(trained, toy_dataset):
         )
     finally:
         type(model).forward = orig_forward
-    assert res.record["phases"] == ["I"] and "identification" in res.record
+    assert res.details["phases"] == ["I"] and res.identification is not None
     assert sum(seen) == len(data.y_forget)
 
 
@@ -306,7 +308,7 @@ def test_instance_level_identification(trained, toy_dataset):
     res = get_method("tarf", identification="instance", k=1.0, lr=0.05).run(
         model, data, _ctx(recipe, toy_dataset, "target-mismatch")
     )
-    ident = res.record["identification"]
+    ident = res.identification
     assert ident["level"] == "instance"
     assert ident["set_aside_samples"] == round(data.prior.fraction * ident["scored_samples"])
 
@@ -350,7 +352,7 @@ def test_known_zero_prior_skips_the_probe(trained, toy_dataset, monkeypatch):
             model, unlearn_data(toy_dataset, req), _ctx(recipe, toy_dataset, task)
         )
         assert len(calls) == want_calls, (target, prior)
-        assert ("skipped" in res.record["identification"]) == (want_calls == 0)
+        assert ("skipped" in res.identification) == (want_calls == 0)
 
 
 def test_batch_statistics_batchnorm_normalises_by_batch_and_keeps_running_stats():

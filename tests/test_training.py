@@ -6,14 +6,14 @@ import os
 import pytest
 import torch
 
+from tarf.cache import ModelCache, trained_model
 from tarf.io import atomic_write, write_json
 from tarf.methods.base import UnlearnContext
 from tarf.methods.common import per_sample_loss
 from tarf.models import create_model
 from tarf.recipes import get_recipe
 from tarf.request import UnlearningRequest
-from tarf.runner import trained_model
-from tarf.training import ModelCache, augment, forward_logits, prepare_images
+from tarf.training import augment, forward_logits, prepare_images
 
 
 def test_augment_crops_and_flips_whole_batch():

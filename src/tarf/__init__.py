@@ -19,6 +19,10 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'tarf' has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_API})
+
+
 __all__ = [
     "Level",
     "TaskKind",

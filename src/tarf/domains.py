@@ -1,4 +1,4 @@
-"""Label domains and the task taxonomy (SPEC section 1, paper Tables 2 and 4).
+"""Label domains and the task taxonomy (paper Tables 2 and 4; docs/design.md).
 
 This is the one place that says what a request *is*: given the level of the reported
 forget data (L_D), of the model's outputs (L_M) and of the target concept (L_T), it
@@ -124,7 +124,7 @@ TABLE4 = _table4()
 def classify(data: Level, model: Level, target: Level) -> TaskKind:
     """Name the task of a request from its three label domains.
 
-    The rule (SPEC section 1), which reproduces every row of the paper's Table 4:
+    The rule, which reproduces every row of the paper's Table 4:
     ``L_D ≻ L_T`` is impractical; ``L_D = L_T`` is all matched when ``L_M ⪯ L_T``
     and model mismatch when ``L_M`` is one level coarser; ``L_D ≺ L_T`` is target
     mismatch when ``L_M = L_D`` and data mismatch when ``L_M = L_T``, each only when

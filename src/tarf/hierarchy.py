@@ -1,4 +1,4 @@
-"""Label hierarchies: every class belongs to exactly one superclass (SPEC section 3).
+"""Label hierarchies: every class belongs to exactly one superclass.
 
 Built-in hierarchies for the datasets tarf reads, and user hierarchies from a JSON or
 YAML file mapping class names to superclass names.
@@ -33,6 +33,9 @@ class LabelHierarchy:
     class_names: tuple[str, ...]
     superclass_names: tuple[str, ...]
     superclass_of: tuple[int, ...]  # class id -> superclass id
+    # whether class ids were stated (a class order given), not just read off the order in
+    # which a dict lists its classes: integer labels need a stated order
+    ordered: bool = field(default=True, compare=False)
     _lookup: dict[str, tuple[Level, int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -118,32 +121,57 @@ class LabelHierarchy:
     ) -> LabelHierarchy:
         """Build from ``{superclass: [classes]}``; superclass ids follow the groups' order,
         class ids follow ``class_order`` if given."""
-        mapping = {c: s for s, cs in groups.items() for c in cs}
-        classes = list(class_order) if class_order is not None else list(mapping)
+        mapping: dict[str, str] = {}
+        for sup, members in groups.items():
+            if isinstance(members, (str, bytes)) or not isinstance(members, Iterable):
+                raise ValueError(
+                    f"hierarchy {name!r}: superclass {sup!r} must list its classes, got {members!r}"
+                )
+            for c in members:
+                c = _name(c, name)
+                if c in mapping:
+                    raise ValueError(
+                        f"hierarchy {name!r}: class {c!r} is in two superclasses, {mapping[c]!r} "
+                        f"and {sup!r}; every class belongs to exactly one"
+                    )
+                mapping[c] = _name(sup, name)
+        return cls._build(name, mapping, list(dict.fromkeys(mapping.values())), class_order)
+
+    @classmethod
+    def _build(
+        cls,
+        name: str,
+        mapping: Mapping[str, str],
+        supers: list[str],
+        class_order: Iterable[str] | None,
+    ) -> LabelHierarchy:
+        classes = (
+            [_name(c, name) for c in class_order] if class_order is not None else list(mapping)
+        )
         missing = [c for c in classes if c not in mapping]
         if missing:
             raise ValueError(f"hierarchy {name!r}: classes without a superclass: {missing}")
-        supers = list(groups)
+        extra = [c for c in mapping if c not in set(classes)]
+        if extra:
+            raise ValueError(
+                f"hierarchy {name!r}: classes {extra} are not among the data's classes "
+                f"({', '.join(classes[:6])}{', ...' if len(classes) > 6 else ''}); check their spelling"
+            )
+        supers = [s for s in supers if any(mapping[c] == s for c in classes)]
         return cls(
-            name, tuple(classes), tuple(supers), tuple(supers.index(mapping[c]) for c in classes)
-        )
+            name, tuple(classes), tuple(supers), tuple(supers.index(mapping[c]) for c in classes),
+            ordered=class_order is not None,
+        )  # fmt: skip
 
     @classmethod
     def from_mapping(
         cls, name: str, mapping: Mapping[str, str], class_order: Iterable[str] | None = None
     ) -> LabelHierarchy:
         """Build from ``{class: superclass}``; superclass ids in order of first appearance."""
-        classes = list(class_order) if class_order is not None else list(mapping)
-        missing = [c for c in classes if c not in mapping]
-        if missing:
-            raise ValueError(f"hierarchy {name!r}: classes without a superclass: {missing}")
-        supers: list[str] = []
-        for c in classes:
-            if mapping[c] not in supers:
-                supers.append(mapping[c])
-        return cls(
-            name, tuple(classes), tuple(supers), tuple(supers.index(mapping[c]) for c in classes)
-        )
+        named = {_name(c, name): _name(s, name) for c, s in mapping.items()}
+        order = [_name(c, name) for c in class_order] if class_order is not None else list(named)
+        supers = list(dict.fromkeys(named[c] for c in order if c in named))
+        return cls._build(name, named, supers, class_order)
 
     @classmethod
     def from_file(
@@ -170,6 +198,14 @@ class LabelHierarchy:
                 f"hierarchy file {path} must map class names to superclass names "
                 '({"boy": "people", ...}) or superclasses to class lists ({"people": ["boy", ...]})'
             )
+        stated = data.pop(CLASS_ORDER_KEY, None)
+        if stated is not None:
+            if not isinstance(stated, list) or class_order is not None:
+                raise ValueError(
+                    f"hierarchy file {path}: {CLASS_ORDER_KEY!r} must list every class name in "
+                    "label-id order (and only in a hierarchy for your own data)"
+                )
+            class_order = stated
         if all(isinstance(v, list) for v in data.values()):
             return cls.from_groups(path.stem, data, class_order)
         if all(isinstance(v, str) for v in data.values()):
@@ -178,6 +214,17 @@ class LabelHierarchy:
             f"hierarchy file {path}: values must be all strings (class -> superclass) "
             "or all lists (superclass -> classes)"
         )
+
+
+CLASS_ORDER_KEY = "class_order"  # in a hierarchy file: the class names in label-id order
+
+
+def _name(value: object, hierarchy: str) -> str:
+    """A class or superclass name; YAML reads an unquoted 0 or 6 as a number, which is
+    taken as the name "0" or "6"."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"hierarchy {hierarchy!r}: names must be strings, got {value!r}; quote it")
+    return str(value)
 
 
 CIFAR100_GROUPS: dict[str, list[str]] = {
@@ -242,7 +289,7 @@ BUILTIN: dict[str, tuple[dict[str, list[str]], tuple[str, ...]]] = {
 
 
 def builtin_hierarchy(dataset: str) -> LabelHierarchy:
-    """The SPEC section 3 hierarchy of a built-in dataset (class ids = official label ids)."""
+    """The hierarchy of a built-in dataset (class ids = official label ids)."""
     if dataset not in BUILTIN:
         raise ValueError(f"no built-in hierarchy for {dataset!r}; known: {sorted(BUILTIN)}")
     groups, order = BUILTIN[dataset]

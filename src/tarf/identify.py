@@ -1,40 +1,13 @@
-"""Identification without the paper's prior: how much of the concept hides in ``D_un``.
+"""``--prior auto``: how much of the concept hides in ``D_un``, estimated from Phase I.
 
-The paper gives TARF the number ``n`` of model classes of the concept left in ``D_un``
-and names that as its main limitation. ``--prior auto`` estimates it from what Phase I
-did instead, with one rule for both levels (:func:`largest_gap`):
-
-* sort the signal (class level: each class's loss rise or accuracy drop; instance
-  level: ``log I_con`` of each scored sample) in decreasing order;
-* measure every gap between neighbours in the top half, in robust standard deviations
-  of all values (``1.4826 · MAD`` around the median: shift- and scale-free, so nats and
-  accuracy points give the same answer, and unmoved by up to half the values being
-  concept);
-* the largest such gap is the candidate cut; it is accepted, and the values above it
-  are the concept, only when it exceeds what noise produces: the ``1 − α`` quantile
-  (``α = 0.01``) of the same statistic over ``m`` standard normal values (Monte Carlo,
-  fixed seed; 1.56 for 98 classes, 2.5 for 20, 4.8 for 9, 10.5 for 4). Otherwise the
-  data alone says ``n = 0``; at class level, on a task whose concept is wider than
-  ``D_f``, the task rules that out and the candidate cut is taken (:func:`auto_count`).
-
-The null is explicit: on Gaussian noise the rule says ``n > 0`` in 1 % of cases. A
-largest gap alone would always find some cut; a robust z-score threshold alone is
-knife-edge on real signals, whose bulk is broad (CIFAR-100, forget boy and girl: the
-top four loss rises stand 2.3 nats above the rest, 2.1 robust SDs, but the fourth's
-z-score is only 3.5). Noise with an exponential or heavier right tail has larger top
-gaps than Gaussian noise and gives more false positives (98 exponential values: about
-40 %); the 94 other classes of that CIFAR-100 run are lighter-tailed than Gaussian
-(excess kurtosis -0.6). At instance level (10,000 scored samples) the threshold is
-about 1.0 robust SD of ``log I_con``: a group of samples is set aside only when a gap
-separates it, and on CIFAR-100 ``log I_con`` is a continuum that sets nothing aside. So
-instance level uses :func:`forget_calibrated_cut` by default: ``β`` from the forget
-data's own ``I_con`` (``docs/identification.md``).
-
-What no rule on ``D_f``, ``D_un`` and the model can do is tell "forget boy and girl"
-(all matched) from "forget the concept people, given boy and girl" (target mismatch):
-both hand TARF exactly the same data and model, so Phase I moves the same classes. The
-difference is the user's statement of the concept's level, i.e. the task; see
-:func:`concept_can_hide`.
+One rule at both levels, :func:`largest_gap`: sort the signal (class level: each class's
+loss rise or accuracy drop; instance level: ``log I_con`` of each scored sample), take the
+largest gap between neighbours in the top half, in robust standard deviations
+(``1.4826 · MAD``), and accept it, with the values above it as the concept, only when it
+exceeds the ``1 − α`` quantile of the same statistic on as many standard normal values
+(:func:`gap_threshold`). Instance level uses :func:`forget_calibrated_cut` by default;
+:func:`auto_count` and :func:`concept_can_hide` add what the task states. What the rules
+find on real data: ``docs/identification.md``.
 """
 
 from __future__ import annotations
@@ -177,13 +150,8 @@ def auto_count(decision: GapDecision, task: str, floor: str = "largest-gap") -> 
     * It declines, but the task states a concept wider than ``D_f`` (target or data
       mismatch), so at least one of the concept's model classes is in ``D_un`` and
       ``n = 0`` is not an answer. With ``floor="largest-gap"`` the test's own candidate
-      cut (the largest gap in the top half) is taken, "task floor": the data's best
-      guess of where the concept ends, its margin (negative) saying how unsure it is.
-      Why not 0: leaving a concept class in the descent set lets TARF relearn it (the
-      costly error: 13-20 Gap points in the CIFAR-100 declines of docs/identification.md),
-      while a wrongly set-aside class only misses its repair in Phases II-III (people,
-      seed 0: hamster set aside, RA as without it). ``floor="none"``: 0, the rule before
-      2026-11-24.
+      cut (the largest gap in the top half) is taken, "task floor"; its margin (negative)
+      says how unsure it is. With ``floor="none"``: 0, "data".
     """
     if not concept_can_hide(task):
         return 0, "task"
@@ -204,13 +172,10 @@ MAX_SET_ASIDE = 0.5  # a cut that takes more of the scored samples is declined
 def forget_calibrated_cut(
     icon: torch.Tensor, icon_forget: torch.Tensor, quantile: float = 0.05
 ) -> dict[str, float | int | str]:
-    """Instance level's ``auto`` rule: ``β`` is the ``quantile`` of ``I_con`` over ``D_f``.
-
-    Why: per sample, ``log I_con`` of ``D_un`` is a continuum (10,000 values leave no gap
-    for :func:`largest_gap` to find), but the forget data shows what the concept's
-    samples do in Phase I, and the hidden ones move with it (representational gravity).
-    On CIFAR-100 (forget boy, girl; superclass model) ``D_f``'s 5 % quantile sets aside
-    2.9 % of the scored samples at precision 0.98 (the truth is 3.2 %). Declines
+    """Instance level's ``auto`` rule: ``β`` is the ``quantile`` of ``I_con`` over ``D_f``,
+    and the scored samples of ``D_un`` at or above it are set aside: the forget data
+    shows how far the concept's samples move in Phase I, and the hidden ones move with it
+    (representational gravity), so no gap in ``D_un``'s own values is needed. Declines
     (``n = 0``) when Phase I did not move ``D_f`` or the cut would take more than
     ``MAX_SET_ASIDE`` of the scored samples (``D_f`` no more disturbed than ``D_un``).
     """

@@ -1,4 +1,4 @@
-"""The paper's metrics (SPEC section 4): UA, RA, TA, MIA-efficacy, Gap, UA-F, UA-R."""
+"""The paper's metrics (docs/design.md): UA, RA, TA, MIA-efficacy, Gap, UA-F, UA-R."""
 
 from __future__ import annotations
 

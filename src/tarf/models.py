@@ -96,7 +96,7 @@ def cpunet(
     widths: tuple[int, ...] = (32, 64, 128, 128),
 ) -> nn.Module:
     """The `cpu` recipe's network: a 4-stage residual CNN with GELU and batch norm
-    (SPEC section 7's data point), pooling after stages 2-4, global max-pool."""
+    (widths 32-64-128-128), pooling after stages 2-4, global max-pool."""
     layers: list[nn.Module] = [_conv_bn(in_channels, widths[0])]
     cin = widths[0]
     for i, c in enumerate(widths):

@@ -1,4 +1,4 @@
-"""Training recipes (SPEC section 7) and the unlearning budget rule they imply."""
+"""Training recipes and the unlearning budget rule they imply."""
 
 from __future__ import annotations
 

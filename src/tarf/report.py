@@ -341,3 +341,144 @@ def gap_by_seed(reports: Sequence[dict[str, Any]]) -> str:
             cells.append(text)
         rows.append(cells)
     return markdown_table(["method", *tasks], rows)
+
+
+# -- the text the commands print (tarf.cli prints what these return) -------------------------
+def runs_summary(reports: Sequence[dict[str, Any]]) -> str:
+    """Runs as one table (each run's method, retrained reference and original) and, per
+    run, what TARF set aside and the run's warnings (:func:`run_lines`)."""
+    rows = [r for rep in reports for r in report_rows(rep)]
+    lines = [markdown_table(["task", "model", *REPORT_COLUMNS], rows)]
+    for rep in reports:
+        lines += [f"{rep['task']}: {line}" for line in run_lines(rep, notes=False)]
+    return "\n".join(lines)
+
+
+def run_summary(report: dict[str, Any]) -> str:
+    """One run as text (``tarf.summary``): its metrics beside the reference's and the
+    original's, what TARF set aside and why, the warnings, and what was not measured."""
+    lines = [markdown_table(["task", "model", *REPORT_COLUMNS], report_rows(report))]
+    return "\n".join(lines + run_lines(report))
+
+
+def run_lines(report: dict[str, Any], notes: bool = True) -> list[str]:
+    """The identification lines, then ``warning: ...`` and (with ``notes``) ``note: ...``."""
+    warnings = list(report.get("warnings") or [])
+    ident = report.get("identification") or {}
+    if ident.get("warning") and ident["warning"] not in warnings:  # reports before warnings
+        warnings.append(ident["warning"])
+    lines = identification_lines(report) + [f"warning: {w}" for w in warnings]
+    if notes:
+        note = report.get("note")
+        lines += [f"note: {n}" for n in report.get("notes") or ([note] if note else [])]
+    return lines
+
+
+def _signed(value: float | None, digits: int = 3) -> str:
+    """A signed number with ``digits`` significant digits: small differences stay visible."""
+    return "?" if value is None or math.isnan(value) else f"{value:+.{digits}g}"
+
+
+def identification_lines(report: dict[str, Any]) -> list[str]:
+    """What TARF's identification set aside (how many, from the prior or estimated, and
+    why) and the top of its ranking after Phase I; nothing for other methods."""
+    ident = report.get("identification")
+    if not ident:
+        return []
+    source = ident.get("n_source", "prior")
+    if ident.get("skipped"):
+        return [f"set aside nothing ({ident['skipped']})"]
+    if ident.get("level") == "class":
+        what = f"set aside {ident['classes'] or 'nothing'} ({source} n={ident['n']})"
+    else:
+        what = (
+            f"set aside {ident['set_aside_samples']} of {ident['scored_samples']} scored "
+            f"samples ({source}, fraction {ident['fraction']:.4f})"
+        )
+    auto = ident.get("auto")
+    if auto and "beta" in auto:  # instance level, calibrated on D_f
+        what += (
+            f"; decided by the {auto['decided_by']}: I_con at or above {auto['beta']:.3g}, "
+            f"the {auto['quantile']:.0%} quantile of D_f's own"
+            + (f" (declined: {auto['declined']})" if auto.get("declined") else "")
+        )
+    elif auto:
+        what += (
+            f"; decided by the {auto['decided_by']}: largest gap {auto['statistic']:.2f} "
+            f"robust SDs vs threshold {auto['threshold']:.2f} (margin {_signed(auto['margin'])})"
+        )
+        if auto.get("gap_between"):
+            what += f", between {auto['gap_between'][0]} and {auto['gap_between'][1]}"
+    lines = [what]
+    if ident.get("level") == "class" and ident.get("drops"):
+        loss = ident.get("loss_increase", {})
+        top = ", ".join(
+            f"{c} (loss {_signed(loss.get(c))} nats, accuracy {_signed(-d)} points)"
+            for c, d in list(ident["drops"].items())[:5]
+        )
+        lines.append(f"top of the {ident.get('signal', 'accuracy')} ranking after Phase I: {top}")
+    return lines
+
+
+def runs_table(reports: Sequence[dict[str, Any]], layout: str = "runs") -> str:
+    """``tarf report``: ``runs``, every run with its reference and original (led by the
+    request when the reports mix requests), or ``table1``, the paper's layout."""
+    if layout == "table1":
+        return table1(reports)
+    if layout != "runs":
+        raise ValueError(f"unknown layout {layout!r}; valid: runs, table1")
+    mixed = mixes_requests(reports)
+    rows = [r for rep in reports for r in report_rows(rep, with_request=mixed)]
+    return markdown_table(["request"] * mixed + ["task", "model", *REPORT_COLUMNS], rows)
+
+
+def methods_catalogue(methods: dict[str, Any]) -> str:
+    """Registered methods (name -> class, ``tarf.methods.METHODS``): per method the first
+    line of its docstring (else its module's) and every hyperparameter with its default."""
+    import dataclasses
+    import sys
+
+    lines = []
+    for name, cls in sorted(methods.items()):
+        fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Config))
+        doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
+        lines.append(f"{name}: {doc[0] if doc else ''}\n    {fields}")
+    return "\n".join(lines)
+
+
+def hierarchy_lines(hierarchy: Any) -> list[str]:
+    """``superclass: class, class, ...`` for every superclass of a label hierarchy."""
+    h = hierarchy
+    return [
+        f"{name}: {', '.join(h.class_names[c] for c in h.classes_of(s))}"
+        for s, name in enumerate(h.superclass_names)
+    ]
+
+
+THROUGHPUT_MIN_RATIO = 0.9  # the training loop's images/s against the bare model's
+
+
+def throughput_verdict(result: dict[str, Any]) -> tuple[bool, str]:
+    """Whether the training loop of ``tarf.speed.measure_throughput`` reaches
+    ``THROUGHPUT_MIN_RATIO`` of the bare forward+backward throughput, and that as a line."""
+    ok = result["loop_images_per_s"] >= THROUGHPUT_MIN_RATIO * result["bare_images_per_s"]
+    return ok, (
+        f"training loop at {100 * result['ratio']:.1f}% of the bare forward+backward "
+        f"throughput ({'ok' if ok else f'BELOW {100 * THROUGHPUT_MIN_RATIO:.0f}%'})"
+    )
+
+
+def dynamics_lines(result: dict[str, Any], epochs: int) -> list[str]:
+    """``tarf analyze dynamics`` in a few lines: per model, the classes nearest to D_f in
+    feature space, and the accuracies after the last ascent epoch."""
+    lines = [
+        f"{level} model, nearest classes to D_f: " + ", ".join(list(dists)[:8])
+        for level, dists in result["distances"].items()
+    ]
+    last = {r["labels"]: r for r in result["ascent"]}
+    lines += [
+        f"{level} model after {epochs} ascent epochs: accuracy D_f {r['forget_acc']:.1f}, "
+        f"rest of concept {r['concept_acc']:.1f}, D_r {r['remaining_acc']:.1f}"
+        for level, r in last.items()
+    ]
+    return lines

@@ -1,4 +1,4 @@
-"""An unlearning request and the data partitions it induces (SPEC sections 1 and 2).
+"""An unlearning request and the data partitions it induces (docs/design.md).
 
 Data flows one way: request -> partitions -> method -> metrics -> report. The request
 knows the ground truth (the target concept); methods only ever receive
@@ -63,7 +63,7 @@ class UnlearningRequest:
     model_level: Level
     target: tuple[str, ...] | None = None
     prior_classes: int | str | None = None  # overrides the target's prior; "auto": estimate
-    # The third label layer (sub-set, SPEC section 1): the forget data is a seeded part
+    # The third label layer (sub-set): the forget data is a seeded part
     # of each --forget class, not the whole class.
     forget_fraction: float | None = None
     subset_seed: int = 0
@@ -106,6 +106,49 @@ class UnlearningRequest:
                 f"the forget data must lie inside the target concept (D_f ⊆ D_t), but {extra} "
                 f"are not part of target {list(self.target)}; widen --target or drop them from --forget"
             )
+        self._check_something_remains()
+        self._check_prior()
+
+    def _model_label_of(self, c: int) -> int:
+        return c if self.model_level == Level.CLASS else self.hierarchy.superclass_of[c]
+
+    def _check_something_remains(self) -> None:
+        h = self.hierarchy
+        if self.forget_fraction is None and len(self.forget_classes) == h.num_classes:
+            raise ValueError(
+                f"--forget covers every class of {h.name}: no data would remain to learn from "
+                "or to measure; forget fewer classes"
+            )
+        if self.target is not None and len(self.target_classes) == h.num_classes:
+            raise ValueError(
+                f"--target covers every class of {h.name}: a model without it has nothing "
+                "left to classify; name a narrower concept"
+            )
+
+    def _check_prior(self) -> None:
+        """A prior must leave classes to learn from, and agree with a named target."""
+        if not isinstance(self.prior_classes, int) or self.forget_fraction is not None:
+            return
+        h = self.hierarchy
+        left = {
+            self._model_label_of(c) for c in range(h.num_classes) if c not in self.forget_classes
+        }
+        if self.prior_classes >= len(left):
+            raise ValueError(
+                f"--prior {self.prior_classes}: only {len(left)} model labels are left in the "
+                "data besides the forget data, and TARF must keep at least one to learn from; "
+                f"give a prior below {len(left)}"
+            )
+        if self.target is not None:
+            implied = len(
+                {self._model_label_of(c) for c in self.target_classes - self.forget_classes}
+            )
+            if implied != self.prior_classes:
+                raise ValueError(
+                    f"--prior {self.prior_classes} contradicts --target {','.join(self.target)}, "
+                    f"which leaves {implied} of its model labels in the data; give the target "
+                    "(the prior follows from it) or the prior, not both"
+                )
 
     @classmethod
     def from_names(
@@ -201,7 +244,7 @@ class UnlearningRequest:
         return table[class_ids]
 
     def partitions(self, y_train: torch.Tensor, y_test: torch.Tensor) -> Partitions:
-        """All partitions of SPEC section 2, from class ids of the train and test split."""
+        """All partitions (docs/design.md), from class ids of the train and test split."""
         forget = _isin(y_train, self.forget_classes)
         if self.forget_fraction is not None:
             forget = _part_of_each_class(y_train, forget, self.forget_fraction, self.subset_seed)
@@ -229,7 +272,7 @@ class UnlearningRequest:
         )
 
     def prior(self, y_train: torch.Tensor) -> Prior:
-        """The request's prior (SPEC section 5): model classes of the concept in ``D_un``."""
+        """The request's prior: the number of model classes of the concept in ``D_un``."""
         if self.prior_classes == AUTO:
             return Prior(AUTO, None)
         if self.prior_classes is not None:
@@ -274,3 +317,20 @@ def _part_of_each_class(
 
 def _isin(y: torch.Tensor, ids: frozenset[int]) -> torch.Tensor:
     return torch.isin(y, torch.tensor(sorted(ids), dtype=y.dtype))
+
+
+def training_split(
+    hierarchy: LabelHierarchy, model_labels: str, y_train: torch.Tensor, exclude: str | None = None
+) -> tuple[UnlearningRequest, torch.Tensor]:
+    """What a model with ``model_labels`` outputs is trained on, in the terms the model
+    cache takes (``cache.trained_model``): a request, for its label domain, and the
+    training indices. With ``exclude`` (comma-separated names) the retrained reference of
+    forgetting that concept: ``D_r`` of the request ``exclude`` -> ``exclude``. Without,
+    the original: every sample; the request then names the first class as forget data
+    and target, which only fixes the label domain (nothing reads its partitions)."""
+    if exclude:
+        request = UnlearningRequest.from_names(hierarchy, exclude, model_labels, exclude)
+        return request, request.partitions(y_train, y_train[:0]).remaining
+    first = hierarchy.class_names[0]
+    request = UnlearningRequest.from_names(hierarchy, first, model_labels, first)
+    return request, torch.arange(len(y_train))

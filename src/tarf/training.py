@@ -1,4 +1,4 @@
-"""Training on tensors held in memory: batch augmentation, mixed precision, the model cache.
+"""Training on tensors held in memory: batch augmentation, mixed precision, resumable state.
 
 Hot loops touch whole batches only (no per-sample Python). Trained models are cached
 under a hash of everything that determines their weights and written atomically.
@@ -7,8 +7,6 @@ under a hash of everything that determines their weights and written atomically.
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import sys
 import time
@@ -22,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from tarf.io import file_lock, save_torch
+from tarf.io import save_torch
 from tarf.models import create_model
 from tarf.recipes import Recipe
 
@@ -303,58 +301,3 @@ def load_training_state(path: Path) -> dict | None:
         warnings.warn(f"training state {path} is unreadable ({e}); starting over", stacklevel=2)
         path.unlink(missing_ok=True)
         return None
-
-
-# -- the model cache -----------------------------------------------------------------------
-def cache_root() -> Path:
-    """``TARF_CACHE``, else ``~/.cache/tarf`` (``XDG_CACHE_HOME`` respected)."""
-    if os.environ.get("TARF_CACHE"):
-        return Path(os.environ["TARF_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache")
-    return Path(base) / "tarf"
-
-
-def digest(obj: object) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:24]
-
-
-def tensor_digest(t: torch.Tensor) -> str:
-    return hashlib.sha256(t.contiguous().cpu().numpy().tobytes()).hexdigest()[:24]
-
-
-class ModelCache:
-    """Trained models on disk, keyed by a hash; a corrupt entry is a miss, not a crash."""
-
-    def __init__(self, root: Path | None = None) -> None:
-        self.root = Path(root) if root is not None else cache_root() / "models"
-
-    def path(self, key: str) -> Path:
-        return self.root / f"{key}.pt"
-
-    def load(self, key: str) -> dict | None:
-        p = self.path(key)
-        if not p.exists():
-            return None
-        try:
-            entry = torch.load(p, map_location="cpu", weights_only=False)
-            if not isinstance(entry, dict) or "state_dict" not in entry or entry.get("key") != key:
-                raise ValueError("not a tarf cache entry")
-            return entry
-        except Exception as e:  # noqa: BLE001 - any unreadable entry is retrained
-            warnings.warn(
-                f"cached model {p} is unreadable ({e}); it will be retrained", stacklevel=2
-            )
-            p.unlink(missing_ok=True)
-            return None
-
-    def save(self, key: str, entry: dict) -> Path:
-        return save_torch(self.path(key), {**entry, "key": key})
-
-    def training_state_path(self, key: str) -> Path:
-        """Where an unfinished training of ``key`` keeps its state (``train_classifier``)."""
-        return self.root / f"{key}.training.pt"
-
-    def lock(self, key: str, wait: bool = True) -> contextlib.AbstractContextManager[None]:
-        """Held while checking for and training the model ``key`` (see ``file_lock``;
-        ``wait=False`` raises ``LockBusy`` when another process holds it)."""
-        return file_lock(self.root / f"{key}.lock", wait)

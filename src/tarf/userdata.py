@@ -74,6 +74,13 @@ def labels_to_ids(y: Any, hierarchy: LabelHierarchy, where: str) -> torch.Tensor
         raise ValueError(f"{where}: labels must be class ids (integers) or class names")
     ids = torch.as_tensor(arr.reshape(-1).astype(np.int64))
     k = hierarchy.num_classes
+    if not hierarchy.ordered:
+        raise ValueError(
+            f"{where}: integer labels need the class of each label id, and the hierarchy only "
+            f"lists its classes ({', '.join(hierarchy.class_names[:4])}, ...): give the class "
+            "names in label-id order (class_names=[...] in Python; a 'class_order' list in a "
+            "hierarchy file), or store class names as labels"
+        )
     if len(ids) and (int(ids.min()) < 0 or int(ids.max()) >= k):
         raise ValueError(
             f"{where}: labels must be class ids 0..{k - 1} of {hierarchy.name}'s classes "

@@ -42,12 +42,14 @@ def make_grid(
     name: str, dataset: str, forget: str, concept: str | None, tasks: tuple[str, ...],
     seeds: tuple[int, ...], recipe: str, data_root: str | None = None, device: str = "auto",
 ) -> Any:  # fmt: skip
-    """The bench grid of one study: TARF only, one run per (variant, task, seed)."""
-    from tarf.bench import Grid
+    """The bench grid of one study: one TARF row per variant, one run per (variant,
+    task, seed)."""
+    from tarf.bench import Grid, Row
 
     _, variants = study(name)
-    return Grid(dataset, forget, concept, tasks, ("tarf",), seeds, recipe, data_root,
-                device=device, variants=variants)  # fmt: skip
+    rows = tuple(Row("tarf", label, params) for label, params in variants.items())
+    return Grid(dataset, forget, concept, tasks, (), seeds, recipe, data_root,
+                device=device, rows=rows)  # fmt: skip
 
 
 def rows(reports: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:

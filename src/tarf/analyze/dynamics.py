@@ -77,7 +77,7 @@ def ascent_curves(
     """Loss and accuracy of each group before and after each epoch of gradient ascent
     on ``D_f`` (one pass over it per epoch, batch norm frozen as in GA and Phase I).
     TARF's Phase I step (lr 0.01 × k 0.05 = 5e-4) diverges within 3 such epochs on the
-    `cpu` CIFAR-100 models, so the default, 1e-4, is slower (SPEC 6's GA range starts there)."""
+    `cpu` CIFAR-100 models, so the default, 1e-4, is slower (the bottom of GA's usual range)."""
     y_model = request.model_labels(ds.y_train)
     groups = group_indices(ds, request, per_group, seed)
     ctx = UnlearnContext(device=device, recipe=recipe, seed=seed, train_size=len(ds.y_train))
@@ -171,8 +171,9 @@ def run(
     """All three analyses for one (forget, concept) pair; writes ``dynamics.json``,
     ``ascent.csv``, ``distances.csv`` and the figures ``ascent.png``, ``distances.png``,
     ``tsne.png`` under ``out_dir``."""
+    from tarf.cache import prepare_dataset, trained_model
     from tarf.methods import get_method
-    from tarf.runner import prepare_dataset, trained_model, unlearn_data
+    from tarf.run import unlearn_data
 
     ds = prepare_dataset(ds, recipe)
     out_dir = Path(out_dir)

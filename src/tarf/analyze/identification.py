@@ -1,4 +1,4 @@
-"""Target identification across concepts (paper Fig. 4a and 13; issue: prior-free TARF).
+"""Target identification across concepts (paper Fig. 4a and 13), with a known or estimated prior.
 
 For every superclass of a hierarchy taken as the target concept, with ``given`` of its
 classes handed over as ``D_f`` (a target-mismatch request on the class model), run
@@ -72,7 +72,7 @@ def identify_concept(
     tarf_params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Phase I for one concept; the ranking under both signals and the three scores."""
-    from tarf.runner import unlearn_data
+    from tarf.run import unlearn_data
 
     h = ds.hierarchy
     concept = h.superclass_names[superclass]
@@ -86,7 +86,7 @@ def identify_concept(
     )  # fmt: skip
     method = TARF(**{**(tarf_params or {}), "stop_after_identification": True})
     torch.manual_seed(seed)
-    ident = method.run(original, data, ctx).record["identification"]
+    ident = method.run(original, data, ctx).identification
     out: dict[str, Any] = {
         "dataset": ds.name,
         "concept": concept,
@@ -134,7 +134,7 @@ def sweep(
 ) -> list[dict[str, Any]]:
     """Identification for every concept (superclass with more than ``given`` classes)
     and seed; results under ``out_dir/runs``, summaries beside them."""
-    from tarf.runner import prepare_dataset, trained_model
+    from tarf.cache import prepare_dataset, trained_model
     from tarf.training import progress
 
     ds = prepare_dataset(ds, recipe)

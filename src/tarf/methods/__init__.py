@@ -1,8 +1,10 @@
 """Unlearning methods behind one interface; ``METHODS`` maps a name to its class.
 
 Adding a method means adding one module here: a config dataclass with typed,
-documented defaults and a ``Method`` subclass decorated with ``@register`` (its
-registry line). Every module of this package is imported at start-up.
+documented defaults and either a function decorated with ``@iterative`` (a method that
+trains in epochs under the budget rule, :mod:`tarf.methods.loop`) or a ``Method``
+subclass decorated with ``@register``. Every module of this package is imported at
+start-up.
 """
 
 import importlib

@@ -2,7 +2,7 @@
 
 A method is one small module: a config dataclass with typed, documented defaults, and a
 ``run(model, data, ctx)`` that returns the unlearned model and a small record. What it
-may see is exactly :class:`UnlearnData` (SPEC "No leakage"): the model, ``D_f``,
+may see is exactly :class:`UnlearnData` (no leakage, docs/design.md): the model, ``D_f``,
 ``D_un`` and, for TARF, the request's prior. Ground-truth partitions never reach it.
 """
 
@@ -52,14 +52,39 @@ class UnlearnContext:
 
     def epoch_samples(self) -> int:
         """Samples one unlearning epoch may push through forward+backward: a tenth of
-        the budget rule's total (SPEC section 7), the same for every method."""
+        the budget rule's total (docs/design.md), the same for every method."""
         return self.recipe.unlearn_epoch_samples(self.train_size, 10)
 
 
 @dataclass
 class MethodResult:
+    """What a method returns: the unlearned model and the facts of its run.
+
+    The typed fields are what the run path and the report read; ``details`` holds the
+    method's own facts (its learning rate, per-epoch losses), kept verbatim in the
+    report's ``record``.
+    """
+
     model: nn.Module
-    record: dict[str, Any] = field(default_factory=dict)
+    samples: int = 0  # samples pushed through forward + backward (the budget rule's unit)
+    epoch_samples: int = 0  # the per-epoch sample cap the method ran under
+    # the cost of a result reused from the model cache (``retrain``): reported as its RTE
+    # instead of the near-zero wall time of loading it; None = the measured wall time
+    compute_s: float | None = None
+    identification: dict[str, Any] | None = None  # TARF: what was set aside, and why
+    warnings: list[str] = field(default_factory=list)  # one line each: the cause and the fix
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def record(self) -> dict[str, Any]:
+        """The report's ``record``: the method's details plus its sample counts."""
+        out = dict(self.details)
+        if self.epoch_samples:
+            out.setdefault("epoch_samples", self.epoch_samples)
+        if self.samples:
+            out.setdefault("samples", self.samples)
+        if self.compute_s is not None:
+            out.setdefault("compute_s", self.compute_s)
+        return out
 
 
 class Method:
@@ -68,6 +93,8 @@ class Method:
     name: ClassVar[str] = ""
     Config: ClassVar[type] = object
     uses_prior: ClassVar[bool] = False
+    # trains a tarf architecture from scratch (retrain): not for a user's own model
+    trains_architecture: ClassVar[bool] = False
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         self.config = config if config is not None else self.Config()

@@ -64,7 +64,7 @@ class Pool:
 def sgd(
     params, lr: float, ctx: UnlearnContext, momentum: float = 0.9, weight_decay: float = 5e-4
 ) -> torch.optim.SGD:
-    """The harness's optimizer: SGD, momentum 0.9, weight decay 5e-4 (SPEC section 6)."""
+    """The harness's optimizer: SGD, momentum 0.9, weight decay 5e-4 by default."""
     return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
 
 

@@ -1,4 +1,4 @@
-"""IU: influence unlearning, the harness's ``wfisher`` (SPEC section 6, paper Appendix C).
+"""IU: influence unlearning, the harness's ``wfisher`` (paper Appendix C).
 
 One weight perturbation along the inverse-Fisher-preconditioned gradient difference:
 
@@ -27,7 +27,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn as nn
@@ -36,6 +35,7 @@ from torch.func import functional_call, grad, vmap
 
 from tarf.methods.base import Method, MethodResult, UnlearnContext, UnlearnData, register
 from tarf.methods.common import clone
+from tarf.methods.loop import run_budget
 from tarf.training import to_float
 
 
@@ -43,10 +43,9 @@ from tarf.training import to_float
 class IUConfig:
     """IU hyperparameters (defaults: the Unlearn-Sparse/SalUn harness's ``wfisher``)."""
 
-    # α, the perturbation scale (harness ``--alpha``, swept per setting in its
-    # debug_fisher.py). Tuned once on the all-matched CIFAR-100 task (cpu recipe): 1..100
-    # searched, 3 had the lowest Gap (docs/baselines.md). Our F⁻¹ includes the damping λ,
-    # so the scale differs from the harness's α.
+    # α, the perturbation scale (harness ``--alpha``); our F⁻¹ includes the damping λ, so
+    # its scale differs from the harness's. The default was tuned on all-matched CIFAR-100,
+    # cpu recipe (docs/baselines.md, "Tuning").
     alpha: float = 3.0
     # D_un samples (seeded) for ḡ_un and the Fisher: the harness's woodfisher uses N = 1000.
     num_samples: int = 1000
@@ -56,9 +55,8 @@ class IUConfig:
     chunk_size: int = 64
     # Batch size of the mean-gradient passes (D_f gradient, Gᵀa); ours, no effect on results.
     batch_size: int = 256
-    # Per-sample gradient matrix kept in memory up to this size; above it, Gram blocks
-    # are recomputed pairwise (bounded memory, more compute). Ours: the cpu recipe's
-    # cpunet (0.95 M parameters) at 1,000 samples needs 3.6 GB and fits (peak RSS ~4.7 GB).
+    # Per-sample gradient matrix kept in memory up to this size (MB); above it, Gram
+    # blocks are recomputed pairwise (bounded memory, more compute). Ours.
     max_store_mb: float = 4096.0
 
 
@@ -212,7 +210,7 @@ class IU(Method):
         if n_f == 0 or n_un == 0:
             raise ValueError("IU needs forget data and remaining data")
         n_params = sum(p.numel() for p in grad_params(model)[1])
-        budget = 10 * ctx.epoch_samples()
+        budget = run_budget(ctx)
         plan = plan_work(n_params, n_un, n_f, budget, c.num_samples, c.max_store_mb)
         n, blocks, stored = plan.fisher_samples, plan.blocks, plan.stored
         gen = torch.Generator().manual_seed(ctx.seed)
@@ -268,20 +266,23 @@ class IU(Method):
         ihvp, _ = woodbury_ihvp(v, gram, gv, c.damping, apply_gt)
         apply_perturbation(model, c.alpha * ihvp)
         seconds = time.perf_counter() - start
-        record: dict[str, Any] = {
-            "alpha": c.alpha,
-            "damping": c.damping,
-            "fisher_samples": n,
-            "forget_samples": n_f_used,
-            "gram_blocks": len(blocks),
-            "stored_gradients": stored,
-            "samples": n_f_used + plan.fisher_work,
-            "budget_samples": budget,
-            "influence_seconds": round(seconds, 3),
-            "ihvp_norm": float(ihvp.norm()),
-            "v_norm": float(v.norm()),
-            "displacement_norm": float(c.alpha * ihvp.norm()),
-        }
-        if not math.isfinite(record["ihvp_norm"]):
+        if not math.isfinite(float(ihvp.norm())):
             raise FloatingPointError("IU: the inverse-Fisher-vector product is not finite")
-        return MethodResult(model.eval(), record)
+        return MethodResult(
+            model.eval(),
+            samples=n_f_used + plan.fisher_work,
+            epoch_samples=ctx.epoch_samples(),
+            details={
+                "alpha": c.alpha,
+                "damping": c.damping,
+                "fisher_samples": n,
+                "forget_samples": n_f_used,
+                "gram_blocks": len(blocks),
+                "stored_gradients": stored,
+                "budget_samples": budget,
+                "influence_seconds": round(seconds, 3),
+                "ihvp_norm": float(ihvp.norm()),
+                "v_norm": float(v.norm()),
+                "displacement_norm": float(c.alpha * ihvp.norm()),
+            },
+        )

@@ -1,5 +1,5 @@
-"""L1-sparse: FT plus an annealed L1 penalty (SPEC section 6; Jia et al. 2023, "Model
-Sparsity Can Simplify Machine Unlearning", the harness's ``FT_prune``/``l1_sparse``).
+"""L1-sparse: FT plus an annealed L1 penalty (Jia et al. 2023, "Model Sparsity Can
+Simplify Machine Unlearning"; the harness's ``FT_prune``/``l1_sparse``).
 
     L_t = CE(D_un) + γ_t · ‖θ‖₁,   γ_t = γ · (1 − t / T)   (t = epoch, 0 .. T−1)
 
@@ -16,18 +16,16 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from tarf.methods.base import Method, MethodResult, UnlearnContext, UnlearnData, register
-from tarf.methods.common import Pool, ce, clone, sgd, step
-from tarf.methods.ft import remain_epoch_samples
+from tarf.methods.base import UnlearnData
+from tarf.methods.common import Pool
+from tarf.methods.loop import Loop, LoopConfig, iterative
 
 
 @dataclass
-class L1SparseConfig:
-    """L1-sparse hyperparameters (defaults: SPEC section 6)."""
+class L1SparseConfig(LoopConfig):
+    """L1-sparse hyperparameters (defaults: the harness's; epochs and lr as FT)."""
 
-    epochs: int = 10  # SPEC 6: 10 epochs, as FT
-    lr: float | None = None  # SPEC 6: 0.01; None = the recipe's unlearn_lr (0.01 in cpu/paper)
-    gamma: float = 5e-4  # SPEC 6: γ = 5e-4, the L1 weight of the first epoch
+    gamma: float = 5e-4  # γ, the L1 weight of the first epoch
 
 
 def l1_norm(model: nn.Module) -> torch.Tensor:
@@ -40,33 +38,15 @@ def gamma_schedule(gamma: float, epochs: int) -> list[float]:
     return [gamma * (1 - t / epochs) for t in range(epochs)]
 
 
-@register
-class L1Sparse(Method):
+@iterative("l1-sparse", L1SparseConfig)
+def L1Sparse(loop: Loop, data: UnlearnData) -> dict[str, Any]:
     """L1-sparse: FT plus γ·‖θ‖₁ with γ decaying linearly to 0."""
+    gammas = gamma_schedule(loop.config.gamma, loop.epochs)
 
-    name = "l1-sparse"
-    Config = L1SparseConfig
+    def loss(x: torch.Tensor, y: torch.Tensor, t: int) -> torch.Tensor:
+        out = loop.loss(x, y)
+        return out + gammas[t] * l1_norm(loop.model) if gammas[t] > 0 else out
 
-    def run(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        c = self.config
-        lr = c.lr if c.lr is not None else ctx.recipe.unlearn_lr
-        gammas = gamma_schedule(c.gamma, c.epochs)
-        model = clone(model)
-        opt = sgd(model.parameters(), lr, ctx)
-        per_epoch = remain_epoch_samples(data, ctx)
-        remain = Pool(data.x_remain, data.y_remain, ctx, 2)  # FT's pool and seed
-        for g in gammas:
-            for xr, yr in remain.epoch(per_epoch, ctx.recipe.unlearn_batch_size):
-                loss = ce(model, xr, yr, ctx)
-                if g > 0:
-                    loss = loss + g * l1_norm(model)
-                step(opt, loss)
-        record: dict[str, Any] = {
-            "epochs": c.epochs,
-            "lr": lr,
-            "gamma": gammas,
-            "epoch_samples": per_epoch,
-            "samples": c.epochs * per_epoch,
-            "l1_norm": round(float(l1_norm(model).detach()), 4),
-        }
-        return MethodResult(model.eval(), record)
+    loop.train(Pool(data.x_remain, data.y_remain, loop.ctx, seed_offset=2), loss)  # FT's pool
+    l1 = round(float(l1_norm(loop.model).detach()), 4)
+    return {"epochs": loop.epochs, "lr": loop.lr, "gamma": gammas, "l1_norm": l1}

@@ -16,15 +16,15 @@ from typing import Any
 
 import torch.nn as nn
 
+from tarf.cache import ModelCache, digest, tensor_digest
 from tarf.methods.base import Method, MethodResult, UnlearnContext, UnlearnData, register
 from tarf.models import create_model
-from tarf.training import CODE_VERSION, ModelCache, digest, tensor_digest, train_classifier
+from tarf.training import CODE_VERSION, train_classifier
 
 
 @dataclass
 class RetrainConfig:
-    """No hyperparameters: everything comes from the recipe (SPEC section 6: "same recipe
-    as the original")."""
+    """No hyperparameters: everything comes from the recipe (the original's)."""
 
 
 def model_normalisation(model: nn.Module) -> tuple[tuple[float, ...] | None, ...]:
@@ -41,6 +41,7 @@ class Retrain(Method):
 
     name = "retrain"
     Config = RetrainConfig
+    trains_architecture = True
 
     def run(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         mean, std = model_normalisation(model)
@@ -50,8 +51,8 @@ class Retrain(Method):
             "arch": r.arch,
             "epochs": r.epochs,
             "lr": r.lr,
-            "samples": r.epochs * len(data.y_remain),
         }
+        counts = {"samples": r.epochs * len(data.y_remain), "epoch_samples": len(data.y_remain)}
         cache = ModelCache()
         key = digest({
             "method": "retrain", "x": tensor_digest(data.x_remain), "y": tensor_digest(data.y_remain),
@@ -70,8 +71,13 @@ class Retrain(Method):
                     meta["std"],
                 )
                 trained.load_state_dict(entry["state_dict"])
-                record.update(cached=True, compute_s=meta["train_s"], train_seconds=meta["train_s"])
-                return MethodResult(trained.to(ctx.device).eval(), record)
+                record.update(cached=True, train_seconds=meta["train_s"])
+                return MethodResult(
+                    trained.to(ctx.device).eval(),
+                    **counts,
+                    compute_s=meta["train_s"],
+                    details=record,
+                )
             result = train_classifier(
                 data.x_remain,
                 data.y_remain,
@@ -94,4 +100,4 @@ class Retrain(Method):
                 {"state_dict": {k: v.cpu() for k, v in trained.state_dict().items()}, "meta": meta},
             )
             record["train_seconds"] = round(result.train_seconds, 3)
-        return MethodResult(trained.eval(), record)
+        return MethodResult(trained.eval(), **counts, details=record)

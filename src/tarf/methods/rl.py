@@ -1,25 +1,24 @@
-"""RL: random labels (SPEC section 6; the Unlearn-Sparse/SalUn harness's ``RL``).
+"""RL: random labels (the Unlearn-Sparse/SalUn harness's ``RL``).
 
 D_f with random labels and D_un with its own labels are trained on together with
 cross-entropy, as one shuffled pool (the harness concatenates the relabelled forget set
 and the retain set into one loader). Each forget sample gets a new label, drawn
 uniformly from the classes other than its own, every time it appears in a batch
-(seeded). An epoch is one pass over D_f ∪ D_un, or a seeded subsample of
-``ctx.epoch_samples()`` samples when that is smaller (budget rule, SPEC section 7), so
-forget and remain samples keep their proportion in the data.
+(seeded). An epoch is one pass over D_f ∪ D_un, capped by the budget rule
+(:mod:`tarf.methods.loop`), so forget and remain samples keep their proportion in the data.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn as nn
 
-from tarf.methods.base import Method, MethodResult, UnlearnContext, UnlearnData, register
-from tarf.methods.common import Pool, ce, clone, sgd, step
+from tarf.methods.base import UnlearnContext, UnlearnData
+from tarf.methods.common import Pool
+from tarf.methods.loop import Loop, LoopConfig, iterative
 
 LABEL_SEED_OFFSET = 997  # the random-label generator's seed: ctx.seed * 1000 + this
 
@@ -61,49 +60,13 @@ class RelabelPool:
             yield xb, yb.to(self.ctx.device)
 
 
-def relabel_train(
-    model: nn.Module,
-    opt: torch.optim.Optimizer,
-    data: UnlearnData,
-    ctx: UnlearnContext,
-    epochs: int,
-    per_epoch: int,
-    update: Callable[[torch.optim.Optimizer, torch.Tensor], None] = step,
-) -> None:
-    """RL's loop: ``epochs`` × ``per_epoch`` samples of the relabelled pool; ``update``
-    does one optimizer step from a loss (SalUn passes its masked step)."""
-    pool = RelabelPool(data, ctx)
-    for _ in range(epochs):
-        for xb, yb in pool.epoch(per_epoch, ctx.recipe.unlearn_batch_size):
-            update(opt, ce(model, xb, yb, ctx))
-
-
 @dataclass
-class RLConfig:
-    """Random-label hyperparameters (defaults: SPEC section 6, the harness's RL)."""
-
-    epochs: int = 10  # SPEC 6: 10 epochs (harness --unlearn_epochs 10)
-    lr: float | None = None  # SPEC 6: 0.01; None = the recipe's unlearn_lr (0.01 in cpu/paper)
+class RLConfig(LoopConfig):
+    """Random-label hyperparameters (defaults: the harness's RL)."""
 
 
-@register
-class RL(Method):
+@iterative("rl", RLConfig)
+def RL(loop: Loop, data: UnlearnData) -> dict[str, Any]:
     """RL: random labels on D_f plus cross-entropy on D_un."""
-
-    name = "rl"
-    Config = RLConfig
-
-    def run(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        c = self.config
-        lr = c.lr if c.lr is not None else ctx.recipe.unlearn_lr
-        model = clone(model)
-        opt = sgd(model.parameters(), lr, ctx)
-        per_epoch = min(ctx.epoch_samples(), len(data.y_forget) + len(data.y_remain))
-        relabel_train(model, opt, data, ctx, c.epochs, per_epoch)
-        record: dict[str, Any] = {
-            "epochs": c.epochs,
-            "lr": lr,
-            "epoch_samples": per_epoch,
-            "samples": c.epochs * per_epoch,
-        }
-        return MethodResult(model.eval(), record)
+    loop.train(RelabelPool(data, loop.ctx), loop.loss)
+    return {"epochs": loop.epochs, "lr": loop.lr}

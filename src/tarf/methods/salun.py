@@ -1,4 +1,4 @@
-"""SalUn: saliency unlearning (Fan et al., ICLR 2024; SPEC section 6).
+"""SalUn: saliency unlearning (Fan et al., ICLR 2024).
 
 1. Saliency mask at θ_o: m = 1 for the top ``mask_ratio`` of |∇_θ CE(D_f)| over all
    parameters, one global threshold (SalUn's ``generate_mask.py`` ranks all entries
@@ -10,8 +10,8 @@
    buffers zeroed, so weight decay and momentum cannot move them either (SalUn's code
    only masks the gradient). Masked-out weights stay bit-identical to θ_o.
 
-Budget rule: the mask pass (one forward+backward per D_f sample) is charged to the run,
-so the RL epochs share what is left of ``epochs × ctx.epoch_samples()``.
+Budget rule: the mask pass (one forward+backward per D_f sample) is charged to the run
+(:mod:`tarf.methods.loop`), so the RL epochs share what is left of the budget.
 """
 
 from __future__ import annotations
@@ -23,19 +23,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tarf.methods.base import Method, MethodResult, UnlearnContext, UnlearnData, register
-from tarf.methods.common import clone, sgd
-from tarf.methods.rl import relabel_train
+from tarf.methods.base import UnlearnContext, UnlearnData
+from tarf.methods.loop import Loop, LoopConfig, iterative
+from tarf.methods.rl import RelabelPool
 from tarf.training import autocast, to_float
 
 
 @dataclass
-class SalUnConfig:
-    """SalUn hyperparameters (defaults: SPEC section 6 and SalUn's code)."""
+class SalUnConfig(LoopConfig):
+    """SalUn hyperparameters (defaults: SalUn's code and the harness; epochs of RL)."""
 
-    epochs: int = 10  # SPEC 6: 10 epochs of RL
-    lr: float | None = None  # SPEC 6 / harness: 0.01; None = the recipe's unlearn_lr
-    mask_ratio: float = 0.5  # SPEC 6: top 50 % of |∇θ ℓ(D_f)| (SalUn's threshold 0.5)
+    mask_ratio: float = 0.5  # share of the weights updated: top 50 % of |∇θ ℓ(D_f)|
     mask_batch_size: int = 256  # batch of the gradient pass; ours, only memory depends on it
 
 
@@ -100,35 +98,20 @@ class MaskedUpdate:
                     buf.masked_fill_(~m, 0)
 
 
-@register
-class SalUn(Method):
+@iterative("salun", SalUnConfig)
+def SalUn(loop: Loop, data: UnlearnData) -> dict[str, Any]:
     """SalUn: random labels updating only the weights salient for D_f."""
-
-    name = "salun"
-    Config = SalUnConfig
-
-    def run(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        c = self.config
-        lr = c.lr if c.lr is not None else ctx.recipe.unlearn_lr
-        masks = saliency_mask(
-            model, data.x_forget, data.y_forget, c.mask_ratio, ctx, c.mask_batch_size
-        )
-        mask_samples = len(data.y_forget)
-        model = clone(model)
-        opt = sgd(model.parameters(), lr, ctx)
-        total = c.epochs * ctx.epoch_samples() - mask_samples
-        pool_size = len(data.y_forget) + len(data.y_remain)
-        per_epoch = max(0, min(pool_size, total // max(c.epochs, 1)))
-        relabel_train(model, opt, data, ctx, c.epochs, per_epoch, MaskedUpdate(model, masks))
-        kept = sum(int(m.sum()) for m in masks.values())
-        size = sum(m.numel() for m in masks.values())
-        record: dict[str, Any] = {
-            "epochs": c.epochs,
-            "lr": lr,
-            "mask_ratio": c.mask_ratio,
-            "mask_fraction": round(kept / max(size, 1), 6),
-            "mask_samples": mask_samples,
-            "epoch_samples": per_epoch,
-            "samples": mask_samples + c.epochs * per_epoch,
-        }
-        return MethodResult(model.eval(), record)
+    c = loop.config
+    x, y = data.x_forget, data.y_forget
+    masks = saliency_mask(loop.original, x, y, c.mask_ratio, loop.ctx, c.mask_batch_size)
+    loop.charge(len(y))  # the mask pass: one forward+backward per D_f sample
+    loop.train(RelabelPool(data, loop.ctx), loop.loss, update=MaskedUpdate(loop.model, masks))
+    kept = sum(int(m.sum()) for m in masks.values())
+    size = sum(m.numel() for m in masks.values())
+    return {
+        "epochs": c.epochs,
+        "lr": loop.lr,
+        "mask_ratio": c.mask_ratio,
+        "mask_fraction": round(kept / max(size, 1), 6),
+        "mask_samples": len(y),
+    }

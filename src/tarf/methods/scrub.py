@@ -1,13 +1,13 @@
-"""SCRUB (Kurmanji et al., NeurIPS 2023; SPEC section 6, paper Appendix C, Eq. 16-17).
+"""SCRUB (Kurmanji et al., NeurIPS 2023; paper Appendix C, Eq. 16-17).
 
 Teacher = the frozen original model θ_o, student = a copy. Each epoch: in the first
 ``msteps`` epochs a max-pass over D_f that *increases* the distillation KL to the teacher
 (loss −KL), then a min-pass over D_un on γ·CE + α·KL (stay close to the teacher where the
 data is retained). Follows ``meghdadk/SCRUB``'s ``large_scale_unlearning.ipynb`` (its
 ``train_distill`` with ``distill = 'kd'`` and ``sgda_adjust_learning_rate``) for the
-loss, KL, schedule and defaults. Under the budget rule an "epoch" is ``epoch_samples``
-samples in total: the max-pass takes one pass over D_f, capped at ``max_fraction`` of it,
-and the min-pass takes the rest (SCRUB's epoch = one pass over D_f, then one over D_r).
+loss, KL, schedule and defaults. An epoch is SCRUB's (one pass over D_f, then one over
+D_un), capped by the budget rule (:mod:`tarf.methods.loop`): the max-pass takes at most
+``max_fraction`` of the epoch's cap, the min-pass at most the rest.
 """
 
 from __future__ import annotations
@@ -21,22 +21,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tarf.methods.base import Method, MethodResult, UnlearnContext, UnlearnData, register
-from tarf.methods.common import Pool, clone, sgd, step
+from tarf.methods.base import UnlearnContext, UnlearnData
+from tarf.methods.common import Pool, step
+from tarf.methods.loop import Loop, iterative
 from tarf.training import autocast
 
 
 @dataclass
 class SCRUBConfig:
     """SCRUB hyperparameters. "notebook" = the ``args.*`` cell of meghdadk/SCRUB's
-    large_scale_unlearning.ipynb (CIFAR class forgetting), the SCRUB authors' code that
-    SPEC section 6 points to."""
+    large_scale_unlearning.ipynb (CIFAR class forgetting), the SCRUB authors' code."""
 
-    epochs: int = 10  # SPEC/paper: 10 unlearning epochs (notebook: sgda_epochs = 3)
+    epochs: int = 10  # the paper's 10 unlearning epochs (notebook: sgda_epochs = 3)
     msteps: int = 2  # epochs 1..msteps do a max-pass (notebook: msteps = 2)
-    # notebook: sgda_learning_rate = 0.0005. Tuned once on the all-matched CIFAR-100 task
-    # (cpu recipe): 5e-4 .. 2e-2 searched, 5e-3 had the lowest Gap (docs/baselines.md);
-    # 5e-4 barely forgets within the budget (UA 29 % against the reference's 0 %).
+    # Initial learning rate (notebook: 0.0005); the default was tuned on all-matched
+    # CIFAR-100, cpu recipe (docs/baselines.md, "Tuning").
     lr: float = 5e-3
     lr_decay_epochs: tuple[int, ...] = (3, 5, 9)  # notebook; lr × rate for each passed milestone
     lr_decay_rate: float = 0.1  # notebook: lr_decay_rate = 0.1
@@ -47,7 +46,7 @@ class SCRUBConfig:
     kd_T: float = 4.0  # distillation temperature (notebook: kd_T = 4)
     # D_f batch: None = the recipe's unlearning batch (the notebook loads D_f in batches of 512).
     forget_batch_size: int | None = None
-    # Ours (budget rule): the max-pass uses at most this share of an epoch's samples.
+    # Ours: the max-pass uses at most this share of an epoch's sample cap.
     max_fraction: float = 0.5
 
 
@@ -71,49 +70,41 @@ def _logits(model: nn.Module, x: torch.Tensor, ctx: UnlearnContext) -> torch.Ten
         return model(x).float()
 
 
-@register
-class SCRUB(Method):
-    name = "scrub"
-    Config = SCRUBConfig
-
-    def run(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        c = self.config
-        start = time.perf_counter()
-        teacher = copy.deepcopy(model).eval().requires_grad_(False)
-        student = clone(model)
-        opt = sgd(student.parameters(), c.lr, ctx, c.momentum, c.weight_decay)
-        samples, bs = ctx.epoch_samples(), ctx.recipe.unlearn_batch_size
-        fb = c.forget_batch_size or bs
-        forget = Pool(data.x_forget, data.y_forget, ctx, 1)
-        retain = Pool(data.x_remain, data.y_remain, ctx, 2)
-        record: dict[str, Any] = {"lr": [], "max_kl": [], "min_loss": [], "samples": 0}
-        for epoch in range(1, c.epochs + 1):
-            lr = scrub_lr(c.lr, epoch, c.lr_decay_epochs, c.lr_decay_rate)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            record["lr"].append(lr)
-            n_max = 0
-            if epoch <= c.msteps:
-                # Student in train mode for both passes, teacher in eval (train_distill).
-                n_max = min(len(forget), int(samples * c.max_fraction))
-                kls = []
-                for xb, _ in forget.epoch(n_max, fb):
-                    with torch.no_grad():
-                        t = _logits(teacher, xb, ctx)
-                    kl = distill_kl(_logits(student, xb, ctx), t, c.kd_T)
-                    step(opt, -kl)
-                    kls.append(kl.item())
-                record["max_kl"].append(round(sum(kls) / max(len(kls), 1), 5))
-            n_min = samples - n_max
-            losses = []
-            for xb, yb in retain.epoch(n_min, bs):
+@iterative("scrub", SCRUBConfig)
+def SCRUB(loop: Loop, data: UnlearnData) -> dict[str, Any]:
+    """SCRUB: max-passes away from the original model on D_f, min-passes toward it on D_un."""
+    c, ctx, student, opt = loop.config, loop.ctx, loop.model, loop.opt
+    start = time.perf_counter()
+    teacher = copy.deepcopy(loop.original).eval().requires_grad_(False)
+    forget = Pool(data.x_forget, data.y_forget, ctx, seed_offset=1)
+    retain = Pool(data.x_remain, data.y_remain, ctx, seed_offset=2)
+    lrs: list[float] = []
+    max_kl: list[float] = []
+    min_loss: list[float] = []
+    for epoch in loop:
+        lr = scrub_lr(c.lr, epoch.t + 1, c.lr_decay_epochs, c.lr_decay_rate)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        lrs.append(lr)
+        if epoch.t < c.msteps:
+            # Student in train mode for both passes, teacher in eval (train_distill).
+            kls = []
+            n_max = int(epoch.cap * c.max_fraction)
+            for xb, _ in epoch.batches(forget, c.forget_batch_size, n_max):
                 with torch.no_grad():
                     t = _logits(teacher, xb, ctx)
-                s = _logits(student, xb, ctx)
-                loss = c.gamma * F.cross_entropy(s, yb) + c.alpha * distill_kl(s, t, c.kd_T)
-                step(opt, loss)
-                losses.append(loss.item())
-            record["min_loss"].append(round(sum(losses) / max(len(losses), 1), 5))
-            record["samples"] += n_max + (n_min if len(retain) else 0)
-        record["seconds"] = round(time.perf_counter() - start, 3)
-        return MethodResult(student.eval(), record)
+                kl = distill_kl(_logits(student, xb, ctx), t, c.kd_T)
+                step(opt, -kl)
+                kls.append(kl.item())
+            max_kl.append(round(sum(kls) / max(len(kls), 1), 5))
+        losses = []
+        for xb, yb in epoch.batches(retain):
+            with torch.no_grad():
+                t = _logits(teacher, xb, ctx)
+            s = _logits(student, xb, ctx)
+            loss = c.gamma * F.cross_entropy(s, yb) + c.alpha * distill_kl(s, t, c.kd_T)
+            step(opt, loss)
+            losses.append(loss.item())
+        min_loss.append(round(sum(losses) / max(len(losses), 1), 5))
+    seconds = round(time.perf_counter() - start, 3)
+    return {"lr": lrs, "max_kl": max_kl, "min_loss": min_loss, "seconds": seconds}

@@ -1,4 +1,4 @@
-"""TARF: TARget-aware Forgetting (SPEC section 5, paper Algorithms 1 and 2).
+"""TARF: TARget-aware Forgetting (paper Algorithms 1 and 2).
 
     L = k(t) · (− mean_{D_f} ℓ) + mean_{D_un} ℓ · τ(x, y, t)
     k(t) = max(k (T − t − t0) / T, 0)
@@ -7,7 +7,9 @@ Phase I (t < t1): annealed gradient ascent on D_f only, which pulls the data tha
 close to D_f in representation ("representational gravity") along with it; the
 accuracy drop it causes identifies the concept data hidden in D_un. Phase II: ascent
 plus descent on the retained part of D_un (separation). Phase III (k(t) = 0): descent
-on the retained part only (approximation of the retrained model).
+on the retained part only (approximation of the retrained model). Identification
+itself is in :mod:`tarf.methods.tarf_identify`; every epoch runs under the budget rule
+(:mod:`tarf.methods.loop`).
 """
 
 from __future__ import annotations
@@ -27,12 +29,17 @@ from tarf.methods.common import (
     Pool,
     batch_statistics_batchnorm,
     ce,
-    clone,
     frozen_batchnorm,
     param_blocks,
     per_sample_loss,
-    sgd,
     step,
+)
+from tarf.methods.loop import Epoch, Loop
+from tarf.methods.tarf_identify import (
+    identify_classes,
+    identify_instances,
+    nothing_to_identify,
+    skipped,
 )
 from tarf.training import forward_logits
 
@@ -43,12 +50,8 @@ PAPER_K = {
 }
 
 
-# Recipes other than `paper`: where the paper's k does not carry over ((dataset, None):
-# every task). CIFAR-100 model mismatch at k = 0.5 drives the cpu recipe's small model to
-# non-finite losses (RA 5 %, Gap 65.7; docs/results.md); it takes the paper's k of the
-# other CIFAR-100 tasks. Fashion-MNIST (not in the paper) at CIFAR-10's 0.02 diverges
-# too (61 skipped steps, RA 15 %); 0.0005 was the best on all matched of 0.0005, 0.001,
-# 0.002 (scripts/fm_tarf_k.sh, docs/benchmarks.md).
+# Recipes other than `paper`: k where the paper's diverges on the small models
+# ((dataset, None): every task; measured in docs/results.md and docs/benchmarks.md).
 SMALL_RECIPE_K = {("cifar100", MODEL_MISMATCH): 0.05, ("fashion-mnist", None): 0.0005}
 
 
@@ -103,30 +106,26 @@ class TARFConfig:
         "loss"  # rank classes by mean loss increase (class-mean I_con) | accuracy drop
     )
     instance_pool: int = 10000  # D_un samples scored by I_con at instance level
-    forget_batch_size: int = 64
+    forget_batch_size: int = 64  # D_f batch of Phases I and II
     stop_after_identification: bool = False  # analysis: run Phase I, identify, stop
     # ablation (paper Fig. 4b): the first N layers with weights (tarf.methods.common.
     # param_blocks) are not updated in Phases II and III; 0 = every layer learns; a
     # negative N leaves only the last -N learning (-1: only the classifier)
     frozen_blocks: int = 0
     auto_alpha: float = 0.01  # --prior auto: the rule's false-positive rate on noise
-    # --prior auto at class level when the gap test declines on a task whose concept is
-    # wider than D_f: "largest-gap" takes the test's candidate cut (n >= 1, as the task
-    # states), "none" sets nothing aside (tarf.identify.auto_count)
+    # --prior auto at class level when the gap test declines on a concept wider than D_f:
+    # "largest-gap" takes the test's candidate cut, "none" sets nothing aside (auto_count)
     auto_floor: str = "largest-gap"
     # --prior auto at instance level: "forget" (β = the auto_forget_quantile of D_f's own
     # I_con, tarf.identify.forget_calibrated_cut) or "gap" (the largest-gap rule)
     auto_instance_rule: str = "forget"
     auto_forget_quantile: float = 0.05
     # batch norm during Phase I (forget-only batches): "frozen" running statistics, or
-    # "batch" statistics with the running ones untouched (stable where frozen diverges:
-    # Fashion-MNIST, scripts/phase1_bn_diagnosis.py)
+    # "batch": each batch's own statistics, the running ones untouched
     phase1_batchnorm: str = "frozen"
-    # ours, beyond the paper: "none" (the paper) ascends on D_f without bound; "wrong-label"
-    # stops pushing a sample once its label's probability is down to what the original
-    # model gives a typical wrong label (wrong_label_floor), which is where a model that
-    # never saw the concept leaves it (the audit's over-forgetting, docs/audit.md); only
-    # for labels the retained data no longer carries (label_ceilings)
+    # ours: "none" (the paper) ascends on D_f without bound; "wrong-label" stops pushing a
+    # sample once its label is as unlikely as a typical wrong label under the original
+    # model (wrong_label_floor), for labels the retained data no longer carries
     ascent_floor: str = "none"
 
 
@@ -152,31 +151,6 @@ def class_accuracy(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> tor
     count = torch.zeros(num_classes).index_add_(0, y, torch.ones(len(y)))
     return torch.where(
         count > 0, 100 * correct / count.clamp_min(1), torch.full_like(count, float("nan"))
-    )
-
-
-# Accuracy is measured on id_samples_per_class (100) probe samples per class: a drop of
-# fewer than 5 points is a handful of flipped samples, noise. Measured on the benchmarks'
-# TARF runs: 0-2 points on Fashion-MNIST at k = 0.0005, where identification failed on
-# every seed; 38-86 points on CIFAR-100, where it worked.
-WEAK_PHASE1_DROP = 5.0
-
-
-def weak_phase1_warning(acc_drops: torch.Tensor, loss_rise: torch.Tensor, n: int) -> str | None:
-    """Why a class-level identification should not be trusted: Phase I moved no class (the
-    Fashion-MNIST failure at a too-small k, docs/benchmarks.md), so the n classes set aside
-    were picked on noise-level differences."""
-    if n <= 0:
-        return None
-    top_drop = float(torch.nan_to_num(acc_drops, nan=0.0).max())
-    if top_drop >= WEAK_PHASE1_DROP:
-        return None
-    top_rise = float(torch.nan_to_num(loss_rise, nan=0.0).max())
-    chosen = "the class set aside was" if n == 1 else f"the {n} classes set aside were"
-    return (
-        f"Phase I barely moved the model (largest class accuracy drop {top_drop:.1f} points, "
-        f"largest loss rise {top_rise:.3f} nats): {chosen} ranked on noise and may be wrong; "
-        "raise k (--set k=...) or use --set phase1_batchnorm=batch"
     )
 
 
@@ -251,24 +225,6 @@ def class_stats(
     return acc, torch.where(torch.isnan(acc), acc, mean_loss)
 
 
-def rank_drops(
-    acc_before: torch.Tensor, acc_after: torch.Tensor, n: int
-) -> tuple[list[int], torch.Tensor, float]:
-    """Algorithm 1's identification: the ``n`` classes whose accuracy dropped most.
-
-    Returns (class ids set aside, per-class drops, β = the n-th drop). Classes absent
-    from D_un (NaN) are never chosen.
-    """
-    drops = acc_before - acc_after
-    order = [
-        int(i) for i in torch.argsort(torch.nan_to_num(drops, nan=-float("inf")), descending=True)
-    ]
-    present = [i for i in order if not torch.isnan(drops[i])]
-    chosen = present[:n]
-    beta = float(drops[chosen[-1]]) if chosen else float("inf")
-    return chosen, drops, beta
-
-
 def balanced_sample(
     y: torch.Tensor, per_class: int, num_classes: int, generator: torch.Generator
 ) -> torch.Tensor:
@@ -282,146 +238,129 @@ def balanced_sample(
     return perm[order[rank < per_class]].sort().values
 
 
-def nothing_to_identify(prior: Any, level: str) -> bool:
-    """Whether the prior states that nothing of the concept hides in ``D_un``: no prior,
-    or a known count (class level) or fraction (instance level) of zero; never ``auto``."""
-    if prior is None:
-        return True
-    if prior.auto:
-        return False
-    return not (prior.num_classes if level == "class" else prior.fraction)
+@dataclass
+class Probe:
+    """Identification's probe: indices into D_un and their statistics under θ_o."""
+
+    idx: torch.Tensor
+    before: Any  # (accuracy %, mean loss) per class, or per-sample losses
+    before_forget: torch.Tensor | None = None
 
 
 @register
 class TARF(Method):
+    """TARF: annealed ascent on D_f, identification of the concept in D_un, separation."""
+
+    uses_prior = True  # identification reads the request's prior
     name = "tarf"
     Config = TARFConfig
-    uses_prior = True
 
     def run(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         c = self.config
         k = c.k if c.k is not None else default_k(ctx.dataset, ctx.task, ctx.recipe.name)
-        lr = c.lr if c.lr is not None else ctx.recipe.unlearn_lr
         ks = k_schedule(k, c.epochs, c.t0, c.k_schedule)
         for name, allowed in CHOICES.items():
             value = getattr(c, name)
             if value not in allowed:
                 raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, got {value!r}")
-        phase1_bn = PHASE1_BATCHNORM[c.phase1_batchnorm]
-        original = model
-        model = clone(model)
-        opt = sgd(model.parameters(), lr, ctx)
-        samples, bs = ctx.epoch_samples(), ctx.recipe.unlearn_batch_size
-        forget = Pool(data.x_forget, data.y_forget, ctx, 1)
-        gen = torch.Generator().manual_seed(ctx.seed)
-        floor = wrong_label_floor(original, data, ctx) if c.ascent_floor != "none" else None
+        loop = Loop(model, ctx, c)
+        forget = Pool(data.x_forget, data.y_forget, ctx, seed_offset=1)
+        floor = wrong_label_floor(model, data, ctx) if c.ascent_floor != "none" else None
         # Before identification, only labels absent from all of D_un are bounded.
         ceilings = label_ceilings(floor, data.y_remain, data.num_classes)
-
         # A known prior of zero (all matched, model mismatch) leaves nothing to identify:
         # skip the probe's forward passes, which cannot change the result.
         skip = nothing_to_identify(data.prior, c.identification) and not c.stop_after_identification
-        # What identification will measure, fixed before any update (θ_o); D_f's own
-        # per-sample losses only for the instance-level ``forget`` auto rule.
-        before_forget = None
-        if skip:
-            probe, before = torch.empty(0, dtype=torch.long), None
-        elif c.identification == "class":
-            probe = balanced_sample(data.y_remain, c.id_samples_per_class, data.num_classes, gen)
-            before = class_stats(
-                original, data.x_remain[probe], data.y_remain[probe], data.num_classes, ctx
-            )
-        else:
-            probe = (
-                torch.randperm(len(data.y_remain), generator=gen)[: c.instance_pool].sort().values
-            )
-            before = per_sample_loss(original, data.x_remain[probe], data.y_remain[probe], ctx)
-            if data.prior is not None and data.prior.auto and c.auto_instance_rule == "forget":
-                before_forget = per_sample_loss(original, data.x_forget, data.y_forget, ctx)
+        probe = None if skip else self._probe(model, data, ctx)
 
-        record: dict[str, Any] = {
-            "k": k,
-            "lr": lr,
-            "k_schedule": ks,
-            "phases": [],
-            "samples": 0,
-            "skipped_steps": 0,
+        details: dict[str, Any] = {
+            "k": k, "lr": loop.lr, "k_schedule": ks, "phases": [], "skipped_steps": 0,
             "seconds": {},  # wall time per phase and of identification: where RTE goes
-        }
+        }  # fmt: skip
         if floor is not None:
-            record["ascent_ceiling_nats"] = floor
-        secs = record["seconds"]
+            details["ascent_ceiling_nats"] = floor
+        secs = details["seconds"]
         tick = time.perf_counter()
         retain: Pool | None = None
-        ascent_extra: Pool | None = None
-        for t in range(c.epochs):
+        extra: Pool | None = None  # the set-aside samples, for identified_op="ascent"
+        ident: dict[str, Any] | None = None
+        for epoch in loop:
+            t = epoch.t
             if t == c.t1 or (retain is None and t >= c.t1):
-                if skip:
-                    keep, ident = torch.ones(len(data.y_remain), dtype=torch.bool), {
-                        "level": c.identification, "n": 0, "n_source": "prior",
-                        "classes": [], "class_ids": [], "set_aside_samples": 0,
-                        "skipped": "the prior says no concept data is left in D_un (n = 0): "
-                        "nothing to identify, no probe passes",
-                    }  # fmt: skip
-                else:
-                    keep, ident = self._identify(model, data, ctx, probe, before, before_forget)
-                record["identification"] = ident
+                keep, ident = self._identify(loop.model, data, ctx, probe)
                 secs["identify"] = time.perf_counter() - tick
                 tick = time.perf_counter()
                 if c.stop_after_identification:
                     break
-                retain = Pool(data.x_remain[keep], data.y_remain[keep], ctx, 2)
+                retain = Pool(data.x_remain[keep], data.y_remain[keep], ctx, seed_offset=2)
                 ceilings = label_ceilings(floor, data.y_remain[keep], data.num_classes)
                 if ceilings is not None:
-                    record["ascent_bounded_labels"] = [
+                    details["ascent_bounded_labels"] = [
                         data.class_names[int(i)] for i in torch.isfinite(ceilings).nonzero().flatten()
                         if bool((data.y_forget == i).any())
                     ]  # fmt: skip
-                frozen = self._freeze(model, c.frozen_blocks)
+                frozen = self._freeze(loop.model, c.frozen_blocks)
                 if frozen:
-                    record["frozen_blocks"] = frozen
+                    details["frozen_blocks"] = frozen
                 if c.identified_op == "ascent" and (~keep).any():
-                    ascent_extra = Pool(data.x_remain[~keep], data.y_remain[~keep], ctx, 3)
+                    extra = Pool(data.x_remain[~keep], data.y_remain[~keep], ctx, seed_offset=3)
             phase = phase_of(t, c.t1, ks[t])
-            record["phases"].append(phase)
+            details["phases"].append(phase)
             if phase == "I":
                 # τ = 0 for all of D_un: its forward passes cannot change the update, so skip them.
-                n = min(samples, len(forget))
-                with phase1_bn(model):
-                    for xf, yf in forget.epoch(n, c.forget_batch_size):
-                        record["skipped_steps"] += guarded_step(
-                            opt, -ks[t] * ascent_loss(model, xf, yf, ctx, ceilings)
-                        )
-                record["samples"] += n
+                with PHASE1_BATCHNORM[c.phase1_batchnorm](loop.model):
+                    for xf, yf in epoch.batches(forget, c.forget_batch_size):
+                        loss = -ks[t] * ascent_loss(loop.model, xf, yf, ctx, ceilings)
+                        details["skipped_steps"] += guarded_step(loop.opt, loss)
             elif phase == "II":
-                fb = c.forget_batch_size
-                steps = max(1, samples // (fb + bs))
-                for _ in range(steps):
-                    xf, yf = forget.batch(fb)
-                    loss = -ks[t] * ascent_loss(model, xf, yf, ctx, ceilings)
-                    if ascent_extra is not None:
-                        xa, ya = ascent_extra.batch(fb)
-                        loss = loss - ks[t] * ascent_loss(model, xa, ya, ctx, ceilings)
-                    if len(retain):
-                        xr, yr = retain.batch(bs)
-                        loss = loss + ce(model, xr, yr, ctx)
-                    record["skipped_steps"] += guarded_step(opt, loss)
-                record["samples"] += steps * (fb + bs + (fb if ascent_extra is not None else 0))
+                details["skipped_steps"] += self._separate(
+                    loop, epoch, forget, retain, extra, ks[t], ceilings
+                )
             else:
-                for xr, yr in retain.epoch(samples, bs):
-                    step(opt, ce(model, xr, yr, ctx))
-                record["samples"] += samples
+                for xr, yr in epoch.batches(retain):
+                    step(loop.opt, ce(loop.model, xr, yr, ctx))
             now = time.perf_counter()
             secs[phase] = secs.get(phase, 0.0) + now - tick
             tick = now
-        if "identification" not in record:  # t1 >= T: Phase I only (identification analysis)
-            record["identification"] = self._identify(
-                model, data, ctx, probe, before, before_forget
-            )[1]
-        for p in model.parameters():
+        if ident is None:  # t1 >= T: Phase I only (identification analysis)
+            ident = self._identify(loop.model, data, ctx, probe)[1]
+        for p in loop.model.parameters():
             p.requires_grad_(True)
-        model.eval()
-        return MethodResult(model, record)
+        result = loop.result(**details)
+        result.identification = ident
+        if "warning" in ident:
+            result.warnings.append(ident["warning"])
+        return result
+
+    def _separate(
+        self,
+        loop: Loop,
+        epoch: Epoch,
+        forget: Pool,
+        retain: Pool,
+        extra: Pool | None,
+        k_t: float,
+        ceilings: torch.Tensor | None,
+    ) -> int:
+        """One Phase II epoch: steps of a forget batch (ascent, weight k_t) and a retained
+        batch (descent); with ``extra``, also a batch of it (ascent). Returns the steps
+        skipped as non-finite."""
+        model, ctx = loop.model, loop.ctx
+        fb, bs = self.config.forget_batch_size, ctx.recipe.unlearn_batch_size
+        data = len(forget) + len(retain) + (len(extra) if extra is not None else 0)
+        cost = fb + bs + (fb if extra is not None else 0)
+        skipped_steps = 0
+        for _ in epoch.steps(fb + bs, data, cost):
+            xf, yf = forget.batch(fb)
+            loss = -k_t * ascent_loss(model, xf, yf, ctx, ceilings)
+            if extra is not None:
+                xa, ya = extra.batch(fb)
+                loss = loss - k_t * ascent_loss(model, xa, ya, ctx, ceilings)
+            if len(retain):
+                xr, yr = retain.batch(bs)
+                loss = loss + ce(model, xr, yr, ctx)
+            skipped_steps += guarded_step(loop.opt, loss)
+        return skipped_steps
 
     @staticmethod
     def _freeze(model: nn.Module, n: int) -> list[str]:
@@ -443,147 +382,40 @@ class TARF(Method):
                 p.requires_grad_(False)
         return [type(b).__name__ for b in blocks[:n]]
 
-    def _identify(
-        self,
-        model: nn.Module,
-        data: UnlearnData,
-        ctx: UnlearnContext,
-        probe: torch.Tensor,
-        before: Any,
-        before_forget: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Which samples of D_un keep τ = 1, from the dynamics of Phase I.
-
-        ``before``: the probe's class statistics (class level) or per-sample losses
-        (instance level) under θ_o; ``before_forget``: D_f's, for the ``forget`` auto rule.
-        With the prior ``auto`` the count (class level) comes from
-        :func:`tarf.identify.largest_gap` and β (instance level) from
-        :func:`tarf.identify.forget_calibrated_cut` (or the gap rule), never from ground
-        truth; in all matched and model mismatch nothing can hide (:func:`concept_can_hide`).
-        """
-        from tarf.identify import (
-            FORGET_RULE,
-            RULE,
-            auto_count,
-            concept_can_hide,
-            forget_calibrated_cut,
-            largest_gap,
-            log_icon,
-        )
-
+    def _probe(self, original: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> Probe:
+        """What identification will compare against, measured under θ_o before any update:
+        the class statistics (class level) or per-sample losses (instance level) of a
+        seeded sample of D_un, and D_f's own losses for the instance-level ``forget``
+        auto rule."""
         c = self.config
-        prior = data.prior
-        auto = prior is not None and prior.auto
-        keep = torch.ones(len(data.y_remain), dtype=torch.bool)
+        gen = torch.Generator().manual_seed(ctx.seed)
+        x, y = data.x_remain, data.y_remain
         if c.identification == "class":
-            acc_after, loss_after = class_stats(
-                model, data.x_remain[probe], data.y_remain[probe], data.num_classes, ctx
-            )
-            acc_drops = before[0] - acc_after
-            loss_rise = loss_after - before[1]
-            signal = loss_rise if c.class_signal == "loss" else acc_drops
-            auto_record = None
-            if auto:
-                decision = largest_gap(signal, c.auto_alpha)
-                n, decided_by = auto_count(decision, ctx.task, c.auto_floor)
-                auto_record = {
-                    "decided_by": decided_by,
-                    "data_estimate": decision.n,
-                    **decision.to_dict(),
-                    "rule": RULE,
-                    "floor": c.auto_floor,
-                }
-                if decided_by == "task floor":
-                    auto_record["why"] = (
-                        f"{ctx.task}: the concept is wider than the forget data, so some of it "
-                        "is in D_un; the gap test declined (margin "
-                        f"{decision.margin:+.2f}), so the largest gap, its candidate, is taken"
-                    )
-                elif decided_by == "task":
-                    auto_record["why"] = (
-                        f"{ctx.task}: the target is the forget data itself, so none of it "
-                        "can be left in D_un (the data alone cannot tell this from a wider "
-                        "concept: the same D_f, D_un and model)"
-                    )
-            else:
-                n = prior.num_classes if prior is not None and prior.num_classes is not None else 0
-            # rank_drops ranks by before - after: negate losses so a rise counts as a drop
-            if c.class_signal == "loss":
-                chosen, drops, beta = rank_drops(-before[1], -loss_after, n)
-            else:
-                chosen, drops, beta = rank_drops(before[0], acc_after, n)
-            if chosen:
-                keep &= ~torch.isin(data.y_remain, torch.tensor(chosen))
-            ranked = [
-                int(i) for i in torch.argsort(torch.nan_to_num(drops, nan=-1e9), descending=True)
-            ]
-            present = [i for i in ranked if not torch.isnan(drops[i])]
-            ident = {
-                "level": "class",
-                "n": n,
-                "n_source": "auto" if auto else "prior",
-                "class_ids": chosen,
-                "classes": [data.class_names[i] for i in chosen],
-                "beta": beta,
-                "signal": c.class_signal,
-                # the configured signal's largest values (nats or accuracy points)
-                "top10": {data.class_names[i]: round(float(signal[i]), 3) for i in present[:10]},
-                # in rank order of the signal; accuracy drops in points, loss rises in nats
-                "drops": {data.class_names[i]: round(float(acc_drops[i]), 2) for i in present},
-                "loss_increase": {
-                    data.class_names[i]: round(float(loss_rise[i]), 3) for i in present
-                },
-                "set_aside_samples": int((~keep).sum()),
-            }
-            warning = weak_phase1_warning(acc_drops, loss_rise, n)
-            if warning:
-                ident["warning"] = warning
-            if auto_record is not None:
-                if 0 < auto_record["cut"] < len(present):
-                    cut = auto_record["cut"]
-                    auto_record["gap_between"] = [
-                        data.class_names[present[cut - 1]],
-                        data.class_names[present[cut]],
-                    ]
-                ident["auto"] = auto_record
-            return keep, ident
-        after = per_sample_loss(model, data.x_remain[probe], data.y_remain[probe], ctx)
-        icon = (after - before).abs()
-        auto_record = None
-        if auto:
-            if c.auto_instance_rule == "forget":  # run() measured D_f's θ_o losses for it
-                after_forget = per_sample_loss(model, data.x_forget, data.y_forget, ctx)
-                icon_forget = (after_forget - before_forget).abs()
-                found = forget_calibrated_cut(icon, icon_forget, c.auto_forget_quantile)
-                estimate, found = found["n"], {**found, "signal": "I_con", "rule": FORGET_RULE}
-            else:
-                decision = largest_gap(log_icon(icon), c.auto_alpha)
-                estimate = decision.n
-                found = {**decision.to_dict(), "signal": "log I_con", "rule": RULE}
-            can_hide = concept_can_hide(ctx.task)
-            n_out = estimate if can_hide else 0
-            auto_record = {
-                "decided_by": "data" if can_hide else "task",
-                "data_estimate": estimate,
-                **found,
-            }
-            fraction = n_out / max(len(probe), 1)
-        else:
-            fraction = prior.fraction if prior is not None and prior.fraction is not None else 0.0
-            n_out = int(round(fraction * len(probe)))
-        beta = float(torch.topk(icon, n_out).values[-1]) if n_out > 0 else float("inf")
-        # Only scored samples are kept: I_con of the others is unknown.
-        keep = torch.zeros(len(data.y_remain), dtype=torch.bool)
-        keep[probe[icon < beta]] = True
-        ident = {
-            "level": "instance",
-            "n_source": "auto" if auto else "prior",
-            "fraction": fraction,
-            "beta": beta,
-            "scored_samples": len(probe),
-            "set_aside_samples": int((icon >= beta).sum()) if n_out > 0 else 0,
-            "top10": [round(float(v), 4) for v in torch.topk(icon, min(10, len(icon))).values],
-        }
-        if auto_record is not None:
-            ident["auto"] = auto_record
-        return keep, ident
+            idx = balanced_sample(y, c.id_samples_per_class, data.num_classes, gen)
+            return Probe(idx, class_stats(original, x[idx], y[idx], data.num_classes, ctx))
+        idx = torch.randperm(len(y), generator=gen)[: c.instance_pool].sort().values
+        before = per_sample_loss(original, x[idx], y[idx], ctx)
+        before_forget = None
+        if data.prior is not None and data.prior.auto and c.auto_instance_rule == "forget":
+            before_forget = per_sample_loss(original, data.x_forget, data.y_forget, ctx)
+        return Probe(idx, before, before_forget)
+
+    def _identify(
+        self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext, probe: Probe | None
+    ) -> tuple[torch.Tensor, dict[str, Any]]:
+        """Which samples of D_un keep τ = 1: the probe measured again after Phase I, and
+        the decision of :mod:`tarf.methods.tarf_identify` (``probe`` None: the prior says
+        there is nothing to identify)."""
+        c = self.config
+        if probe is None:
+            return skipped(c.identification, len(data.y_remain))
+        x, y = data.x_remain[probe.idx], data.y_remain[probe.idx]
+        if c.identification == "class":
+            after = class_stats(model, x, y, data.num_classes, ctx)
+            return identify_classes(probe.before, after, data, c, ctx.task)
+        icon = (per_sample_loss(model, x, y, ctx) - probe.before).abs()
+        icon_forget = None
+        if probe.before_forget is not None:
+            after_forget = per_sample_loss(model, data.x_forget, data.y_forget, ctx)
+            icon_forget = (after_forget - probe.before_forget).abs()
+        return identify_instances(icon, probe.idx, data, c, ctx.task, icon_forget)

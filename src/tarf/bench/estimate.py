@@ -1,0 +1,236 @@
+"""The dry run: the plan as text (models cached or to train, runs done or to do) and the
+time left, estimated from what this folder, the reports in it or other benches on this
+machine have measured."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tarf.bench.execute import read_log
+from tarf.bench.grid import SUBSET_TASKS, _fmt_changes
+from tarf.bench.plan import Plan
+from tarf.bench.results import collect_reports
+
+# Seconds a run spends outside ``method.run`` (loading data and models, evaluating, the
+# MIA's SVC), for the dry run until bench_log.jsonl has measured it (docs/bench.md).
+EVAL_OVERHEAD_S: dict[tuple[str, str], float] = {
+    ("digits", "tiny"): 1.0,
+    ("cifar100", "cpu"): 100.0,
+    ("cifar10", "cpu"): 100.0,
+}
+
+
+def _mean(vals: list[float]) -> float | None:
+    vals = [v for v in vals if v is not None and math.isfinite(v)]
+    return sum(vals) / len(vals) if vals else None
+
+
+@dataclass
+class Estimate:
+    run_s: dict[str, float | None]  # method -> seconds per run
+    run_source: dict[str, str]
+    model_s: float | None
+    model_source: str
+    left_s: float | None
+    unknown: list[str]
+
+
+def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -> Estimate:
+    """Time left from what this folder has measured: per method the mean wall time in
+    bench_log.jsonl, else its reports' mean RTE plus the evaluation overhead (measured in
+    the log, else ``EVAL_OVERHEAD_S``), else the cache's log (other benches on this
+    machine); per model the recorded training times, else the cache's log."""
+    from tarf.cache import cache_root
+
+    g = plan.grid
+
+    def same(d: dict[str, Any], recipe: str = g.recipe) -> bool:
+        """Same data and recipe; runs: audited or not alike."""
+        audit_alike = d.get("kind") != "run" or bool(d.get("audit")) == bool(g.audit)
+        return d.get("dataset") == g.dataset and d.get("recipe") == recipe and audit_alike
+
+    log = [x for x in read_log(out_dir) if same(x) and x.get("status") == "ok"]
+    # where append_log writes it (the cache root, whichever model cache the plan used)
+    machine_all = [x for x in read_log(cache_root()) if x.get("status") == "ok"]
+    machine_log = [x for x in machine_all if same(x)]
+    reports = [r for r in collect_reports(out_dir) if same(r)]
+    overhead = _mean([x["seconds"] - x["rte_s"] for x in log if x.get("rte_s") is not None])
+    over_src = "measured"
+    if overhead is None:
+        overhead, over_src = EVAL_OVERHEAD_S.get((g.dataset, g.recipe)), "fixed"
+    run_s: dict[str, float | None] = {}
+    src: dict[str, str] = {}
+    for m in g.methods:
+        logged = _mean([x["seconds"] for x in log if x["kind"] == "run" and x.get("method") == m])
+        rte = _mean([r["metrics"].get("RTE_s") for r in reports if r["method"] == m])
+        if logged is not None:
+            run_s[m], src[m] = logged, "bench_log"
+        elif rte is not None and overhead is not None:
+            run_s[m], src[m] = rte + overhead, f"RTE + {over_src} overhead {overhead:.0f}s"
+        else:
+            runs = (x for x in machine_log if x["kind"] == "run" and x.get("method") == m)
+            elsewhere = [x["seconds"] for x in runs]
+            run_s[m], src[m] = _mean(elsewhere), "cache log" if elsewhere else "unknown"
+    trained, trained_elsewhere = (
+        [x["seconds"] for x in lines if x["kind"] == "model" and not x.get("cached")]
+        for lines in (log, machine_log)
+    )
+    recorded = [m for m in (_cached_train_s(pm.key, cache) for pm in plan.models if pm.cached) if m]
+    from_reports = [
+        b.get("train_s") for r in reports for b in (r.get("original"), r.get("reference")) if b
+    ]
+    model_s, model_src = None, "unknown"
+    for vals, name in ((trained, "bench_log"), (recorded, "cache"), (from_reports, "reports"),
+                       (trained_elsewhere, "cache log")):  # fmt: skip
+        if _mean(vals) is not None:
+            model_s, model_src = _mean(vals), name
+            break
+    if ":" in g.recipe and (model_s is None or None in run_s.values()):
+        # a swapped architecture not measured yet: the base recipe's times on this
+        # machine, scaled by the two architectures' forward FLOPs
+        base = g.recipe.partition(":")[0]
+        base_log = [
+            x for x in machine_all if x.get("dataset") == g.dataset and x.get("recipe") == base
+        ]
+        scaled = _scaled_from_base(plan, base, base_log)
+        if scaled is not None:
+            ratio, base_runs, base_model = scaled
+            label = f"{base} × {ratio:.1f} FLOPs"
+            for m in g.methods:
+                if run_s[m] is None and base_runs.get(m) is not None:
+                    run_s[m], src[m] = base_runs[m] * ratio, label
+            if model_s is None and base_model is not None:
+                model_s, model_src = base_model * ratio, label
+    todo_models = plan.models_to_train()
+    unknown = sorted({r.method for r in plan.todo() if run_s[r.method] is None})
+    if todo_models and model_s is None:
+        unknown.insert(0, "models")
+    model_times = [model_s or 0.0] * len(todo_models)
+    run_times = [run_s[r.method] or 0.0 for r in plan.todo()]
+    # the workers share everything (runs start as their models are there); the floor is
+    # one model then one run, the longest chain
+    left = max((sum(model_times) + sum(run_times)) / max(1, workers),
+               max(model_times, default=0.0) + max(run_times, default=0.0))  # fmt: skip
+    return Estimate(run_s, src, model_s, model_src, left, unknown)
+
+
+def _scaled_from_base(
+    plan: Plan, base: str, log: list[dict[str, Any]]
+) -> tuple[float, dict[str, float | None], float | None] | None:
+    """(cost ratio, per-method run times, model time) of ``base`` (the recipe without
+    its ``:ARCH``) from ``log`` (this machine's finished jobs of ``base``), the ratio
+    being the forward FLOPs of the two architectures on the plan's images; None when
+    the log has nothing of ``base``. A run is timed by ``base``'s runs audited or not
+    alike; for a grid without audit whose method ``base`` has run only audited, by their
+    method time (``rte_s``) plus the evaluation overhead of ``base``'s unaudited runs,
+    else ``EVAL_OVERHEAD_S``."""
+    from tarf.models import forward_flops
+    from tarf.recipes import get_recipe
+
+    if not log or not plan.input_shape:
+        return None
+    g = plan.grid
+    base_arch, arch = get_recipe(base).arch, get_recipe(g.recipe).arch
+    ratio = forward_flops(arch, plan.input_shape) / forward_flops(base_arch, plan.input_shape)
+    runs_logged = [x for x in log if x["kind"] == "run"]
+    alike = [x for x in runs_logged if bool(x.get("audit")) == bool(g.audit)]
+    overhead = _mean([x["seconds"] - x["rte_s"] for x in alike if x.get("rte_s") is not None])
+    if overhead is None:
+        overhead = EVAL_OVERHEAD_S.get((g.dataset, base))
+    runs: dict[str, float | None] = {}
+    for m in g.methods:
+        runs[m] = _mean([x["seconds"] for x in alike if x.get("method") == m])
+        if runs[m] is None and not g.audit and overhead is not None:
+            rte = _mean([x.get("rte_s") for x in runs_logged if x.get("method") == m])
+            runs[m] = None if rte is None else rte + overhead
+    model = _mean([x["seconds"] for x in log if x["kind"] == "model" and not x.get("cached")])
+    return ratio, runs, model
+
+
+def _cached_train_s(key: str, cache: Any) -> float | None:
+    """The training time recorded in a cache entry (read only: a dry run changes nothing)."""
+    from tarf.cache import ModelCache
+
+    try:
+        entry = torch.load(
+            (cache or ModelCache()).path(key), map_location="cpu", weights_only=False
+        )
+        return float(entry["meta"]["train_s"])
+    except Exception:  # noqa: BLE001 - unreadable: no estimate from it
+        return None
+
+
+def format_plan(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -> str:
+    """The dry run: models (cached or not), every job (done or to do), the time left."""
+    from tarf.cache import ModelCache
+
+    g, cache = plan.grid, cache or ModelCache()
+    est = estimate(plan, out_dir, workers, cache)
+    todo = plan.todo()
+    train = {m.key for m in plan.models_to_train()}
+    rows = g.all_rows()
+    lines = [
+        f"grid: {g.dataset}, forget {g.forget}, concept {g.concept or '-'}, recipe {g.recipe}, "
+        f"seeds {','.join(map(str, g.seeds))}; tasks {', '.join(g.tasks)}; methods {', '.join(g.methods)}"
+        + (f" (rows {', '.join(r.label for r in rows)})" if any(r.variant for r in rows) else "")
+        + (
+            f"; sub-set tasks forget {g.forget_fraction:g} of each class"
+            if SUBSET_TASKS.intersection(g.tasks)
+            else ""
+        )
+        + (
+            f"; audit against {g.audit} references per task (seeds 0-{g.audit - 1})"
+            if g.audit
+            else ""
+        ),
+        f"models ({len(plan.models)}: {sum(m.cached for m in plan.models)} cached, {len(train)} to train):",
+    ]
+    width = max([len(m.job.name) for m in plan.models] + [len(r.name) for r in plan.runs] + [4])
+    for m in plan.models:
+        state = (
+            "cached" if m.cached else "to train" if m.key in train else "not cached (not needed)"
+        )
+        if state == "to train" and cache.training_state_path(m.key).exists():
+            state += ", resumes its saved training state"
+        if m.job.audit and not m.stats_cached:
+            state += ", audit statistics to compute"
+        lines.append(f"  {m.job.name:<{width}}  {state:<10}  {m.key}")
+    lines.append(f"jobs ({len(plan.runs)}: {len(plan.done)} done, {len(todo)} to do):")
+    for r in plan.runs:
+        if r.name in plan.done:
+            other = plan.other_config.get(r.name)
+            state = "done" + (
+                f" (other hyperparameters: {_fmt_changes(other)})" if other is not None else ""
+            )
+        else:
+            s = est.run_s[r.method]
+            state = "to do" + (f"  ~{_fmt_s(s)}" if s is not None else "")
+        lines.append(f"  {r.name:<{width}}  {state}")
+    per = ", ".join(
+        f"{m} {_fmt_s(est.run_s[m])}"
+        + (" (other benches)" if est.run_source[m] == "cache log" else "")
+        + (f" ({est.run_source[m]})" if "FLOPs" in est.run_source[m] else "")
+        for m in g.methods
+    )
+    lines.append(f"time per run: {per}; per model: "
+                 + (f"{_fmt_s(est.model_s)} ({est.model_source})" if est.model_s is not None else "unknown"))  # fmt: skip
+    left = f"~{_fmt_s(est.left_s)} with {workers} worker{'s' * (workers > 1)}"
+    if not est.left_s:
+        left = "unknown (nothing measured yet in this folder or the cache on this machine)"
+    if est.unknown:
+        left += f" (not counting {', '.join(est.unknown)}: unknown)"
+    lines.append(f"time left: {left}" if todo else "time left: nothing to do")
+    return "\n".join(lines)
+
+
+def _fmt_s(s: float | None) -> str:
+    if s is None:
+        return "unknown"
+    if s < 120:
+        return f"{s:.0f}s"
+    return f"{s / 60:.0f}min" if s < 7200 else f"{s / 3600:.1f}h"

@@ -1,0 +1,129 @@
+"""Running a plan on a backend: models first (they unblock runs), each run as soon as the
+models it needs are there, every finished job logged to ``bench_log.jsonl``."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tarf.bench import jobs
+from tarf.bench.grid import _fmt_changes
+from tarf.bench.plan import Plan
+from tarf.io import write_text
+
+LOG_FILE = "bench_log.jsonl"
+
+
+@dataclass
+class Outcome:
+    ok: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def run_plan(
+    plan: Plan, out_dir: str | Path, backend: Any, log: Callable[[str], None] | None = None
+) -> Outcome:
+    """Train the missing models and run every run not done yet, each run as soon as the
+    models it needs are there (models are submitted first: they unblock runs); each
+    finished job appends its wall time to bench_log.jsonl. A failed model fails the runs
+    that need it, and only those. A model another process is training is queued again
+    behind the rest of the work, and waited for then."""
+    from tqdm.auto import tqdm
+
+    log = log or jobs._log
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    outcome = Outcome(skipped=[r.name for r in plan.runs if r.name in plan.done])
+    for name, changes in plan.other_config.items():
+        log(f"warning: {name}.json exists with other hyperparameters "
+            f"({_fmt_changes(changes)}); kept, not rerun")  # fmt: skip
+    models = plan.models_to_train() + plan.stats_to_compute()
+    planned_keys = {m.job.name: m.key for m in models}
+    models_by_name = {m.job.name: m.job for m in models}
+    runs = {r.name: r for r in plan.todo()}
+    needs: dict[str, set[str]] = {name: set() for name in runs}  # run -> models not there yet
+    bad_models: list[str] = []
+    for m in models:
+        for user in m.users:
+            if user in needs:
+                needs[user].add(m.job.name)
+    with backend, tqdm(total=len(models) + len(runs), desc="jobs", unit="job", disable=None,
+                       dynamic_ncols=True) as bar:  # fmt: skip
+        for m in models:  # another bench training one of them must not stall this one
+            backend.submit(jobs.train_model_without_waiting, m.job, str(out))
+        for name in [n for n, missing in needs.items() if not missing]:
+            backend.submit(jobs.run_job, runs[name], str(out))
+            del needs[name]
+        for res in backend.results():
+            if res["status"] == "busy":  # in training elsewhere: wait for it after the rest
+                backend.submit(jobs.train_model_job, models_by_name[res["job"]], str(out))
+                continue
+            bar.update()
+            if res["status"] != "skipped":
+                append_log(out, res)
+            if res["status"] == "failed":
+                bar.write(f"FAILED {res['job']}: see {out / (res['job'] + '.error.txt')}",
+                          file=sys.stderr)  # fmt: skip
+            if res["kind"] == "run":
+                {"ok": outcome.ok, "failed": outcome.failed, "skipped": outcome.skipped}[
+                    res["status"]
+                ].append(res["job"])
+                continue
+            model, failed = res["job"], res["status"] == "failed"
+            if failed:
+                bad_models.append(model)
+            elif res["key"] != planned_keys[model]:
+                log(f"warning: {model} is cached under another key than planned")
+            for name in [n for n, missing in needs.items() if model in missing]:
+                if failed:
+                    write_text(out / f"{name}.error.txt",
+                               f"not run: model {model} failed, see {model}.error.txt\n")  # fmt: skip
+                    outcome.failed.append(name)
+                    bar.update()
+                    del needs[name]
+                    continue
+                needs[name].discard(model)
+                if not needs[name]:
+                    backend.submit(jobs.run_job, runs[name], str(out))
+                    del needs[name]
+    outcome.failed[:0] = sorted(bad_models)
+    return outcome
+
+
+def append_log(out: Path, res: dict[str, Any]) -> None:
+    """One line per finished job, in the folder's log and in the cache's (the machine's
+    measured job times, so the dry run of a new folder can estimate from other benches).
+    Only the parent writes, so a folder's lines never interleave; the cache's log is
+    best effort (a read-only cache loses no result)."""
+    text = json.dumps({**res, "date": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n"
+    with open(out / LOG_FILE, "a") as f:
+        f.write(text)
+    try:
+        from tarf.cache import cache_root
+
+        cache_root().mkdir(parents=True, exist_ok=True)
+        with open(cache_root() / LOG_FILE, "a") as f:
+            f.write(text)
+    except OSError:
+        pass
+
+
+def read_log(out_dir: str | Path) -> list[dict[str, Any]]:
+    """The lines of a folder's ``bench_log.jsonl`` (a line cut by a kill is skipped)."""
+    lines = []
+    try:
+        text = (Path(out_dir) / LOG_FILE).read_text()
+    except OSError:
+        return []
+    for line in text.splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            continue
+    return lines

@@ -1,0 +1,102 @@
+"""The plan of a grid: the models its runs need, deduplicated by cache key (each original
+and reference is trained once and shared by every run that needs it), which of them are
+cached, and which runs already have their report in the output folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from tarf.bench.grid import Grid, ModelJob, RunJob, _config_changes, check_grid
+from tarf.bench.jobs import load_dataset_once
+from tarf.bench.results import read_report, report_done
+from tarf.cache import model_key
+from tarf.request import UnlearningRequest
+
+
+@dataclass
+class PlannedModel:
+    job: ModelJob
+    key: str
+    cached: bool
+    users: list[str] = field(default_factory=list)  # run jobs that need it
+    stats_cached: bool = True  # its audit statistics (only when job.audit)
+
+
+@dataclass
+class Plan:
+    grid: Grid
+    models: list[PlannedModel]
+    runs: list[RunJob]
+    done: dict[str, dict[str, Any]]  # job name -> its existing report
+    # done runs whose report has other hyperparameters than asked: kept, flagged
+    other_config: dict[str, dict[str, Any]] = field(default_factory=dict)
+    input_shape: tuple[int, ...] = ()  # one prepared image (C, H, W), for cost scaling
+
+    def todo(self) -> list[RunJob]:
+        return [r for r in self.runs if r.name not in self.done]
+
+    def models_to_train(self) -> list[PlannedModel]:
+        todo = {r.name for r in self.todo()}
+        return [m for m in self.models if not m.cached and todo.intersection(m.users)]
+
+    def stats_to_compute(self) -> list[PlannedModel]:
+        """Cached references whose audit statistics are not (trained ones get them too)."""
+        todo = {r.name for r in self.todo()}
+        return [m for m in self.models
+                if m.cached and not m.stats_cached and todo.intersection(m.users)]  # fmt: skip
+
+
+def make_plan(grid: Grid, out_dir: str | Path, cache: Any = None, download: bool = False) -> Plan:
+    """Which models each run needs (deduplicated by cache key) and which runs are done."""
+    from tarf.audit import stats_key, stats_path
+    from tarf.cache import ModelCache, prepare_dataset
+    from tarf.recipes import get_recipe
+
+    cache = cache or ModelCache()
+    ds = load_dataset_once(grid.dataset, grid.data_root, grid.hierarchy, download)
+    check_grid(grid, ds.hierarchy)
+    recipe = get_recipe(grid.recipe, grid.dataset)
+    pds = prepare_dataset(ds, recipe)
+    everything = torch.arange(len(pds.y_train))
+    models: dict[str, PlannedModel] = {}
+    runs = grid.runs()
+
+    def add(job: ModelJob, req: UnlearningRequest, idx: torch.Tensor, users: list[str]) -> None:
+        key = model_key(pds, req, idx, recipe, job.seed)
+        if key not in models:
+            models[key] = PlannedModel(job, key, cache.path(key).exists())
+            if job.audit:
+                parts = req.partitions(pds.y_train, pds.y_test)
+                models[key].stats_cached = stats_path(stats_key(key, parts), cache).exists()
+        models[key].users.extend(users)
+
+    for seed in grid.seeds:
+        for task in grid.tasks:
+            req = grid.request(ds.hierarchy, task)
+            remaining = req.partitions(pds.y_train, pds.y_test).remaining
+            users = [r.name for r in runs if r.task == task and r.seed == seed]
+            for job, idx in zip(grid.model_jobs(task, seed), (everything, remaining)):
+                add(job, req, idx, users)
+    for task in grid.tasks:  # the audit's references: every run of the task needs them all
+        req = grid.request(ds.hierarchy, task)
+        remaining = req.partitions(pds.y_train, pds.y_test).remaining
+        users = [r.name for r in runs if r.task == task]
+        for job in grid.audit_jobs(task):
+            add(job, req, remaining, users)
+    out = Path(out_dir)
+    done, other = {}, {}
+    for run in runs:
+        rep = read_report(out / f"{run.name}.json")
+        if not report_done(rep, run):
+            continue
+        done[run.name] = rep
+        want = json.loads(json.dumps(_config_changes(run.method, run.overrides)))
+        if (rep.get("config_changes") or {}) != want:
+            other[run.name] = rep.get("config_changes") or {}
+    shape = tuple(pds.x_train.shape[1:])
+    return Plan(grid, list(models.values()), runs, done, other, shape)

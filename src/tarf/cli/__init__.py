@@ -1,0 +1,49 @@
+"""The ``tarf`` command line.
+
+One module per theme, each adding its commands to the parser (``add_parsers``) and
+holding their functions: ``run`` (demo, unlearn, train, eval, speed), ``info`` (classes,
+methods, report), ``bench`` (bench), ``user_model`` (unlearn-model, eval-model) and
+``analyze`` (analyze ..., audit). Their options are defined once, in ``options``. A
+command prints what the library returns (tables and text come from ``tarf.report`` and
+``tarf.audit``); a user error is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from tarf import __version__
+from tarf.cli import analyze, bench, info, run, user_model
+from tarf.cli.common import CLIError
+from tarf.cli.options import HelpFormatter
+from tarf.cli.run import DEMO_TARF
+from tarf.data.core import DataError
+
+__all__ = ["DEMO_TARF", "CLIError", "build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tarf",
+        description="Concept-level machine unlearning under label-domain mismatch (TARF and "
+        "baselines).",
+        formatter_class=HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"tarf {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for module in (run, info, bench, user_model, analyze):
+        module.add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted; finished results and cached models are kept", file=sys.stderr)
+        return 130
+    except (CLIError, DataError, ValueError, FileNotFoundError) as e:
+        print(f"tarf: error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,127 @@
+"""``tarf bench``: the grids of a grid file, or one grid from the command line.
+
+With a file, the grid options the user gave override that key in every grid of the file
+(``tarf bench experiments/cifar100.yaml --seeds 0,`` for a quick look): they are passed
+to ``tarf.bench.load_grid_file`` as keyword overrides, as the command line spells them
+(``--set``/``--config`` merged into ``set``); options left out are not passed. Every grid
+is planned (and so checked) before the first one runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from tarf import bench
+from tarf.cli import options as opt
+from tarf.cli.common import CLIError, hyperparameters, log
+from tarf.recipes import get_recipe
+from tarf.report import table1
+
+# Options that are keys of a grid file too (their dest is the key); --set/--config: "set".
+GRID_OPTIONS = ("dataset", "data_root", "hierarchy", "forget", "concept", "tasks",
+                "forget_fraction", "methods", "seeds", "recipe", "device", "audit", "out")  # fmt: skip
+
+
+def add_parsers(sub: Any) -> None:
+    p = opt.add_command(
+        sub, "bench",
+        "a grid of tasks x methods x seeds from one (forget, concept) pair, or every grid of "
+        "a grid file: shared models trained once, one resumable job per run, "
+        "results.md / results.csv",
+    )  # fmt: skip
+    p.add_argument("file", nargs="?", metavar="FILE",
+                   help="a grid file (YAML, docs/bench.md) defining one or more grids; the "
+                   "grid options below, when given, override its values")  # fmt: skip
+    opt.data_options(p, required=False, track=True)
+    g = p.add_argument_group("grid")
+    opt.forget(g, required=False, track=True, classes=True)
+    opt.concept(g, track=True)
+    opt.tasks(g, track=True)
+    opt.forget_fraction(g, track=True)
+    opt.methods(g, track=True)
+    opt.seeds(g, track=True)
+    opt.recipe(g, track=True)
+    opt.device(g, track=True)
+    opt.out(g, "folder of the run reports and results (required without a FILE)", track=True)
+    opt.audit(g, track=True)
+    opt.method_options(p, scoped=True)
+    g = p.add_argument_group("execution")
+    opt.jobs(g)
+    g.add_argument("--backend", choices=("local", "ray"), default="local",
+                   help="local: a process pool of --jobs; ray: a Ray cluster, scheduled by "
+                   "--cpus-per-job / --gpus-per-job")  # fmt: skip
+    g.add_argument("--cpus-per-job", type=float, default=1.0, help="ray: CPUs per job")
+    g.add_argument("--gpus-per-job", type=float, default=0.0,
+                   help="ray: GPUs per job, fractions share a GPU (0.25: four jobs per GPU)")  # fmt: skip
+    opt.dry_run(g)
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Plan every grid (checking all of them), then per grid train the shared models, run
+    the jobs and collect the results."""
+    jobs = args.jobs or bench.default_jobs()
+    if jobs < 1:
+        raise CLIError("--jobs must be >= 1")
+    backend = (
+        bench.RayBackend(args.cpus_per_job, args.gpus_per_job)
+        if args.backend == "ray"
+        else bench.LocalBackend(jobs)
+    )
+    specs = _grids_from_file(args) if args.file else [(_grid_from_options(args), args.out, "")]
+    plans = []
+    for grid, out, _ in specs:
+        get_recipe(grid.recipe, grid.dataset)  # an unknown recipe fails here, not in every job
+        plans.append(bench.make_plan(grid, out, download=args.download))
+    failed = 0
+    for i, (plan, (_, out, description)) in enumerate(zip(plans, specs)):
+        header = f"grid {i + 1} of {len(specs)}: {out}" + (
+            f" ({description})" if description else ""
+        )
+        if args.dry_run:
+            if args.file:
+                print(("\n" if i else "") + header)
+            print(bench.format_plan(plan, out, jobs))
+            continue
+        if args.file:
+            log(header)
+        outcome = bench.run_plan(plan, out, backend, log=log)
+        reports = bench.write_results(out)
+        if reports:
+            print(table1(reports))
+        log(f"{len(outcome.ok)} ran, {len(outcome.skipped)} already done, "
+            f"{len(outcome.failed)} failed; {len(reports)} reports in {out}/results.md and "
+            "results.csv")  # fmt: skip
+        for name in outcome.failed:
+            log(f"failed: {name} (see {Path(out) / name}.error.txt)")
+        failed += len(outcome.failed)
+    return 1 if failed else 0
+
+
+def _grids_from_file(args: argparse.Namespace) -> list[tuple[Any, Path, str]]:
+    given = opt.given(args)
+    overrides = {k: getattr(args, k) for k in GRID_OPTIONS if k in given}
+    if {"set", "config"} & given:
+        overrides["set"] = hyperparameters(args)
+    return [(s.grid, s.out, s.description) for s in bench.load_grid_file(args.file, **overrides)]
+
+
+def _grid_from_options(args: argparse.Namespace) -> Any:
+    missing = [f"--{k}" for k in ("dataset", "forget", "out") if not getattr(args, k)]
+    if missing:
+        raise CLIError(f"give a grid FILE, or {', '.join(missing)} (tarf bench --help)")
+    methods = bench.parse_methods(args.methods)
+    tasks = bench.parse_tasks(args.tasks)
+    if args.forget_fraction is not None and not bench.SUBSET_TASKS.intersection(tasks):
+        raise CLIError(
+            "--forget-fraction applies to the sub-set tasks only (--tasks scenarios or "
+            "scenario-6 ... scenario-9); leave it out for the four main tasks"
+        )
+    return bench.Grid(
+        args.dataset, args.forget, args.concept, tasks, methods, bench.parse_seeds(args.seeds),
+        args.recipe, args.data_root, args.hierarchy, args.device,
+        bench.split_overrides(methods, hyperparameters(args)), audit=args.audit,
+        forget_fraction=args.forget_fraction or bench.DEFAULT_FORGET_FRACTION,
+    )  # fmt: skip

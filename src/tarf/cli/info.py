@@ -1,0 +1,66 @@
+"""Commands that list and collect, without running a model: classes, methods, report."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from tarf.cli import options as opt
+from tarf.cli.common import CLIError
+from tarf.hierarchy import LabelHierarchy, builtin_hierarchy
+from tarf.io import write_text
+from tarf.methods import METHODS
+from tarf.report import flat_row, hierarchy_lines, methods_catalogue, runs_table, to_csv
+from tarf.schema import load_reports
+
+
+def add_parsers(sub: Any) -> None:
+    p = opt.add_command(
+        sub, "classes", "list the class and superclass names of a dataset's hierarchy"
+    )
+    opt.dataset(p)
+    opt.hierarchy(p)
+    p.set_defaults(func=cmd_classes)
+
+    p = opt.add_command(sub, "methods", "list the registered methods and their hyperparameters")
+    p.set_defaults(func=cmd_methods)
+
+    p = opt.add_command(sub, "report", "collect run reports (JSON) into a Markdown table and a CSV")
+    p.add_argument("reports", nargs="+", help="JSON files written by `tarf unlearn --out`")
+    p.add_argument("--md", help="write the Markdown table here; left out: print it")
+    p.add_argument("--csv", help="write one CSV row per run here")
+    p.add_argument("--layout", choices=("runs", "table1"), default="runs",
+                   help="runs: every run with its reference and original; table1: the paper's "
+                   "Table 1, one block per task, mean ± std over seeds, best Gap in bold, "
+                   "RTE / retrain time")  # fmt: skip
+    p.set_defaults(func=cmd_report)
+
+
+def cmd_classes(args: argparse.Namespace) -> int:
+    h = builtin_hierarchy(args.dataset)
+    if args.hierarchy:
+        h = LabelHierarchy.from_file(args.hierarchy, class_order=h.class_names)
+    print("\n".join(hierarchy_lines(h)))
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    print(methods_catalogue(METHODS))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    reports = []
+    for path in args.reports:
+        try:
+            reports.extend(load_reports(path))
+        except ValueError as e:
+            raise CLIError(str(e)) from None
+    table = runs_table(reports, args.layout)
+    if args.md:
+        write_text(args.md, table + "\n")
+    else:
+        print(table)
+    if args.csv:
+        write_text(args.csv, to_csv([flat_row(r) for r in reports]))
+    return 0

@@ -1,0 +1,224 @@
+"""TARF's identification (paper Algorithms 1 and 2): which samples of D_un are set aside.
+
+The inputs are the probe's statistics under θ_o and after Phase I, which
+:class:`tarf.methods.tarf.TARF` measures; everything here is a decision on those numbers
+and the request's prior (or, with ``--prior auto``, the rules of :mod:`tarf.identify`).
+The result is the mask of D_un samples that keep τ = 1 and the dict the report shows
+as ``identification``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from tarf.identify import (
+    FORGET_RULE,
+    RULE,
+    auto_count,
+    concept_can_hide,
+    forget_calibrated_cut,
+    largest_gap,
+    log_icon,
+)
+from tarf.methods.base import UnlearnData
+
+if TYPE_CHECKING:
+    from tarf.methods.tarf import TARFConfig
+
+# Largest class accuracy drop (points, on the probe's samples of each class) below which
+# Phase I counts as having moved no class, and the report warns (docs/identification.md).
+WEAK_PHASE1_DROP = 5.0
+
+
+def nothing_to_identify(prior: Any, level: str) -> bool:
+    """Whether the prior states that nothing of the concept hides in ``D_un``: no prior,
+    or a known count (class level) or fraction (instance level) of zero; never ``auto``."""
+    if prior is None:
+        return True
+    if prior.auto:
+        return False
+    return not (prior.num_classes if level == "class" else prior.fraction)
+
+
+def skipped(level: str, remain: int) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Identification when the prior says there is nothing to find: all of D_un kept."""
+    return torch.ones(remain, dtype=torch.bool), {
+        "level": level, "n": 0, "n_source": "prior", "classes": [], "class_ids": [],
+        "set_aside_samples": 0,
+        "skipped": "the prior says no concept data is left in D_un (n = 0): "
+        "nothing to identify, no probe passes",
+    }  # fmt: skip
+
+
+def weak_phase1_warning(acc_drops: torch.Tensor, loss_rise: torch.Tensor, n: int) -> str | None:
+    """Why a class-level identification should not be trusted: Phase I moved no class
+    (every accuracy drop below ``WEAK_PHASE1_DROP``), so the n classes set aside were
+    picked on noise-level differences. None when n = 0 or some class moved."""
+    if n <= 0:
+        return None
+    top_drop = float(torch.nan_to_num(acc_drops, nan=0.0).max())
+    if top_drop >= WEAK_PHASE1_DROP:
+        return None
+    top_rise = float(torch.nan_to_num(loss_rise, nan=0.0).max())
+    chosen = "the class set aside was" if n == 1 else f"the {n} classes set aside were"
+    return (
+        f"Phase I barely moved the model (largest class accuracy drop {top_drop:.1f} points, "
+        f"largest loss rise {top_rise:.3f} nats): {chosen} ranked on noise and may be wrong; "
+        "raise k (--set k=...) or use --set phase1_batchnorm=batch"
+    )
+
+
+def rank_drops(
+    acc_before: torch.Tensor, acc_after: torch.Tensor, n: int
+) -> tuple[list[int], torch.Tensor, float]:
+    """Algorithm 1's identification: the ``n`` classes whose accuracy dropped most.
+
+    Returns (class ids set aside, per-class drops, β = the n-th drop). Classes absent
+    from D_un (NaN) are never chosen.
+    """
+    drops = acc_before - acc_after
+    order = [
+        int(i) for i in torch.argsort(torch.nan_to_num(drops, nan=-float("inf")), descending=True)
+    ]
+    present = [i for i in order if not torch.isnan(drops[i])]
+    chosen = present[:n]
+    beta = float(drops[chosen[-1]]) if chosen else float("inf")
+    return chosen, drops, beta
+
+
+def _auto_classes(signal: torch.Tensor, c: TARFConfig, task: str) -> tuple[int, dict[str, Any]]:
+    """``--prior auto`` at class level: the count to set aside and the record of why."""
+    decision = largest_gap(signal, c.auto_alpha)
+    n, decided_by = auto_count(decision, task, c.auto_floor)
+    record = {
+        "decided_by": decided_by,
+        "data_estimate": decision.n,
+        **decision.to_dict(),
+        "rule": RULE,
+        "floor": c.auto_floor,
+    }
+    if decided_by == "task floor":
+        record["why"] = (
+            f"{task}: the concept is wider than the forget data, so some of it "
+            "is in D_un; the gap test declined (margin "
+            f"{decision.margin:+.2f}), so the largest gap, its candidate, is taken"
+        )
+    elif decided_by == "task":
+        record["why"] = (
+            f"{task}: the target is the forget data itself, so none of it "
+            "can be left in D_un (the data alone cannot tell this from a wider "
+            "concept: the same D_f, D_un and model)"
+        )
+    return n, record
+
+
+def identify_classes(
+    before: tuple[torch.Tensor, torch.Tensor],
+    after: tuple[torch.Tensor, torch.Tensor],
+    data: UnlearnData,
+    c: TARFConfig,
+    task: str,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Class level: from per-class (accuracy %, mean loss) of the probe under θ_o
+    (``before``) and after Phase I (``after``), the classes that moved most are set aside,
+    ranked by ``c.class_signal``. Returns the mask of D_un kept and the report's dict."""
+    prior = data.prior
+    auto = prior is not None and prior.auto
+    acc_after, loss_after = after
+    acc_drops = before[0] - acc_after
+    loss_rise = loss_after - before[1]
+    signal = loss_rise if c.class_signal == "loss" else acc_drops
+    auto_record = None
+    if auto:
+        n, auto_record = _auto_classes(signal, c, task)
+    else:
+        n = prior.num_classes if prior is not None and prior.num_classes is not None else 0
+    # rank_drops ranks by before - after: negate losses so a rise counts as a drop
+    if c.class_signal == "loss":
+        chosen, drops, beta = rank_drops(-before[1], -loss_after, n)
+    else:
+        chosen, drops, beta = rank_drops(before[0], acc_after, n)
+    keep = torch.ones(len(data.y_remain), dtype=torch.bool)
+    if chosen:
+        keep &= ~torch.isin(data.y_remain, torch.tensor(chosen))
+    ranked = [int(i) for i in torch.argsort(torch.nan_to_num(drops, nan=-1e9), descending=True)]
+    present = [i for i in ranked if not torch.isnan(drops[i])]
+    names = data.class_names
+    ident = {
+        "level": "class",
+        "n": n,
+        "n_source": "auto" if auto else "prior",
+        "class_ids": chosen,
+        "classes": [names[i] for i in chosen],
+        "beta": beta,
+        "signal": c.class_signal,
+        # the configured signal's largest values (nats or accuracy points)
+        "top10": {names[i]: round(float(signal[i]), 3) for i in present[:10]},
+        # in rank order of the signal; accuracy drops in points, loss rises in nats
+        "drops": {names[i]: round(float(acc_drops[i]), 2) for i in present},
+        "loss_increase": {names[i]: round(float(loss_rise[i]), 3) for i in present},
+        "set_aside_samples": int((~keep).sum()),
+    }
+    warning = weak_phase1_warning(acc_drops, loss_rise, n)
+    if warning:
+        ident["warning"] = warning
+    if auto_record is not None:
+        cut = auto_record["cut"]
+        if 0 < cut < len(present):
+            auto_record["gap_between"] = [names[present[cut - 1]], names[present[cut]]]
+        ident["auto"] = auto_record
+    return keep, ident
+
+
+def identify_instances(
+    icon: torch.Tensor,
+    probe: torch.Tensor,
+    data: UnlearnData,
+    c: TARFConfig,
+    task: str,
+    icon_forget: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Instance level (TARF-I): ``icon`` is each probe sample's I_con (the absolute loss
+    change over Phase I; ``probe`` their indices in D_un); the samples above β are set
+    aside, and only scored samples are kept. ``icon_forget``: D_f's own I_con, for the
+    ``forget`` auto rule."""
+    prior = data.prior
+    auto = prior is not None and prior.auto
+    auto_record = None
+    if auto:
+        if c.auto_instance_rule == "forget":
+            found = forget_calibrated_cut(icon, icon_forget, c.auto_forget_quantile)
+            estimate, found = found["n"], {**found, "signal": "I_con", "rule": FORGET_RULE}
+        else:
+            decision = largest_gap(log_icon(icon), c.auto_alpha)
+            estimate = decision.n
+            found = {**decision.to_dict(), "signal": "log I_con", "rule": RULE}
+        can_hide = concept_can_hide(task)
+        n_out = estimate if can_hide else 0
+        auto_record = {
+            "decided_by": "data" if can_hide else "task",
+            "data_estimate": estimate,
+            **found,
+        }
+        fraction = n_out / max(len(probe), 1)
+    else:
+        fraction = prior.fraction if prior is not None and prior.fraction is not None else 0.0
+        n_out = int(round(fraction * len(probe)))
+    beta = float(torch.topk(icon, n_out).values[-1]) if n_out > 0 else float("inf")
+    # Only scored samples are kept: I_con of the others is unknown.
+    keep = torch.zeros(len(data.y_remain), dtype=torch.bool)
+    keep[probe[icon < beta]] = True
+    ident = {
+        "level": "instance",
+        "n_source": "auto" if auto else "prior",
+        "fraction": fraction,
+        "beta": beta,
+        "scored_samples": len(probe),
+        "set_aside_samples": int((icon >= beta).sum()) if n_out > 0 else 0,
+        "top10": [round(float(v), 4) for v in torch.topk(icon, min(10, len(icon))).values],
+    }
+    if auto_record is not None:
+        ident["auto"] = auto_record
+    return keep, ident

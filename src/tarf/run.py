@@ -1,0 +1,217 @@
+"""One run path: request -> partitions -> method -> metrics -> report.
+
+:func:`execute` runs a method on what a user has (:class:`UnlearnData`), times it,
+measures the result and builds the report (:class:`tarf.schema.Report`). Everything that
+calls a method calls it: :func:`run_request` (``tarf unlearn``, each ``tarf bench`` job,
+with the original and the retrained reference from the model cache) and
+:func:`tarf.api.unlearn` (a user's own model).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from tarf.cache import ModelCache, TrainedModel, evaluate_cached, prepare_dataset, trained_model
+from tarf.checkpoint import checkpoint_meta, save_checkpoint
+from tarf.data.core import ImageDataset
+from tarf.domains import Level
+from tarf.methods.base import (
+    Method,
+    MethodResult,
+    UnlearnContext,
+    UnlearnData,
+    config_changes,
+    config_dict,
+)
+from tarf.metrics import METRIC_KEYS, evaluate, gap
+from tarf.recipes import Recipe
+from tarf.request import UnlearningRequest
+from tarf.schema import Report
+
+Measure = Callable[[nn.Module], dict[str, Any]]
+
+
+def _provenance(m: TrainedModel) -> str:
+    return "cached" if m.meta["cached"] else f"trained in {m.meta['train_s']:.0f}s"
+
+
+def machine_info(device: torch.device) -> dict[str, Any]:
+    return {
+        "device": str(device),
+        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+    }
+
+
+def model_label_names(request: UnlearningRequest) -> tuple[str, ...]:
+    h = request.hierarchy
+    return tuple(h.class_names if request.model_level == Level.CLASS else h.superclass_names)
+
+
+def make_unlearn_data(request: UnlearningRequest, x: torch.Tensor, y: torch.Tensor) -> UnlearnData:
+    """Everything a method may see, and nothing else: D_f and D_un with the model's
+    labels, and the request's prior. The ground-truth partitions stay here."""
+    parts = request.partitions(y, y[:0])
+    y_model = request.model_labels(y)
+    return UnlearnData(
+        x_forget=x[parts.forget], y_forget=y_model[parts.forget],
+        x_remain=x[parts.unlearn], y_remain=y_model[parts.unlearn],
+        num_classes=request.num_model_classes, class_names=model_label_names(request),
+        prior=request.prior(y),
+    )  # fmt: skip
+
+
+def unlearn_data(ds: ImageDataset, request: UnlearningRequest) -> UnlearnData:
+    """:func:`make_unlearn_data` on a dataset's training split."""
+    return make_unlearn_data(request, ds.x_train, ds.y_train)
+
+
+def gap_to(metrics: dict[str, Any], reference: dict[str, Any]) -> float:
+    """The Gap over the metrics both have (without test data: UA and RA only)."""
+    keys = [k for k in METRIC_KEYS if metrics.get(k) is not None and reference.get(k) is not None]
+    if not keys:
+        return float("nan")
+    return gap({k: metrics[k] for k in keys}, {k: reference[k] for k in keys})
+
+
+def execute(
+    method: Method,
+    model: nn.Module,
+    data: UnlearnData,
+    ctx: UnlearnContext,
+    request: UnlearningRequest,
+    *,
+    measure: Measure | None,
+    original: dict[str, Any] | None,
+    reference: dict[str, Any] | None,
+    partition_sizes: dict[str, int],
+    recipe_name: str,
+    notes: list[str] | None = None,
+    on_result: Callable[[MethodResult], None] | None = None,
+) -> tuple[MethodResult, Report]:
+    """Run ``method`` on ``data``, measure the unlearned model and build the report.
+
+    ``measure`` gives a model's metrics (None: the report has only the run time);
+    ``original`` and ``reference`` are the metrics of the untouched and the retrained
+    model (with their ``train_s`` and ``test_acc`` where known); ``on_result`` sees the
+    result before it is measured (to save it, say).
+    """
+    torch.manual_seed(ctx.seed)
+    start = time.perf_counter()
+    result = method.run(model, data, ctx)
+    if ctx.device.type == "cuda":
+        torch.cuda.synchronize(ctx.device)
+    # a method that reused a cached result (retrain) reports what it cost to compute
+    rte = result.compute_s if result.compute_s is not None else time.perf_counter() - start
+    if on_result is not None:
+        on_result(result)
+    task = request.task
+    report: Report = {
+        "task": task.name,
+        "case": {
+            "table4_no": task.case, "comment": task.comment, "L_D": task.data.label,
+            "L_M": task.model.label, "L_T": task.target.label,
+        },
+        "dataset": ctx.dataset,
+        "request": {
+            "forget": list(request.forget),
+            "target": list(request.target) if request.target else None,
+            "model_labels": request.model_level.label,
+            "prior": data.prior.num_classes if data.prior else None,
+            "forget_fraction": request.forget_fraction,
+        },
+        "method": method.name, "config": config_dict(method),
+        "config_changes": config_changes(method), "seed": ctx.seed, "recipe": recipe_name,
+        "budget": {"train_epochs": ctx.recipe.epochs, "epoch_samples": ctx.epoch_samples()},
+        "metrics": {"RTE_s": rte},
+        "original": None, "reference": None,
+        "partition_sizes": partition_sizes,
+        "record": result.record(),
+    }  # fmt: skip
+    if result.identification is not None:
+        report["identification"] = result.identification
+    if measure is not None:
+        report["metrics"] = {**measure(result.model), "RTE_s": rte}
+        report["original"] = dict(original) if original is not None else None
+        if reference is not None:
+            report["reference"] = dict(reference)
+            report["metrics"]["Gap"] = gap_to(report["metrics"], reference)
+            if reference.get("train_s"):
+                report["metrics"]["RTE_ratio"] = rte / reference["train_s"]
+            if report["original"] is not None:
+                report["original"]["Gap"] = gap_to(report["original"], reference)
+    report["warnings"] = list(result.warnings)
+    report["notes"] = list(notes or [])
+    report["machine"] = machine_info(ctx.device)
+    report["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return result, report
+
+
+def run_request(
+    ds: ImageDataset,
+    request: UnlearningRequest,
+    method: Method,
+    recipe: Recipe,
+    seed: int,
+    device: torch.device,
+    cache: ModelCache | None = None,
+    log=print,
+    save_model: str | None = None,
+) -> Report:
+    """Run one method on one request of a tarf dataset and measure it against the
+    retrained reference (both models from the cache); ``save_model`` also writes the
+    unlearned model as a checkpoint."""
+    ds = prepare_dataset(ds, recipe)
+    parts = request.partitions(ds.y_train, ds.y_test)
+    everything = torch.arange(len(ds.y_train))
+    original = trained_model(ds, request, everything, recipe, seed, device, "original", cache)
+    log(f"original model: test accuracy {original.meta['test_acc']:.2f}% ({_provenance(original)})")
+    y_tr, y_te = request.model_labels(ds.y_train), request.model_labels(ds.y_test)
+    mm = request.task.target_finer_than_model
+    eval_args = (ds.x_train, y_tr, ds.x_test, y_te, parts, device, seed, mm)
+    reference = None
+    if request.has_reference:
+        reference = trained_model(
+            ds, request, parts.remaining, recipe, seed, device, "retrained", cache
+        )
+        log(
+            f"retrained reference: test accuracy {reference.meta['test_acc']:.2f}% ({_provenance(reference)})"
+        )
+
+    def stats(m: TrainedModel) -> dict[str, Any]:
+        metrics = evaluate_cached(m, request, ds, eval_args, cache)
+        return {**metrics, "test_acc": m.meta["test_acc"], "train_s": m.meta["train_s"]}
+
+    def save(result: MethodResult) -> None:
+        if save_model:
+            meta = checkpoint_meta(original.meta, request, ds.name)
+            save_checkpoint(save_model, result.model, meta)
+            log(f"unlearned model written to {save_model}")
+
+    ctx = UnlearnContext(
+        device=device, recipe=recipe, seed=seed, task=request.task.name, dataset=ds.name,
+        train_size=len(ds.y_train),
+    )  # fmt: skip
+    notes = []
+    if reference is None:
+        notes.append(
+            "no named target concept: no retrained reference, so no Gap; UA is measured on D_f"
+        )
+    _, report = execute(
+        method, original.model, unlearn_data(ds, request), ctx, request,
+        measure=lambda m: evaluate(m, *eval_args), original=stats(original),
+        reference=stats(reference) if reference is not None else None,
+        partition_sizes=parts.sizes(), recipe_name=recipe.name, notes=notes, on_result=save,
+    )  # fmt: skip
+    return report

@@ -1,0 +1,149 @@
+"""The budgeted loop (tarf.methods.loop): every epoch is cut at its share of the budget
+and at one pass of its data, charged work shrinks the epochs, and every sample through
+forward+backward is counted."""
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn as nn
+
+import tarf.methods.base as base
+from tarf.methods import get_method
+from tarf.methods.base import UnlearnContext, UnlearnData
+from tarf.methods.common import Pool
+from tarf.methods.loop import Loop, LoopConfig, iterative
+from tarf.recipes import get_recipe
+
+CPU = torch.device("cpu")
+CAP = 60  # samples per epoch: a tenth of the tiny recipe's 30 epochs over 200 samples
+
+
+@pytest.fixture
+def ctx() -> UnlearnContext:
+    recipe = dataclasses.replace(get_recipe("tiny"), epochs=30, crop_pad=0, flip=False)
+    ctx = UnlearnContext(device=CPU, recipe=recipe, seed=0, train_size=200)
+    assert ctx.epoch_samples() == CAP
+    return ctx
+
+
+def pool(n: int, ctx: UnlearnContext) -> Pool:
+    g = torch.Generator().manual_seed(n)
+    x = torch.randint(0, 255, (n, 1, 8, 8), generator=g, dtype=torch.uint8)
+    return Pool(x, torch.randint(0, 3, (n,), generator=g), ctx, seed_offset=2)
+
+
+def counting_model() -> tuple[nn.Module, list[int]]:
+    """A linear classifier whose training-mode forward passes are counted (the hook is
+    copied into the loop's clone)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3))
+    seen: list[int] = []
+    model.register_forward_hook(lambda m, a, out: seen.append(len(a[0])) if m.training else None)
+    return model, seen
+
+
+def test_an_epoch_is_cut_at_the_cap(ctx):
+    """The step asks for far more than the cap (a pool of 500, 1,000 samples): every
+    epoch gets exactly the cap, and the run exactly epochs × cap."""
+    model, seen = counting_model()
+    loop = Loop(model, ctx, LoopConfig(epochs=3))
+    big = pool(500, ctx)
+    per_epoch = []
+    for epoch in loop:
+        for x, y in epoch.batches(big, batch_size=16, samples=1000):
+            loop.opt.zero_grad()
+            loop.loss(x, y).backward()
+            loop.opt.step()
+        per_epoch.append(epoch.used)
+    assert per_epoch == [CAP] * 3 and sum(seen) == 3 * CAP
+    res = loop.result()
+    assert res.samples == 3 * CAP and res.epoch_samples == CAP
+    assert res.record()["samples"] == 3 * CAP and not res.model.training
+
+
+def test_train_obeys_the_cap_and_one_pass_of_the_data(ctx):
+    model, seen = counting_model()
+    loop = Loop(model, ctx, LoopConfig(epochs=4, lr=0.1))
+    loop.train(pool(500, ctx), loop.loss)
+    assert loop.samples == sum(seen) == 4 * CAP
+    # a pool smaller than the cap: one pass per epoch, not more
+    model, seen = counting_model()
+    small = Loop(model, ctx, LoopConfig(epochs=4))
+    small.train(pool(25, ctx), small.loss)
+    assert small.samples == sum(seen) == 4 * 25 and small.epoch_samples == 25
+    assert small.lr == ctx.recipe.unlearn_lr  # lr None: the recipe's
+
+
+def test_charged_work_shrinks_the_epochs(ctx):
+    model, seen = counting_model()
+    loop = Loop(model, ctx, LoopConfig(epochs=10))
+    loop.charge(100)  # e.g. a saliency pass over 100 forget samples
+    assert loop.cap == (10 * CAP - 100) // 10 == 50
+    loop.train(pool(500, ctx), loop.loss)
+    assert sum(seen) == 10 * 50 and loop.samples == 100 + 10 * 50 <= 10 * CAP
+    with pytest.raises(RuntimeError):
+        loop.charge(1)
+
+
+def test_paired_steps_fit_the_cap_and_count_their_cost(ctx):
+    loop = Loop(counting_model()[0], ctx, LoopConfig(epochs=2))
+    epochs = iter(loop)
+    assert len(next(epochs).steps(size=20, data=1000)) == CAP // 20  # the cap binds
+    assert len(next(epochs).steps(size=20, data=50, cost=30)) == 2  # one pass of 50 binds
+    assert loop.samples == 3 * 20 + 2 * 30
+    one = next(iter(Loop(counting_model()[0], ctx, LoopConfig(epochs=1))))
+    assert len(one.steps(size=100, data=1000)) == 1  # at least one step
+
+
+def test_the_original_model_is_not_modified(ctx):
+    model, _ = counting_model()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    loop = Loop(model, ctx, LoopConfig(epochs=2, lr=0.5))
+    loop.train(pool(100, ctx), loop.loss)
+    assert loop.original is model
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert not torch.equal(loop.model[1].weight, model[1].weight)
+
+
+def test_iterative_registers_a_method(ctx, monkeypatch):
+    """A method is its body and its config; the loop gives it the budget and the counts."""
+    monkeypatch.setattr(base, "METHODS", {})  # keep the toy out of the real registry
+
+    @dataclasses.dataclass
+    class ToyConfig(LoopConfig):
+        epochs: int = 2
+
+    @iterative("toy", ToyConfig)
+    def Toy(loop: Loop, data: UnlearnData) -> dict:
+        """Toy: fine-tune on D_un."""
+        loop.train(Pool(data.x_remain, data.y_remain, loop.ctx), loop.loss)
+        return {"lr": loop.lr}
+
+    assert base.METHODS == {"toy": Toy} and Toy.__doc__ == "Toy: fine-tune on D_un."
+    remain = pool(500, ctx)
+    data = UnlearnData(remain.x[:10], remain.y[:10], remain.x, remain.y, 3, ("a", "b", "c"))
+    model, seen = counting_model()
+    res = get_method("toy", epochs=3).run(model, data, ctx)
+    assert res.samples == sum(seen) == 3 * CAP and res.details == {"lr": 0.01}
+    assert res.record() == {"lr": 0.01, "epoch_samples": CAP, "samples": 3 * CAP}
+
+
+def test_the_docs_example_method_runs_within_the_budget(ctx, monkeypatch):
+    """docs/design.md's "Adding a method" example, as printed, is a working method."""
+    import re
+    from pathlib import Path
+
+    monkeypatch.setattr(base, "METHODS", {})
+    text = (Path(__file__).resolve().parent.parent / "docs" / "design.md").read_text()
+    section = text[text.index("## Adding a method") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    exec(compile(code, "design.md", "exec"), {"__name__": "docs_example"})
+    assert set(base.METHODS) == {"neggrad-plus"}
+    remain = pool(500, ctx)
+    data = UnlearnData(remain.x[:40], remain.y[:40], remain.x, remain.y, 3, ("a", "b", "c"))
+    model, seen = counting_model()
+    small = dataclasses.replace(ctx, recipe=dataclasses.replace(ctx.recipe, unlearn_batch_size=10))
+    res = get_method("neggrad-plus", alpha=0.9, epochs=2).run(model, data, small)
+    assert res.samples == sum(seen) == 2 * CAP and res.details == {"alpha": 0.9}
+    assert not torch.equal(res.model[1].weight, model[1].weight)  # it trained a copy
