@@ -133,3 +133,10 @@ def test_audit_table_puts_gap_beside_ulira_and_says_whether_rankings_agree():
     ga = next(line for line in lines if line.startswith("| all-matched | ga |"))
     assert ga.split(" | ")[3:6] == ["5.00", "90.00", "55.00"]  # Gap, AUC, null max
     assert lines[-1].endswith("all-matched -0.50 (3 methods).")
+
+
+def test_no_gap_worse_than_the_untouched_original_is_marked_best():
+    worse = [run("model-mismatch", "tarf", 0, 45.0), run("model-mismatch", "ga", 0, 50.0)]
+    assert "**" not in table1(worse)  # the original's Gap is 40: nobody beat doing nothing
+    mixed = worse + [run("model-mismatch", "ft", 0, 39.0)]
+    assert "| model-mismatch | ft | 1 |" in table1(mixed) and "**39.00**" in table1(mixed)

@@ -4,10 +4,14 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn as nn
+from conftest import CLASSES
 
+import tarf.methods.tarf as tarf_mod
 from tarf.methods import get_method
-from tarf.methods.base import UnlearnContext
+from tarf.methods.base import UnlearnContext, UnlearnData
 from tarf.methods.tarf import (
+    TARFConfig,
     ascent_loss,
     balanced_sample,
     class_accuracy,
@@ -19,7 +23,7 @@ from tarf.methods.tarf import (
 )
 from tarf.methods.tarf_identify import rank_drops, weak_phase1_warning
 from tarf.recipes import get_recipe
-from tarf.request import UnlearningRequest
+from tarf.request import Prior, UnlearningRequest
 from tarf.run import unlearn_data
 from tarf.training import train_classifier
 
@@ -376,3 +380,116 @@ def test_batch_statistics_batchnorm_normalises_by_batch_and_keeps_running_stats(
     assert torch.allclose(y, y_batch_stats, atol=1e-5)  # batch statistics, not the running ones
     assert torch.equal(bn.running_mean, before[0]) and torch.equal(bn.running_var, before[1])
     assert not bn.training and bn.momentum == before[2]
+
+
+def _bn_pull_toward_forget(how: str, toy_dataset) -> float:
+    """How far Phase II moves the running mean of a batch-norm layer on the input from
+    D_un's pixel mean toward D_f's (0: D_un's, 1: D_f's), with D_f much brighter."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.BatchNorm2d(1), nn.Flatten(), nn.Linear(64, 7))
+    ds = toy_dataset
+    forget = ds.y_train == 0
+    x_f = (ds.x_train[forget].int() + 120).clamp(max=255).to(torch.uint8)
+    data = UnlearnData(x_f, ds.y_train[forget], ds.x_train[~forget], ds.y_train[~forget], 7,
+                       CLASSES, Prior(0))  # fmt: skip
+    model[0].running_mean.fill_(float(data.x_remain.float().mean() / 255))
+    recipe = dataclasses.replace(get_recipe("tiny"), crop_pad=0, flip=False, unlearn_batch_size=32)
+    # a budget of a full pass per epoch: 5 Phase II steps per epoch, 55 in all
+    ctx = UnlearnContext(torch.device("cpu"), recipe, seed=0, train_size=5000)
+    cfg = dict(k=0.01, lr=1e-4, t0=0, epochs=12, forget_batch_size=16, phase2_batch=how)
+    out = get_method("tarf", **cfg).run(model, data, ctx).model
+    r, f = (float(x.float().mean() / 255) for x in (data.x_remain, data.x_forget))
+    return (float(out[0].running_mean) - r) / (f - r)
+
+
+def test_phase_two_batches_set_batchnorm_statistics(toy_dataset):
+    """One mixed batch (Algorithm 1) leaves the running statistics where a batch of a third
+    forget data puts them; separate forwards pull them further toward D_f; retain-stats
+    keeps them the retained data's."""
+    pulls = {
+        how: _bn_pull_toward_forget(how, toy_dataset)
+        for how in ("separate", "mixed", "retain-stats")
+    }
+    assert abs(pulls["retain-stats"]) < 0.02
+    assert 0.30 < pulls["mixed"] < 0.36  # 16 of 48 samples per step are forget data
+    # an EMA (momentum m) fed D_f, then D_un, settles at (1 - m) / (2 - m) = 0.47 of the way
+    assert 0.44 < pulls["separate"] < 0.50
+
+
+def test_mixed_batch_loss_is_the_weighted_sum_of_the_parts():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).eval()
+    ctx = UnlearnContext(torch.device("cpu"), get_recipe("tiny"))
+    f = (torch.rand(5, 1, 2, 2), torch.randint(0, 3, (5,)))
+    r = (torch.rand(7, 1, 2, 2), torch.randint(0, 3, (7,)))
+    ce = lambda x, y: torch.nn.functional.cross_entropy(model(x), y)  # noqa: E731
+    expected = -0.3 * ce(*f) + ce(*r)
+    assert torch.allclose(tarf_mod.mixed_batch_loss(model, [f], r, 0.3, ctx, None), expected)
+
+
+def _stats(loss_before, loss_after, labels, num_classes=4):
+    """ClassStats from per-sample losses (every sample correct before, wrong after a rise)."""
+    from tarf.methods.tarf import ClassStats
+
+    def agg(loss, correct):
+        count = torch.zeros(num_classes).index_add_(0, labels, torch.ones(len(labels)))
+        mean = torch.zeros(num_classes).index_add_(0, labels, loss) / count
+        acc = 100 * torch.zeros(num_classes).index_add_(0, labels, correct.float()) / count
+        return ClassStats(acc, mean, loss, correct, labels)
+
+    return agg(loss_before, torch.ones(len(labels), dtype=torch.bool)), agg(
+        loss_after, loss_after <= loss_before
+    )
+
+
+def _identify(signal, before, after, prior=1):
+    from tarf.methods.tarf_identify import identify_classes
+
+    y = before.labels
+    data = UnlearnData(y[:1], y[:1], y, y, 4, ("a", "b", "c", "d"), Prior(prior))
+    return identify_classes(
+        before, after, data, TARFConfig(class_signal=signal), "target-mismatch"
+    )[1]
+
+
+def test_icon_ranks_by_the_size_of_the_change_not_its_sign():
+    """Class b's losses move a lot both ways (the mean stays put); class c's rise a little."""
+    labels = torch.arange(4).repeat_interleave(50)
+    before = torch.ones(200)
+    change = torch.zeros(200)
+    change[50:100] = torch.tensor([2.0, -0.9]).repeat(25)  # b: |Δ| 1.45 on average, mean +0.55
+    change[100:150] = 0.6  # c: +0.6
+    b, a = _stats(before, before + change, labels)
+    assert _identify("loss", b, a)["classes"] == ["c"]
+    assert _identify("icon", b, a)["classes"] == ["b"]
+
+
+def test_margin_reports_how_sure_the_cut_is_and_warns_within_noise():
+    labels = torch.arange(4).repeat_interleave(50)
+    g = torch.Generator().manual_seed(0)
+    before = torch.ones(200)
+    noisy = torch.randn(200, generator=g)  # per-sample changes with SD 1: SE of a mean ≈ 0.14
+    clear = noisy * 0.01
+    clear[:50] += 3.0  # class a rose by 3 nats; the others by nothing
+    ident = _identify("loss", *_stats(before, before + clear, labels))
+    assert ident["margin"]["between"][0] == "a" and not ident["margin"]["within_noise"]
+    assert ident["margin"]["margin"] > 2.9 and "warning" not in ident
+    unsure = noisy.clone()
+    unsure[:50] += 3.0
+    unsure[50:100] += 2.95  # b is as far up as a, within the noise
+    ident = _identify("loss", *_stats(before, before + unsure, labels))
+    assert ident["margin"]["within_noise"] and "identification is unsure" in ident["warning"]
+
+
+def test_paper_preset_is_algorithm_one(trained, toy_dataset):
+    """preset=paper: accuracy-drop ranking, one mixed Phase II batch, the paper's k."""
+    model, recipe = trained
+    h = toy_dataset.hierarchy
+    data = unlearn_data(toy_dataset, UnlearningRequest.from_names(h, "cat", "class", "animals"))
+    ctx = _ctx(recipe, toy_dataset, "target-mismatch")
+    res = get_method("tarf", preset="paper", epochs=3, t0=1).run(model, data, ctx)
+    assert res.identification["signal"] == "accuracy" and res.details["k"] == default_k(
+        ctx.dataset, ctx.task, "paper"
+    )
+    with pytest.raises(ValueError, match="preset=paper fixes class_signal='accuracy'"):
+        get_method("tarf", preset="paper", class_signal="icon").run(model, data, ctx)

@@ -18,6 +18,7 @@ unchanged, in its own shape. Everything is held in memory, as elsewhere in tarf.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,18 @@ from tarf.run import execute, gap_to, make_unlearn_data
 from tarf.schema import Report
 from tarf.training import forward_logits
 
+
+class TarfWarning(UserWarning):
+    """A run that likely failed (it forgot little, or its identification is noise); the
+    message names the cause and the fix, and the report holds it under ``warnings``."""
+
+
 HierarchyLike = LabelHierarchy | Mapping[str, Any] | str | Path
 RequestLike = UnlearningRequest | Mapping[str, Any]
 
 __all__ = [
-    "DataLike", "HierarchyLike", "RequestLike", "InputAdapter", "evaluate", "load_hierarchy",
+    "DataLike", "HierarchyLike", "RequestLike", "InputAdapter", "TarfWarning", "evaluate",
+    "load_hierarchy",
     "make_request", "summary", "unlearn",
 ]  # fmt: skip
 
@@ -269,6 +277,8 @@ def unlearn(
         measure=measure, original=original, reference=ref, partition_sizes=prep.parts.sizes(),
         recipe_name="user", notes=_notes(req, prep.has_test, reference is not None) if evaluate else [],
     )  # fmt: skip
+    for line in report["warnings"]:
+        warnings.warn(line, TarfWarning, stacklevel=2)
     unlearned = result.model.model if isinstance(result.model, InputAdapter) else result.model
     return unlearned.eval(), report
 

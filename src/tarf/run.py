@@ -35,6 +35,7 @@ from tarf.metrics import METRIC_KEYS, evaluate, gap
 from tarf.recipes import Recipe
 from tarf.request import UnlearningRequest
 from tarf.schema import Report
+from tarf.training import forward_logits
 
 Measure = Callable[[nn.Module], dict[str, Any]]
 
@@ -83,6 +84,59 @@ def gap_to(metrics: dict[str, Any], reference: dict[str, Any]) -> float:
     if not keys:
         return float("nan")
     return gap({k: metrics[k] for k in keys}, {k: reference[k] for k in keys})
+
+
+# The unlearned model counts as having forgotten little when it moved less than this
+# fraction of the way from the original toward the retrained reference on D_t (or, with
+# no reference, kept more than this fraction of the original's accuracy on D_f).
+WEAK_FORGETTING = 0.5
+
+
+def forgetting_warning(
+    method: Method,
+    result: MethodResult,
+    original: nn.Module,
+    data: UnlearnData,
+    ctx: UnlearnContext,
+    report: Report,
+) -> str | None:
+    """One line when the run forgot little, with the likely cause and the fix: against
+    the reference on D_t where there is one, else on D_f's labels that D_un no longer
+    carries (a label D_un still trains, as in model mismatch, is not to be forgotten)."""
+    m, orig, ref = (
+        report.get("metrics") or {},
+        report.get("original") or {},
+        report.get("reference"),
+    )
+    if ref and m.get("UA") is not None and orig.get("UA") is not None:
+        span = orig["UA"] - ref["UA"]
+        if span < 10 or orig["UA"] - m["UA"] >= WEAK_FORGETTING * span:
+            return None
+        what = (
+            f"UA {m['UA']:.1f}% against the original's {orig['UA']:.1f}% and the retrained "
+            f"reference's {ref['UA']:.1f}%"
+        )
+    else:
+        gone = ~torch.isin(data.y_forget, data.y_remain.unique())
+        if not bool(gone.any()):
+            return None
+        x, y = data.x_forget[gone], data.y_forget[gone].to(ctx.device)
+        before, after = (
+            100.0
+            * (forward_logits(net, x, ctx.device).argmax(1).to(ctx.device) == y)
+            .float()
+            .mean()
+            .item()
+            for net in (original, result.model)
+        )
+        if before < 20 or after <= WEAK_FORGETTING * before:
+            return None
+        what = f"it still classifies the forget data at {after:.1f}% (the original: {before:.1f}%)"
+    hint = method.weak_forgetting_hint(result) if hasattr(method, "weak_forgetting_hint") else (
+        "its updates were too weak for this model; raise its learning rate (--set lr=...) "
+        "or its epochs"
+    )  # fmt: skip
+    return f"{method.name} forgot little: {what}; {hint}"
 
 
 def execute(
@@ -151,7 +205,8 @@ def execute(
                 report["metrics"]["RTE_ratio"] = rte / reference["train_s"]
             if report["original"] is not None:
                 report["original"]["Gap"] = gap_to(report["original"], reference)
-    report["warnings"] = list(result.warnings)
+    weak = forgetting_warning(method, result, model, data, ctx, report)
+    report["warnings"] = list(result.warnings) + ([weak] if weak else [])
     report["notes"] = list(notes or [])
     report["machine"] = machine_info(ctx.device)
     report["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

@@ -14,9 +14,11 @@ itself is in :mod:`tarf.methods.tarf_identify`; every epoch runs under the budge
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -102,9 +104,10 @@ class TARFConfig:
     identification: str = "class"  # class (Algorithm 1) | instance (Algorithm 2, TARF-I)
     identified_op: str = "zero"  # zero weight on identified data (paper) | ascent (ablation)
     id_samples_per_class: int = 100  # D_un samples per model class used to measure drops
-    class_signal: str = (
-        "loss"  # rank classes by mean loss increase (class-mean I_con) | accuracy drop
-    )
+    # what ranks the classes after Phase I: "loss" (the class-mean loss rise, signed),
+    # "icon" (the class mean of the paper's I_con = |loss change|), "accuracy" (the
+    # accuracy drop, as the paper's Algorithm 1)
+    class_signal: str = "loss"
     instance_pool: int = 10000  # D_un samples scored by I_con at instance level
     forget_batch_size: int = 64  # D_f batch of Phases I and II
     stop_after_identification: bool = False  # analysis: run Phase I, identify, stop
@@ -127,6 +130,32 @@ class TARFConfig:
     # sample once its label is as unlikely as a typical wrong label under the original
     # model (wrong_label_floor), for labels the retained data no longer carries
     ascent_floor: str = "none"
+    # Phase II's batches: "separate" forwards the forget and the retained batch one after
+    # the other (both update batch-norm running statistics); "mixed" forwards them as one
+    # batch with per-sample weights -k(t)/n_f and 1/n_r (the paper's Algorithm 1: one
+    # mini-batch of D); "retain-stats" normalises the forget batch by its own statistics
+    # and leaves the running ones to the retained data
+    phase2_batch: str = "separate"
+    # "paper": the paper's Algorithm 1 as written (PAPER_PRESET: accuracy-drop ranking,
+    # one mixed Phase II batch, the paper's k for every recipe); "tarf": the fields as set
+    preset: str = "tarf"
+
+
+# What preset="paper" fixes: Algorithm 1 ranks by accuracy drop over one mixed batch of D.
+PAPER_PRESET = {"class_signal": "accuracy", "phase2_batch": "mixed"}
+
+
+def paper_preset(c: TARFConfig) -> TARFConfig:
+    """``c`` with the paper's Algorithm 1 settings (:data:`PAPER_PRESET`); a field set to
+    something else than its default and the paper's is a contradiction, refused."""
+    default = TARFConfig()
+    for name, value in PAPER_PRESET.items():
+        mine = getattr(c, name)
+        if mine not in (value, getattr(default, name)):
+            raise ValueError(
+                f"preset=paper fixes {name}={value!r}, but {name}={mine!r} was set; drop one"
+            )
+    return dataclasses.replace(c, **PAPER_PRESET)
 
 
 # Batch norm during Phase I, by TARFConfig.phase1_batchnorm.
@@ -134,7 +163,9 @@ PHASE1_BATCHNORM = {"frozen": frozen_batchnorm, "batch": batch_statistics_batchn
 # The string options of TARFConfig and their values, checked before a run.
 CHOICES: dict[str, tuple[str, ...]] = {
     "identification": ("class", "instance"),
-    "class_signal": ("loss", "accuracy"),
+    "class_signal": ("loss", "icon", "accuracy"),
+    "phase2_batch": ("separate", "mixed", "retain-stats"),
+    "preset": ("tarf", "paper"),
     "identified_op": ("zero", "ascent"),
     "phase1_batchnorm": tuple(PHASE1_BATCHNORM),
     "auto_instance_rule": ("forget", "gap"),
@@ -203,6 +234,34 @@ def ascent_loss(
     return torch.minimum(losses, ceilings.to(losses.device)[y]).mean()
 
 
+def mixed_batch_loss(
+    model: nn.Module,
+    ascend: list[tuple[torch.Tensor, torch.Tensor]],
+    descend: tuple[torch.Tensor, torch.Tensor] | None,
+    k_t: float,
+    ctx: UnlearnContext,
+    ceilings: torch.Tensor | None,
+) -> torch.Tensor:
+    """Phase II as the paper's Algorithm 1 writes it: one forward pass of one mini-batch
+    (the forget batches and the retained batch together, so batch norm sees one batch of
+    D), each part weighted by its own mean: ``-k(t) · mean ℓ_f + mean ℓ_r``."""
+    parts = ascend + ([descend] if descend is not None else [])
+    losses = ce(
+        model, torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts]), ctx, "none"
+    )
+    loss, start = losses.new_zeros(()), 0
+    for i, (_, y) in enumerate(parts):
+        part = losses[start : start + len(y)]
+        start += len(y)
+        if i < len(ascend):
+            if ceilings is not None:
+                part = torch.minimum(part, ceilings.to(part.device)[y])
+            loss = loss - k_t * part.mean()
+        else:
+            loss = loss + part.mean()
+    return loss
+
+
 def guarded_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> int:
     """Ascent on an unbounded loss can overflow; a non-finite loss is skipped, not applied
     (which would turn every weight into NaN). Returns 1 when skipped."""
@@ -213,16 +272,28 @@ def guarded_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> int:
     return 0
 
 
+class ClassStats(NamedTuple):
+    """The probe's statistics of a model: per class, and per sample (for the icon signal
+    and for the noise of the identification's margin)."""
+
+    accuracy: torch.Tensor  # per class, %, NaN where a class has no probe sample
+    loss: torch.Tensor  # per class, mean cross-entropy
+    sample_loss: torch.Tensor | None = None
+    sample_correct: torch.Tensor | None = None
+    labels: torch.Tensor | None = None  # each probe sample's model label
+
+
 def class_stats(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, ctx: UnlearnContext
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> ClassStats:
     """Per-class accuracy (%) and mean cross-entropy, from one batched forward pass."""
     logits = forward_logits(model, x, ctx.device)
     loss = F.cross_entropy(logits, y, reduction="none")
     count = torch.zeros(num_classes).index_add_(0, y, torch.ones(len(y))).clamp_min(1)
     mean_loss = torch.zeros(num_classes).index_add_(0, y, loss) / count
+    correct = logits.argmax(1) == y
     acc = class_accuracy(logits.argmax(1), y, num_classes)
-    return acc, torch.where(torch.isnan(acc), acc, mean_loss)
+    return ClassStats(acc, torch.where(torch.isnan(acc), acc, mean_loss), loss, correct, y)
 
 
 def balanced_sample(
@@ -256,13 +327,17 @@ class TARF(Method):
     Config = TARFConfig
 
     def run(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
-        c = self.config
-        k = c.k if c.k is not None else default_k(ctx.dataset, ctx.task, ctx.recipe.name)
-        ks = k_schedule(k, c.epochs, c.t0, c.k_schedule)
         for name, allowed in CHOICES.items():
-            value = getattr(c, name)
+            value = getattr(self.config, name)
             if value not in allowed:
                 raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, got {value!r}")
+        # the settings this run uses (the preset applied); the helpers below read them
+        self.active = c = (
+            paper_preset(self.config) if self.config.preset == "paper" else self.config
+        )
+        recipe = "paper" if c.preset == "paper" else ctx.recipe.name
+        k = c.k if c.k is not None else default_k(ctx.dataset, ctx.task, recipe)
+        ks = k_schedule(k, c.epochs, c.t0, c.k_schedule)
         loop = Loop(model, ctx, c)
         forget = Pool(data.x_forget, data.y_forget, ctx, seed_offset=1)
         floor = wrong_label_floor(model, data, ctx) if c.ascent_floor != "none" else None
@@ -332,6 +407,14 @@ class TARF(Method):
             result.warnings.append(ident["warning"])
         return result
 
+    def weak_forgetting_hint(self, result: MethodResult) -> str:
+        """The likely cause and the fix when a run forgot little (:mod:`tarf.run`)."""
+        k, lr = result.details.get("k"), result.details.get("lr")
+        return (
+            f"the ascent was too weak for this model (k={k:g}, lr={lr:g}): raise k "
+            f"(--set k={10 * k:g}) or lr, or try --set phase1_batchnorm=batch"
+        )
+
     def _separate(
         self,
         loop: Loop,
@@ -345,20 +428,23 @@ class TARF(Method):
         """One Phase II epoch: steps of a forget batch (ascent, weight k_t) and a retained
         batch (descent); with ``extra``, also a batch of it (ascent). Returns the steps
         skipped as non-finite."""
-        model, ctx = loop.model, loop.ctx
-        fb, bs = self.config.forget_batch_size, ctx.recipe.unlearn_batch_size
+        model, ctx, how = loop.model, loop.ctx, self.active.phase2_batch
+        fb, bs = self.active.forget_batch_size, ctx.recipe.unlearn_batch_size
         data = len(forget) + len(retain) + (len(extra) if extra is not None else 0)
         cost = fb + bs + (fb if extra is not None else 0)
         skipped_steps = 0
         for _ in epoch.steps(fb + bs, data, cost):
-            xf, yf = forget.batch(fb)
-            loss = -k_t * ascent_loss(model, xf, yf, ctx, ceilings)
-            if extra is not None:
-                xa, ya = extra.batch(fb)
-                loss = loss - k_t * ascent_loss(model, xa, ya, ctx, ceilings)
-            if len(retain):
-                xr, yr = retain.batch(bs)
-                loss = loss + ce(model, xr, yr, ctx)
+            ascend = [forget.batch(fb)] + ([extra.batch(fb)] if extra is not None else [])
+            descend = retain.batch(bs) if len(retain) else None
+            if how == "mixed":
+                loss = mixed_batch_loss(model, ascend, descend, k_t, ctx, ceilings)
+            else:
+                with batch_statistics_batchnorm(model) if how == "retain-stats" else nullcontext():
+                    loss = -k_t * ascent_loss(model, *ascend[0], ctx, ceilings)
+                    for x, y in ascend[1:]:
+                        loss = loss - k_t * ascent_loss(model, x, y, ctx, ceilings)
+                if descend is not None:
+                    loss = loss + ce(model, *descend, ctx)
             skipped_steps += guarded_step(loop.opt, loss)
         return skipped_steps
 
@@ -387,7 +473,7 @@ class TARF(Method):
         the class statistics (class level) or per-sample losses (instance level) of a
         seeded sample of D_un, and D_f's own losses for the instance-level ``forget``
         auto rule."""
-        c = self.config
+        c = self.active
         gen = torch.Generator().manual_seed(ctx.seed)
         x, y = data.x_remain, data.y_remain
         if c.identification == "class":
@@ -406,7 +492,7 @@ class TARF(Method):
         """Which samples of D_un keep τ = 1: the probe measured again after Phase I, and
         the decision of :mod:`tarf.methods.tarf_identify` (``probe`` None: the prior says
         there is nothing to identify)."""
-        c = self.config
+        c = self.active
         if probe is None:
             return skipped(c.identification, len(data.y_remain))
         x, y = data.x_remain[probe.idx], data.y_remain[probe.idx]

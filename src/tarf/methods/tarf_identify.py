@@ -114,32 +114,83 @@ def _auto_classes(signal: torch.Tensor, c: TARFConfig, task: str) -> tuple[int, 
     return n, record
 
 
+def class_signals(before: Any, after: Any, num_classes: int) -> dict[str, torch.Tensor]:
+    """Per class, each signal identification can rank by (bigger: moved more), and, when
+    the probe kept per-sample values (:class:`tarf.methods.tarf.ClassStats`), the class
+    mean of I_con (``icon``) and each signal's standard error (``{name}_se``)."""
+    out = {"accuracy": before[0] - after[0], "loss": after[1] - before[1]}
+    y = getattr(before, "labels", None)
+    if y is None or getattr(after, "sample_loss", None) is None:
+        return out
+    dloss = after.sample_loss - before.sample_loss
+    per_sample = {
+        "loss": dloss,
+        "icon": dloss.abs(),
+        "accuracy": 100.0 * (before.sample_correct.float() - after.sample_correct.float()),
+    }
+    count = torch.zeros(num_classes).index_add_(0, y, torch.ones(len(y)))
+    present = count > 0
+    for name, v in per_sample.items():
+        mean = torch.zeros(num_classes).index_add_(0, y, v) / count.clamp_min(1)
+        sq = torch.zeros(num_classes).index_add_(0, y, (v - mean[y]) ** 2)
+        se = (sq / (count - 1).clamp_min(1) / count.clamp_min(1)).sqrt()
+        nan = torch.full_like(mean, float("nan"))
+        if name == "icon":
+            out["icon"] = torch.where(present, mean, nan)
+        out[f"{name}_se"] = torch.where(present, se, nan)
+    return out
+
+
+# The margin between the n-th and the (n+1)-th class counts as noise below this many
+# standard errors of their difference.
+MARGIN_SES = 2.0
+
+
+def margin_record(
+    signal: torch.Tensor, se: torch.Tensor | None, present: list[int], n: int, names: tuple
+) -> dict[str, Any] | None:
+    """How sure the cut is: the gap between the last class set aside and the first kept,
+    in the signal's units, with the noise of that gap (the two class means' standard
+    errors combined) when the probe has per-sample values."""
+    if n <= 0 or n >= len(present):
+        return None
+    a, b = present[n - 1], present[n]
+    rec: dict[str, Any] = {
+        "between": [names[a], names[b]],
+        "margin": round(float(signal[a] - signal[b]), 4),
+    }
+    if se is not None:
+        rec["noise"] = round(float((se[a] ** 2 + se[b] ** 2).sqrt()), 4)
+        rec["within_noise"] = bool(rec["margin"] < MARGIN_SES * rec["noise"])
+    return rec
+
+
 def identify_classes(
-    before: tuple[torch.Tensor, torch.Tensor],
-    after: tuple[torch.Tensor, torch.Tensor],
+    before: Any,
+    after: Any,
     data: UnlearnData,
     c: TARFConfig,
     task: str,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
-    """Class level: from per-class (accuracy %, mean loss) of the probe under θ_o
-    (``before``) and after Phase I (``after``), the classes that moved most are set aside,
+    """Class level: from the probe's statistics under θ_o (``before``) and after Phase I
+    (``after``): per class (accuracy %, mean loss, and per sample when kept, see
+    :class:`tarf.methods.tarf.ClassStats`), the classes that moved most are set aside,
     ranked by ``c.class_signal``. Returns the mask of D_un kept and the report's dict."""
     prior = data.prior
     auto = prior is not None and prior.auto
-    acc_after, loss_after = after
-    acc_drops = before[0] - acc_after
-    loss_rise = loss_after - before[1]
-    signal = loss_rise if c.class_signal == "loss" else acc_drops
+    signals = class_signals(before, after, data.num_classes)
+    if c.class_signal not in signals:
+        raise ValueError(
+            f"class_signal={c.class_signal!r} needs the probe's per-sample losses, which "
+            "this probe did not keep; use loss or accuracy"
+        )
+    acc_drops, loss_rise, signal = signals["accuracy"], signals["loss"], signals[c.class_signal]
     auto_record = None
     if auto:
         n, auto_record = _auto_classes(signal, c, task)
     else:
         n = prior.num_classes if prior is not None and prior.num_classes is not None else 0
-    # rank_drops ranks by before - after: negate losses so a rise counts as a drop
-    if c.class_signal == "loss":
-        chosen, drops, beta = rank_drops(-before[1], -loss_after, n)
-    else:
-        chosen, drops, beta = rank_drops(before[0], acc_after, n)
+    chosen, drops, beta = rank_drops(signal, torch.zeros_like(signal), n)
     keep = torch.ones(len(data.y_remain), dtype=torch.bool)
     if chosen:
         keep &= ~torch.isin(data.y_remain, torch.tensor(chosen))
@@ -161,7 +212,19 @@ def identify_classes(
         "loss_increase": {names[i]: round(float(loss_rise[i]), 3) for i in present},
         "set_aside_samples": int((~keep).sum()),
     }
+    margin = margin_record(signal, signals.get(f"{c.class_signal}_se"), present, n, names)
+    if margin is not None:
+        ident["margin"] = margin
     warning = weak_phase1_warning(acc_drops, loss_rise, n)
+    if warning is None and margin is not None and margin.get("within_noise"):
+        unit = "points" if c.class_signal == "accuracy" else "nats"
+        warning = (
+            f"identification is unsure: the last class set aside ({margin['between'][0]}) "
+            f"and the next ({margin['between'][1]}) are {margin['margin']:.3g} {unit} apart "
+            f"on the {c.class_signal} signal, within noise (±{margin['noise']:.2g}); the "
+            "classes set aside may be wrong: raise id_samples_per_class (--set "
+            "id_samples_per_class=500) for a less noisy probe, or k for a stronger Phase I"
+        )
     if warning:
         ident["warning"] = warning
     if auto_record is not None:
