@@ -11,7 +11,7 @@ seed 0 (retrained models are not bit-identical across machines and sessions), so
 can differ by a few tenths to two points. Then, for every `tarf audit --seeds 4` in
 RESULTS/cifar100-audit-k8/pooled/ (one method, four seeds, four originals), the
 two-sided U-LiRA over the four unlearned models and, per class of the concept, the score
-shift and AUC: the tables of docs/benchmarks.md "At the issue's default, K = 8 references".
+shift and AUC: the tables of docs/benchmarks.md "K = 8 references, seed 0, every method".
 
 Usage: python scripts/audit_k_compare.py [RESULTS]   (default: docs/results)
 """

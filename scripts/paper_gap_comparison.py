@@ -1,10 +1,10 @@
 """Gap to the retrained reference, ours (from a results.csv) beside the paper's Table 1
 (CIFAR-100 column), one row per method, one column pair per task: the table "Against the
-paper's pattern" in docs/baselines.md. Each cell is the mean over the chosen seeds
+paper" in docs/results.md. Each cell is the mean over the chosen seeds
 (default: every seed in the file) of the runs at the method's defaults.
 
 Usage: python scripts/paper_gap_comparison.py [RESULTS_CSV] [--seeds 0,1]
-  docs/baselines.md's table: python scripts/paper_gap_comparison.py docs/results/cifar100/results.csv --seeds 0
+  docs/results.md's table: python scripts/paper_gap_comparison.py docs/results/cifar100/results.csv
   (the CSV is written by `tarf bench experiments/cifar100.yaml`)
 """
 
