@@ -267,3 +267,34 @@ def test_architecture_summary_sets_benches_side_by_side(tmp_path, capsys):
     assert "no such folder" in capsys.readouterr().err
     assert main(argv[:-4] + ["--methods", "scrub", "--out", str(out)]) == 2
     assert "no finished run of scrub" in capsys.readouterr().err
+
+
+def test_architecture_rows_keep_variants_apart_and_show_every_task(tmp_path, capsys):
+    """Two TARF variants are two rows (as tarf.report labels them), and without --tasks
+    every task the folders hold is shown."""
+    from tarf.analyze import architectures
+    from tarf.cli import main
+    from tarf.io import write_json
+
+    def rep(task, changes, seed, gap):
+        m = {"Gap": gap, "UA": gap, "RA": 60.0, "TA": 40.0, "MIA": 90.0}
+        return {"task": task, "case": "x", "dataset": "toy", "method": "tarf", "seed": seed,
+                "recipe": "tiny", "config": {}, "config_changes": changes, "metrics": m,
+                "reference": {"UA": 0.0, "RA": 50.0, "TA": 30.0, "MIA": 100.0}}  # fmt: skip
+
+    tasks = ("all-matched", "target-mismatch", "model-mismatch", "data-mismatch")
+    reports = [rep(t, ch, s, gap) for t in tasks for s in (0, 1)
+               for ch, gap in (({}, 1.0), ({"frozen_blocks": -1}, 9.0))]  # fmt: skip
+    rows = architectures.rows(reports, None, ("tarf",))
+    am = [(r["method"], r["seeds"], r["Gap"]) for r in rows if r["task"] == "all-matched"]
+    assert am == [("retrained", 2, None), ("tarf", 2, 1.0), ("tarf frozen_blocks=-1", 2, 9.0)]
+    folder = tmp_path / "bench"
+    for i, r in enumerate(reports):
+        write_json(folder / f"r{i}.json", r)
+    assert main(["analyze", "architectures", "--results", str(folder), "--out",
+                 str(tmp_path / "out")]) == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    arch = architectures.arch_of(reports[0])
+    for t in tasks:
+        assert f"| {arch} | {t} | tarf | 2 | 1.00 ± 0.00 |" in printed
+        assert f"| {arch} | {t} | tarf frozen_blocks=-1 | 2 | 9.00 ± 0.00 |" in printed

@@ -200,8 +200,11 @@ def test_tarf_audit_end_to_end(toy, tmp_path, capsys, monkeypatch):
             assert 0 <= a["probe"][who]["balanced_accuracy"] <= 100
     # the concept is linearly readable from a retrained model's features on this toy data
     assert pooled["probe"]["retrained"]["AUC"] > 70
-    table = capsys.readouterr().out
+    captured = capsys.readouterr()
+    table = captured.out
     assert "U-LiRA AUC" in table and "pooled" in table and "one-sided" in table
+    # the unlearned models are read back from temporary files, deleted at once: unnamed
+    assert "unlearned model written" not in captured.err and "original model" in captured.err
     assert "by class, score shift / U-LiRA AUC: cat " in table
     # the references' statistics are cached (seeds 0-2, plus 3: seed 3's own reference)
     stats = sorted((ModelCache().root.parent / "audit").glob("*.json"))
@@ -246,3 +249,11 @@ def test_bench_audit_columns_and_resume(toy, tmp_path):
     assert bench.make_plan(dataclasses.replace(grid, audit=0), tmp_path).todo() == []
     with pytest.raises(bench.BenchError, match="at least 3"):
         bench.make_plan(dataclasses.replace(grid, audit=2), tmp_path)
+
+
+def test_lines_naming_a_temporary_file_are_hidden(tmp_path):
+    seen = []
+    log = audit.hiding(tmp_path / "unlearned.pt", seen.append)
+    log(f"unlearned model written to {tmp_path / 'unlearned.pt'}")
+    log("original model: test accuracy 99.00% (cached)")
+    assert seen == ["original model: test accuracy 99.00% (cached)"]

@@ -323,7 +323,9 @@ def test_tarf_instance_auto_calibrated_on_forget_data(trained, toy_dataset, monk
         return deltas[n] if after else torch.zeros(n)
 
     monkeypatch.setattr(tarf_mod, "per_sample_loss", fake_loss)
-    monkeypatch.setattr(tarf_mod.torch, "randperm", lambda n, generator=None: torch.arange(n))
+    monkeypatch.setattr(
+        tarf_mod.torch, "randperm", lambda n, generator=None, **kw: torch.arange(n, **kw)
+    )
     res = get_method("tarf", identification="instance", stop_after_identification=True).run(
         model, data, _ctx(recipe, toy_dataset, "target-mismatch")
     )

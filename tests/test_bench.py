@@ -682,3 +682,45 @@ def test_the_grid_file_of_the_docs_loads(tmp_path):
     assert labels == ["ft", "tarf", "tarf-head-only", "tarf-k0.01", "tarf-k0.02"]
     assert len(specs[0].grid.runs()) == 4 * 3 * len(labels)
     assert specs[1].grid.tasks == ("all-matched",) and specs[1].out != specs[0].out
+
+
+def test_every_finished_job_gets_a_line(toy, tmp_path, monkeypatch, capsys):
+    """Without a terminal (no bar), a line per finished job: its number, what, how it
+    went, how long; a worker announces each training before it starts."""
+    import re
+
+    def shapes(lines):
+        """The counters in order, and each line without them, its times as Ns."""
+        heads = [line.split()[0] for line in lines]
+        return heads, sorted(
+            re.sub(r"\d+(\.\d+)?s\b", "Ns", line.split(" ", 1)[1]) for line in lines
+        )
+
+    out = tmp_path / "bench"
+    lines = []
+    plan = bench.make_plan(grid(tasks=("all-matched",)), out)
+    bench.run_plan(plan, out, bench.LocalBackend(1), log=lines.append)
+    assert shapes(lines) == (["[1/3]", "[2/3]", "[3/3]"], [
+        "ft_all-matched_s0: ok in Ns, method Ns",
+        "original_class_s0: trained in Ns",
+        "retrained_all-matched_s0: trained in Ns",
+    ])  # fmt: skip
+    err = capsys.readouterr().err
+    assert "original_class_s0: training the original model (toy, class labels, seed 0): " \
+        "recipe micro" in err  # fmt: skip
+    # a model that fails: its line, and one for each run it takes down
+    (out / "ft_all-matched_s0.json").unlink()
+
+    def broken(job, out_dir, wait=True):
+        (Path(out_dir) / f"{job.name}.error.txt").write_text("boom\n")
+        return bench.jobs._result(job, "failed", 0.0)
+
+    monkeypatch.setattr(bench.jobs, "train_model_job", broken)
+    lines.clear()
+    bench.run_plan(bench.make_plan(grid(), out), out, bench.LocalBackend(1), log=lines.append)
+    assert shapes(lines) == (["[1/3]", "[2/3]", "[3/3]"], [
+        "ft_all-matched_s0: ok in Ns, method Ns",
+        f"ft_target-mismatch_s0: FAILED (model retrained_target-mismatch_s0 failed; see "
+        f"{out}/ft_target-mismatch_s0.error.txt)",
+        f"retrained_target-mismatch_s0: FAILED (see {out}/retrained_target-mismatch_s0.error.txt)",
+    ])  # fmt: skip

@@ -230,7 +230,7 @@ def test_every_help_works_and_shows_defaults(capsys, monkeypatch):
     names = [name for name, _ in subcommands()]
     assert {"demo", "unlearn", "train", "eval", "speed", "classes", "methods", "report", "bench",
             "unlearn-model", "eval-model", "analyze", "analyze identify", "analyze dynamics",
-            "analyze ablate", "analyze architectures", "audit"} == set(names)  # fmt: skip
+            "analyze ablate", "analyze architectures", "audit", "gpucheck"} == set(names)  # fmt: skip
     for name, parser in subcommands():
         with pytest.raises(SystemExit) as exit_:
             main([*name.split(), "--help"])
@@ -362,3 +362,132 @@ def test_unlearn_a_subset_of_a_class(capsys, tmp_path):
         main(["unlearn", "--dataset", "digits", "--model-labels", "class", "--forget", "1",
               "--forget-fraction", "2", "--target", "1"])  # fmt: skip
     assert "between 0 and 1" in capsys.readouterr().err
+
+
+# -- refusals before any work -----------------------------------------------------------------
+@pytest.fixture
+def no_training(monkeypatch):
+    """A refusal must come before any training: a training fails the test."""
+    import tarf.cache
+
+    def trains(*_a, **_k):
+        pytest.fail("a model was trained before the input was refused")
+
+    monkeypatch.setattr(tarf.cache, "train_classifier", trains)
+
+
+def refused(capsys, *argv):
+    """The command's exit status 2 and its one line of stderr (no traceback)."""
+    code, _, err = run(capsys, *argv)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("tarf: error: "), err
+    return lines[0]
+
+
+UNLEARN = ["unlearn", *DIGITS, "--model-labels", "class", "--forget", "1", "--target", "straight"]
+REFUSALS = [
+    (["--set", "k=nan"], ["hyperparameter k=nan", "finite number >= 0"]),
+    (["--set", "epochs=0"], ["hyperparameter epochs=0", "an integer >= 1"]),
+    (["--set", "lr=-0.1"], ["lr=-0.1", "> 0"]),
+    (["--set", "lr=1e999"], ["lr=inf", "finite"]),
+    (["--method", "salun", "--set", "mask_ratio=2"], ["mask_ratio=2.0", "in (0, 1]"]),
+    (["--device", "tpu"], ["--device tpu"]),
+    (["--out", "{file}/r.json"], ["--out {file}/r.json: {file} is a file, not a folder"]),
+    (["--out", "{dir}"], ["--out {dir}: {dir} is a folder, not a file"]),
+    (["--save-model", "{file}/m.pt"], ["--save-model {file}/m.pt: {file} is a file"]),
+    (["--config", "{dir}/bad.yaml"], ["--config {dir}/bad.yaml, line 2: not valid YAML"]),
+    (["--config", "{dir}/bad.json"], ["--config {dir}/bad.json, line 1: not valid JSON"]),
+    (["--config", "{dir}/nope.yaml"], ["--config {dir}/nope.yaml: cannot read the file"]),
+    (["--forget", ""], ["--forget '' names nothing"]),
+    (["--target", " , "], ["--target ' , ' names nothing"]),
+]
+
+
+@pytest.mark.parametrize("args,messages", REFUSALS)
+def test_bad_input_is_refused_before_any_training(capsys, tmp_path, no_training, args, messages):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    (tmp_path / "bad.yaml").write_text("lr: [0.1\nk: 2\n")
+    (tmp_path / "bad.json").write_text('{"lr": 0.1,,}')
+    fill = {"file": str(afile), "dir": str(tmp_path)}
+    line = refused(capsys, *UNLEARN, *(a.format(**fill) for a in args))
+    for m in messages:
+        assert m.format(**fill) in line
+
+
+def test_a_cache_path_that_is_a_file_is_refused(capsys, tmp_path, monkeypatch, no_training):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    monkeypatch.setenv("TARF_CACHE", str(afile))
+    line = refused(capsys, *UNLEARN)
+    assert f"TARF_CACHE={afile}: {afile} is a file, not a folder" in line
+    line = refused(capsys, "train", *DIGITS, "--model-labels", "class")
+    assert "TARF_CACHE" in line
+
+
+def test_eval_of_a_file_that_is_not_a_model(capsys, tmp_path, no_training):
+    junk = tmp_path / "notes.pt"
+    junk.write_text("hello")
+    args = ["eval", *DIGITS, "--model-labels", "class", "--forget", "1", "--target", "1"]
+    line = refused(capsys, *args, "--checkpoint", str(junk))
+    assert f"{junk} is not a model file" in line and "tarf eval-model" in line
+    assert "Memo" not in line
+    line = refused(capsys, *args, "--checkpoint", str(tmp_path / "none.pt"))
+    assert "does not exist" in line
+    import torch
+
+    torch.save({"weights": 1}, tmp_path / "other.pt")
+    line = refused(capsys, *args, "--checkpoint", str(tmp_path / "other.pt"))
+    assert "a PyTorch file but not a tarf checkpoint" in line
+
+
+def test_other_commands_refuse_before_any_work(capsys, tmp_path, no_training):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    grid = ["bench", "--dataset", "digits", "--forget", "1", "--concept", "straight", "--tasks",
+            "all-matched", "--methods", "ft", "--seeds", "1", "--out", str(tmp_path / "b")]  # fmt: skip
+    assert "hyperparameter epochs=0" in refused(capsys, *grid, "--set", "epochs=0")
+    assert "hyperparameter k=nan" in refused(capsys, *grid, "--methods", "tarf", "--set", "k=nan")
+    assert "--device tpu" in refused(capsys, *grid, "--device", "tpu")
+    assert "is a file, not a folder" in refused(capsys, *grid, "--out", str(afile))
+    assert not (tmp_path / "b").exists()
+    train = ["train", *DIGITS, "--model-labels", "class"]
+    assert "--exclude '' names nothing" in refused(capsys, *train, "--exclude", "")
+    assert "--out" in refused(capsys, *train, "--out", f"{afile}/m.pt")
+    assert "--out" in refused(capsys, "demo", "--out", f"{afile}/r.json")
+    assert "--steps 0" in refused(capsys, "speed", *DIGITS, "--steps", "0")
+    audit = ["audit", *DIGITS, "--forget", "1", "--target", "straight", "--model-labels", "class"]
+    assert "hyperparameter lr=nan" in refused(capsys, *audit, "--method", "ft", "--set", "lr=nan")
+    assert "--out" in refused(capsys, *audit, "--out", f"{afile}/a.json")
+    ident = ["analyze", "identify", *DIGITS, "--out", str(tmp_path / "i")]
+    assert "hyperparameter k=-1.0" in refused(capsys, *ident, "--set", "k=-1")
+
+
+# -- the default recipe --------------------------------------------------------------------------
+def test_the_default_recipe_follows_the_dataset_and_the_device(monkeypatch, capsys):
+    import torch
+
+    from tarf.cli.common import recipe
+    from tarf.recipes import default_recipe
+
+    assert default_recipe("digits", "cpu") == default_recipe("digits", "cuda") == "tiny"
+    assert default_recipe("cifar100", "cpu") == default_recipe("fashion-mnist", "cpu") == "cpu"
+    assert default_recipe("cifar100", "cuda:1") == "paper"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert default_recipe("cifar100", "auto") == "paper"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert default_recipe("cifar100", "auto") == "cpu"
+    # every command resolves it the same way, and the bench's grids too
+    parse = build_parser().parse_args
+    args = parse(["unlearn", "--dataset", "digits", "--model-labels", "class", "--forget", "1"])
+    assert args.recipe == "auto" and recipe(args).name == "tiny"
+    args = parse(["train", "--dataset", "cifar100", "--model-labels", "class", "--device", "cpu"])
+    assert recipe(args).name == "cpu"
+    assert bench.Grid("digits", "1", "straight", ("all-matched",), ("ft",), (0,)).recipe == "tiny"
+    g = bench.Grid("cifar100", "boy", "people", ("all-matched",), ("ft",), (0,), device="cuda")
+    assert g.recipe == "paper"
+    with pytest.raises(SystemExit):
+        main(["unlearn", "--help"])
+    assert "auto: tiny for digits, else paper on a CUDA GPU, else cpu" in " ".join(
+        capsys.readouterr().out.split()
+    )

@@ -233,7 +233,7 @@ def test_cached_metrics_tell_fractions_apart(toy_dataset, tmp_path, monkeypatch)
     calls = []
     monkeypatch.setattr(cache_mod, "evaluate", lambda *a: calls.append(1) or {"UA": len(calls)})
     ds, h, cache = toy_dataset, toy_dataset.hierarchy, ModelCache(tmp_path / "models")
-    trained = cache_mod.TrainedModel(None, {"key": "same-original"})
+    trained = cache_mod.TrainedModel(None, {"key": "same-original", "weights_id": "w0"})
 
     def metrics(fraction):
         req = UnlearningRequest.from_names(h, "cat", "superclass", "cat", forget_fraction=fraction)

@@ -1,8 +1,10 @@
 """The model cache: trained models on disk, keyed by a hash of everything that
 determines their weights, and the cached metrics of those models.
 
-A second process asking for a model in training waits for it (a file lock) and then
-loads it; a corrupt entry is a miss and is retrained.
+A second process asking for a model in training waits for it (a file lock, with a line
+saying so) and then loads it; a corrupt entry is a miss and is retrained. Each entry
+carries a random ``weights_id`` written with it, so that results computed from a model
+(its cached metrics) are keyed by the weights, never only by the model's key.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import contextlib
 import hashlib
 import json
 import os
+import sys
+import uuid
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +25,7 @@ import torch
 import torch.nn as nn
 
 from tarf.data.core import ImageDataset
-from tarf.io import file_lock, save_torch, write_json
+from tarf.io import file_lock, save_torch, unwritable, write_json
 from tarf.metrics import evaluate
 from tarf.models import create_model
 from tarf.recipes import Recipe
@@ -34,12 +39,29 @@ from tarf.training import (
 )
 
 
+class CacheError(ValueError):
+    """The cache folder cannot be used (a file, not writable): one line naming the fix."""
+
+
 def cache_root() -> Path:
-    """``TARF_CACHE``, else ``~/.cache/tarf`` (``XDG_CACHE_HOME`` respected)."""
+    """``TARF_CACHE``, else ``~/.cache/tarf`` (``XDG_CACHE_HOME`` respected); a path that
+    cannot be a writable folder is a :class:`CacheError` (before any training)."""
     if os.environ.get("TARF_CACHE"):
-        return Path(os.environ["TARF_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache")
-    return Path(base) / "tarf"
+        root, what = Path(os.environ["TARF_CACHE"]), f"TARF_CACHE={os.environ['TARF_CACHE']}"
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache")
+        root, what = Path(base) / "tarf", f"the model cache {Path(base) / 'tarf'}"
+    problem = unwritable(root, folder=True)
+    if problem:
+        raise CacheError(
+            f"{what}: {problem}; point TARF_CACHE at a folder tarf may write in "
+            "(left unset: ~/.cache/tarf)"
+        )
+    return root
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 def digest(obj: object) -> str:
@@ -82,10 +104,13 @@ class ModelCache:
         """Where an unfinished training of ``key`` keeps its state (``train_classifier``)."""
         return self.root / f"{key}.training.pt"
 
-    def lock(self, key: str, wait: bool = True) -> contextlib.AbstractContextManager[None]:
+    def lock(
+        self, key: str, wait: bool = True, on_wait: Callable[[], None] | None = None
+    ) -> contextlib.AbstractContextManager[None]:
         """Held while checking for and training the model ``key`` (see ``file_lock``;
-        ``wait=False`` raises ``LockBusy`` when another process holds it)."""
-        return file_lock(self.root / f"{key}.lock", wait)
+        ``wait=False`` raises ``LockBusy`` when another process holds it; ``on_wait()``
+        runs once if this one has to wait)."""
+        return file_lock(self.root / f"{key}.lock", wait, on_wait)
 
 
 _prepared: dict[tuple[int, int], ImageDataset] = {}
@@ -141,16 +166,27 @@ def trained_model(
     role: str,
     cache: ModelCache | None = None,
     wait: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> TrainedModel:
     """Train (or load from the cache) a model on ``train_idx`` in the request's label domain.
     A second process asking for a model in training waits for it, then loads it; with
-    ``wait=False`` it gets ``tarf.io.LockBusy`` instead (the bench then does other work)."""
+    ``wait=False`` it gets ``tarf.io.LockBusy`` instead (the bench then does other work).
+    ``log`` (default: stderr) gets a line before a training starts (what, the recipe, the
+    expected time when the bench's log knows it) and one when waiting for another process."""
     cache = cache or ModelCache()
+    log = log or _stderr
     key = model_key(ds, request, train_idx, recipe, seed)
     y_model = request.model_labels(ds.y_train)
-    with cache.lock(key, wait):
+    what = f"the {role} model ({ds.name}, {request.model_level.label} labels, seed {seed})"
+
+    def waiting() -> None:
+        log(f"waiting for another process training {what}; this one loads it when it is done "
+            f"(lock {cache.root / key}.lock)")  # fmt: skip
+
+    with cache.lock(key, wait, waiting):
         entry = cache.load(key)
         if entry is None:
+            log(training_line(what, ds.name, recipe, len(train_idx), device))
             x = ds.x_train[train_idx]
             mean, std = channel_stats(x)
             res = train_classifier(
@@ -171,6 +207,8 @@ def trained_model(
                 "train_s": res.train_seconds, "images_per_s": res.images_per_second, "train_size": len(train_idx),
                 "test_acc": accuracy(res.model, ds.x_test, request.model_labels(ds.y_test), device),
                 "seed": seed, "recipe": recipe.name, "device": str(device),
+                # these weights, whatever key they are stored under (evaluate_cached)
+                "weights_id": uuid.uuid4().hex,
             }  # fmt: skip
             cache.save(
                 key,
@@ -185,8 +223,32 @@ def trained_model(
         meta["arch"], meta["num_classes"], meta["in_channels"], meta["mean"], meta["std"]
     )
     model.load_state_dict(entry["state_dict"])
+    if not meta.get("weights_id"):  # an entry written before weights ids: its weights' hash
+        meta = {**meta, "weights_id": state_digest(entry["state_dict"])}
     model = model.to(device).to(memory_format=torch.channels_last).eval()
     return TrainedModel(model, {**meta, "cached": True, "key": key})
+
+
+def training_line(what: str, dataset: str, recipe: Recipe, size: int, device: Any) -> str:
+    """The line before a training: what, on how much, the recipe, and the time the bench's
+    log on this machine expects (when it has timed this dataset and recipe)."""
+    from tarf.bench.estimate import expected_model_s, fmt_seconds
+
+    line = (f"training {what}: recipe {recipe.name} ({recipe.arch}, {recipe.epochs} epochs, "
+            f"{size} images) on {device}")  # fmt: skip
+    expected = expected_model_s(dataset, recipe.name)
+    if expected is not None:
+        line += f", about {fmt_seconds(expected)} (measured here before)"
+    return line
+
+
+def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
+    """A hash of a model's weights (every tensor, in order)."""
+    h = hashlib.sha256()
+    for name, t in state_dict.items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:24]
 
 
 EVAL_VERSION = "eval-v2"  # bump when tarf.metrics.evaluate changes what it returns
@@ -200,11 +262,14 @@ def evaluate_cached(
     cache: ModelCache | None = None,
 ) -> dict[str, float]:
     """The metrics of a cached (original or reference) model, themselves cached: every
-    run of a grid evaluates the same two models on the same partitions and seed."""
+    run of a grid evaluates the same two models on the same partitions and seed. Keyed
+    by the weights (``weights_id``, else their hash), not the model key: a model retrained
+    under the same key (a corrupt entry) never shows the metrics of the one it replaced."""
     *_, parts, _device, seed, mm = eval_args
+    weights = trained.meta.get("weights_id") or state_digest(trained.model.state_dict())
     # The partitions, not the names: a sub-set request's D_f depends on its fraction.
     key = digest({
-        "model": trained.meta["key"], "data": dataset_digest(ds),
+        "model": trained.meta["key"], "weights": weights, "data": dataset_digest(ds),
         "parts": {k: tensor_digest(v) for k, v in vars(parts).items()},
         "labels": request.model_level.label, "seed": seed, "ua_split": mm,
         "metrics": EVAL_VERSION,

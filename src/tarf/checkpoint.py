@@ -18,6 +18,9 @@ from tarf.models import create_model
 from tarf.request import UnlearningRequest
 
 CHECKPOINT_FORMAT = "tarf-checkpoint-v1"
+# what a checkpoint holds besides its weights (checkpoint_meta)
+CHECKPOINT_KEYS = ("arch", "num_classes", "in_channels", "mean", "std", "label_level",
+                   "label_names")  # fmt: skip
 
 
 class CheckpointError(ValueError):
@@ -49,14 +52,30 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
 def load_checkpoint(
     path: str | Path, request: UnlearningRequest, device: torch.device
 ) -> nn.Module:
-    """Load a checkpoint, refusing one whose label domain is not the request's model domain."""
+    """Load a checkpoint, refusing one whose label domain is not the request's model domain.
+    A file that is missing, is not a file ``torch.save`` wrote, or is not a tarf checkpoint
+    is a :class:`CheckpointError` naming it and the fix."""
+    make = "write one with `tarf unlearn --save-model` or `tarf train --out`"
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise CheckpointError(f"checkpoint {path} {what}; give a tarf checkpoint file ({make})")
     try:
         ck = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001 - any unreadable file gets one clear message
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from e
+        raise CheckpointError(
+            f"{path} is not a model file (torch cannot read it: {type(e).__name__}); give a "
+            f"tarf checkpoint ({make}); for a model of your own, use `tarf eval-model`"
+        ) from None
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(
-            f"{path} is not a tarf checkpoint (write one with `tarf unlearn --save-model` or `tarf train --out`)"
+            f"{path} is a PyTorch file but not a tarf checkpoint ({make}); for a model of "
+            "your own, use `tarf eval-model`"
+        )
+    missing = [k for k in (*CHECKPOINT_KEYS, "state_dict") if k not in ck]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} lacks {', '.join(missing)}: it is damaged; {make} again"
         )
     names = model_label_names(request)
     if ck["label_level"] != request.model_level.label or list(ck["label_names"]) != names:
@@ -66,5 +85,11 @@ def load_checkpoint(
             f"--model-labels {ck['label_level']}, or the checkpoint of a model trained on that domain"
         )
     model = create_model(ck["arch"], ck["num_classes"], ck["in_channels"], ck["mean"], ck["std"])
-    model.load_state_dict(ck["state_dict"])
+    try:
+        model.load_state_dict(ck["state_dict"])
+    except RuntimeError as e:
+        raise CheckpointError(
+            f"checkpoint {path}: its weights do not fit its architecture {ck['arch']} "
+            f"({str(e).splitlines()[0]}); it is damaged; {make} again"
+        ) from None
     return model.to(device).to(memory_format=torch.channels_last).eval()

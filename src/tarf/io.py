@@ -1,5 +1,6 @@
-"""Atomic writes (a result or checkpoint is either complete on disk or absent) and a
-cross-process lock for work two processes must not do twice."""
+"""Atomic writes (a result or checkpoint is either complete on disk or absent), a
+cross-process lock for work two processes must not do twice, and the check that a path
+can be written before the work that ends in writing it."""
 
 from __future__ import annotations
 
@@ -58,12 +59,15 @@ class LockBusy(RuntimeError):
 
 
 @contextmanager
-def file_lock(path: str | Path, wait: bool = True) -> Iterator[None]:
+def file_lock(
+    path: str | Path, wait: bool = True, on_wait: Callable[[], None] | None = None
+) -> Iterator[None]:
     """Hold an exclusive lock on ``path`` (created if missing) across processes, so that
     two workers about to compute the same cached result do it once: the second waits
-    and then finds the result. With ``wait=False`` a held lock raises ``LockBusy`` at
-    once, so a scheduler can do other work first. POSIX ``flock``; elsewhere no lock (at
-    worst, duplicate work: writes stay atomic)."""
+    and then finds the result; ``on_wait()`` is called once before it starts waiting (a
+    progress line), never when the lock is free. With ``wait=False`` a held lock raises
+    ``LockBusy`` at once, so a scheduler can do other work first. POSIX ``flock``;
+    elsewhere no lock (at worst, duplicate work: writes stay atomic)."""
     try:
         import fcntl
     except ImportError:  # Windows
@@ -73,10 +77,31 @@ def file_lock(path: str | Path, wait: bool = True) -> Iterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as e:
-            raise LockBusy(f"{path} is held by another process") from e
+            if not wait:
+                raise LockBusy(f"{path} is held by another process") from e
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def unwritable(path: str | Path, folder: bool = False) -> str | None:
+    """Why ``path`` cannot be written (a file, or with ``folder`` a folder to write
+    files into), without creating anything; None when it can. Missing parent folders are
+    fine (writing creates them) as long as the nearest existing one is a writable folder."""
+    path = Path(path)
+    if path.exists() and folder != path.is_dir():
+        return f"{path} is a file, not a folder" if folder else f"{path} is a folder, not a file"
+    where = path if folder and path.exists() else path.parent
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    if not where.is_dir():
+        return f"{where} is a file, not a folder"
+    if not os.access(where, os.W_OK | os.X_OK):
+        return f"cannot write in {where} (permission denied)"
+    return None

@@ -14,6 +14,7 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -29,36 +30,156 @@ CODE_VERSION = "train-v1"  # bump when the training loop changes the weights it 
 
 # -- devices, precision, progress -------------------------------------------------------
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` takes a CUDA GPU when there is one, else the CPU."""
+    """``auto`` takes a CUDA GPU when there is one, else the CPU. A CUDA device is returned
+    with its index (``cuda`` = the current GPU) and made the current one, so that every
+    CUDA call of this process (synchronisation, generators, autocast) uses that GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            "--device cuda was asked for but no CUDA GPU is available; use --device cpu"
-        )
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"--device {name}: not a device torch knows (cpu, cuda, cuda:N)") from e
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                "--device cuda was asked for but no CUDA GPU is available; use --device cpu"
+            )
+        count = torch.cuda.device_count()
+        index = torch.cuda.current_device() if dev.index is None else dev.index
+        if index >= count:
+            raise ValueError(
+                f"--device {name}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
+            )
+        torch.cuda.set_device(index)
+        dev = torch.device("cuda", index)
     return dev
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """Mixed precision on CUDA (bf16 where supported, else fp16); full precision on CPU."""
+def amp_dtype(device: torch.device) -> torch.dtype | None:
+    """The reduced precision training uses on ``device``: bf16 on GPUs that compute it
+    natively (compute capability 8.0 and later: A100, H100, RTX 30xx and later), fp16 with
+    loss scaling on older ones (V100, T4: ``torch.cuda.is_bf16_supported()`` says yes
+    there too, but emulates it), None (full precision) off CUDA."""
     if device.type != "cuda":
+        return None
+    major, _ = torch.cuda.get_device_capability(device)
+    return torch.bfloat16 if major >= 8 else torch.float16
+
+
+def unlearn_dtype(device: torch.device) -> torch.dtype | None:
+    """The reduced precision of unlearning steps: bf16 where it is native, else None (fp32).
+    Never fp16: ascent on an unbounded loss overflows its range, and the methods' steps
+    have no loss scaling."""
+    return torch.bfloat16 if amp_dtype(device) == torch.bfloat16 else None
+
+
+def _autocast_to(
+    device: torch.device, dtype: torch.dtype | None
+) -> contextlib.AbstractContextManager:
+    if dtype is None:
         return contextlib.nullcontext()
-    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Mixed precision of training steps (:func:`amp_dtype`); full precision on a CPU."""
+    return _autocast_to(device, amp_dtype(device))
+
+
+def unlearn_autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Mixed precision of unlearning steps (:func:`unlearn_dtype`); full precision on a CPU."""
+    return _autocast_to(device, unlearn_dtype(device))
+
+
+@contextlib.contextmanager
+def full_precision(device: torch.device) -> Iterator[None]:
+    """fp32 for measuring a model: no autocast (even inside a caller's) and, on CUDA, no
+    TF32 in convolutions and matrix products, so that confidences, losses and their
+    differences match a CPU run (the MIA, U-LiRA and TARF-I thresholds were set on those)."""
+    if device.type not in ("cpu", "cuda"):
+        yield
+        return
+    with torch.autocast(device.type, enabled=False):
+        if device.type != "cuda":
+            yield
+            return
+        saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        try:
+            yield
+        finally:
+            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@contextlib.contextmanager
+def cudnn_benchmark(device: torch.device) -> Iterator[None]:
+    """cuDNN picks the fastest convolution algorithms for the shapes it sees (a training
+    loop's shapes repeat); restored afterwards. Nothing changes off CUDA."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = saved
+
+
+def scaler_enabled(device: torch.device) -> bool:
+    """Loss scaling is needed with fp16 only (bf16 has fp32's range)."""
+    return amp_dtype(device) == torch.float16
 
 
 def make_scaler(device: torch.device) -> torch.amp.GradScaler:
-    use = device.type == "cuda" and not torch.cuda.is_bf16_supported()
-    return torch.amp.GradScaler("cuda", enabled=use)
+    return torch.amp.GradScaler("cuda", enabled=scaler_enabled(device))
+
+
+def _progress_mode() -> str:
+    """The progress display: quiet with TARF_QUIET=1, a bar on a terminal, else lines."""
+    if os.environ.get("TARF_QUIET") == "1":
+        return "quiet"
+    return "bar" if sys.stderr.isatty() else "lines"
 
 
 def progress(
     iterable: Iterable, desc: str, total: int | None = None, leave: bool = False
 ) -> Iterable:
     """A tqdm bar on a terminal, silence elsewhere (CI logs, background runs)."""
-    quiet = not sys.stderr.isatty() or os.environ.get("TARF_QUIET") == "1"
+    quiet = _progress_mode() != "bar"
     return tqdm(iterable, desc=desc, total=total, leave=leave, disable=quiet, dynamic_ncols=True)
+
+
+class EpochProgress:
+    """A training's progress: a tqdm bar on a terminal; where no terminal is attached
+    (nohup, CI, a log file) a line per epoch on stderr, ``train {desc}: epoch i/n, loss x,
+    elapsed s``; nothing with ``TARF_QUIET=1``."""
+
+    def __init__(self, desc: str, first: int, epochs: int, elapsed: float = 0.0) -> None:
+        self.mode, self.epochs, self.done_before = _progress_mode(), epochs, elapsed
+        self.name = desc if desc.startswith("train") else f"train {desc}"
+        self.start = time.perf_counter()
+        self.bar = None
+        if self.mode == "bar":
+            self.bar = tqdm(desc=desc, total=epochs - first, leave=True, dynamic_ncols=True)
+
+    @property
+    def wants_loss(self) -> bool:
+        return self.mode != "quiet"
+
+    def epoch(self, epoch: int, loss: float) -> None:
+        """Epoch ``epoch`` (0-based) ended with mean training loss ``loss``."""
+        if self.bar is not None:
+            self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+            self.bar.update(1)
+        elif self.mode == "lines":
+            elapsed = self.done_before + time.perf_counter() - self.start
+            print(f"{self.name}: epoch {epoch + 1}/{self.epochs}, loss {loss:.4f}, "
+                  f"elapsed {elapsed:.0f}s", file=sys.stderr, flush=True)  # fmt: skip
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 # -- images ------------------------------------------------------------------------------
@@ -110,9 +231,18 @@ def augment(x: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -
 
 
 def batches(
-    n: int, batch_size: int, generator: torch.Generator, shuffle: bool = True
+    n: int,
+    batch_size: int,
+    generator: torch.Generator,
+    shuffle: bool = True,
+    device: torch.device | None = None,
 ) -> Iterator[torch.Tensor]:
+    """One epoch's index batches, drawn on the CPU from ``generator`` (so the order is
+    the same on every device); on CUDA the whole permutation is copied once per epoch
+    from pinned memory without blocking, not once per batch."""
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    if device is not None and device.type == "cuda":
+        order = order.pin_memory().to(device, non_blocking=True)
     yield from order.split(batch_size)
 
 
@@ -127,28 +257,30 @@ def eval_batch_size(device: torch.device) -> int:
 def forward_logits(
     model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int | None = None
 ) -> torch.Tensor:
-    """Logits of uint8 images in eval mode, batched; returned as float32 on the CPU."""
+    """Logits of uint8 images in eval mode, batched, in full precision (:func:`full_precision`:
+    metrics, MIA confidences and audit scores match a CPU run); float32 on the CPU."""
     was_training = model.training
     model.eval()
     out = []
-    for chunk in x.split(batch_size or eval_batch_size(device)):
-        with autocast(device):
-            out.append(model(to_float(chunk, device)).float().cpu())
+    with full_precision(device):
+        for chunk in x.split(batch_size or eval_batch_size(device)):
+            out.append(model(to_float(chunk, device)).float())
     model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, 0)
+    return torch.cat(out).cpu() if out else torch.empty(0, 0)
 
 
 @torch.no_grad()
 def forward_features(
     model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int | None = None
 ) -> torch.Tensor:
-    """Penultimate-layer features, batched, eval mode."""
+    """Penultimate-layer features, batched, eval mode, full precision; float32 on the CPU."""
     was_training = model.training
     model.eval()
     chunks = x.split(batch_size or eval_batch_size(device))
-    out = [model.features(to_float(c, device)).float().cpu() for c in chunks]
+    with full_precision(device):
+        out = [model.features(to_float(c, device)).float() for c in chunks]
     model.train(was_training)
-    return torch.cat(out)
+    return torch.cat(out).cpu()
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
@@ -197,15 +329,17 @@ def train_step(
     recipe: Recipe,
     aug_gen: torch.Generator,
     device: torch.device,
-) -> None:
-    """One step of the training loop: gather, augment, forward, backward, update."""
+) -> torch.Tensor:
+    """One step of the training loop: gather, augment, forward, backward, update. Returns
+    the loss (detached, on the device: reading it would wait for the GPU)."""
     xb = augment(x[idx].float().div_(255), recipe.crop_pad, recipe.flip, aug_gen)
     with autocast(device):
         loss = F.cross_entropy(model(xb), y[idx], label_smoothing=recipe.label_smoothing)
     opt.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
-    scaler.step(opt)
+    scaler.step(opt)  # with fp16 (loss scaling) this checks for inf: a sync per step
     scaler.update()
+    return loss.detach()
 
 
 @dataclass
@@ -231,58 +365,85 @@ def train_classifier(
     """Train ``recipe.arch`` from scratch on uint8 images ``x`` with labels ``y``.
 
     With ``resume_path``, the whole training state (weights, optimiser, schedule, scaler,
-    every generator) is written there atomically after an epoch when ``resume_every_s``
-    have passed since the last write, and a later call picks it up: a model that takes
-    hours on a CPU survives the end of a session, and the resumed weights are those of an
-    uninterrupted run. The file is removed once training finishes."""
-    torch.manual_seed(seed)
+    every generator, the device type) is written there atomically after an epoch when
+    ``resume_every_s`` have passed since the last write, and a later call picks it up: a
+    model that takes hours on a CPU survives the end of a session, and the resumed
+    weights are those of an uninterrupted run. The file is removed once training
+    finishes. A state saved on another device type (a cache shared by a CPU login node
+    and GPU nodes: their generator states do not carry over) or one that does not fit
+    this training is discarded with a warning, and training starts over."""
     if mean is None:
         mean, std = channel_stats(x)
-    model = (
-        create_model(recipe.arch, num_classes, x.shape[1], mean, std)
-        .to(device)
-        .to(memory_format=torch.channels_last)
-    )
     steps = -(-len(y) // recipe.batch_size)
-    opt, sched = build_optimizer(model, recipe, steps)
-    scaler = make_scaler(device)
-    gen = torch.Generator().manual_seed(seed)
-    aug_gen = torch.Generator(device=device).manual_seed(seed + 1)
-    parts = {"model": model, "opt": opt, "sched": sched, "scaler": scaler}
+
+    def fresh() -> tuple[nn.Module, dict[str, Any], torch.Generator, torch.Generator]:
+        torch.manual_seed(seed)
+        model = (
+            create_model(recipe.arch, num_classes, x.shape[1], mean, std)
+            .to(device)
+            .to(memory_format=torch.channels_last)
+        )
+        opt, sched = build_optimizer(model, recipe, steps)
+        parts = {"model": model, "opt": opt, "sched": sched, "scaler": make_scaler(device)}
+        gen = torch.Generator().manual_seed(seed)
+        return model, parts, gen, torch.Generator(device=device).manual_seed(seed + 1)
+
+    model, parts, gen, aug_gen = fresh()
     first_epoch, seen, elapsed = 0, 0, 0.0
-    state = load_training_state(resume_path) if resume_path is not None else None
+    state = load_training_state(resume_path, device) if resume_path is not None else None
     if state is not None:
-        for name, part in parts.items():
-            if state[name] or name != "scaler":  # a disabled scaler saves nothing
-                part.load_state_dict(state[name])
-        gen.set_state(state["gen"])
-        aug_gen.set_state(state["aug_gen"].to(aug_gen.get_state().device))
-        torch.set_rng_state(state["torch_rng"])
-        first_epoch, seen, elapsed = state["epoch"], state["seen"], state["elapsed"]
+        try:
+            for name, part in parts.items():
+                if state[name] or name != "scaler":  # a disabled scaler saves nothing
+                    part.load_state_dict(state[name])
+            gen.set_state(state["gen"])
+            aug_gen.set_state(state["aug_gen"])
+            torch.set_rng_state(state["torch_rng"])
+            first_epoch, seen, elapsed = state["epoch"], state["seen"], state["elapsed"]
+        except Exception as e:  # noqa: BLE001 - a state of another training costs the restart
+            warnings.warn(
+                f"training state {resume_path} does not fit this training ({e}); starting over",
+                stacklevel=2,
+            )
+            resume_path.unlink(missing_ok=True)
+            model, parts, gen, aug_gen = fresh()
+    opt, sched, scaler = parts["opt"], parts["sched"], parts["scaler"]
     x_dev, y_dev = x.to(device), y.to(device)
     model.train()
     start = last_save = time.perf_counter()
-    epochs = range(first_epoch, recipe.epochs)
-    for epoch in progress(epochs, desc, total=len(epochs), leave=True):
-        for idx in batches(len(y), recipe.batch_size, gen):
-            train_step(model, opt, scaler, x_dev, y_dev, idx.to(device), recipe, aug_gen, device)
-            sched.step()
-            seen += len(idx)
-        now = time.perf_counter()
-        if (
-            resume_path is not None
-            and epoch + 1 < recipe.epochs
-            and now - last_save >= resume_every_s
-        ):
-            save_torch(resume_path, {
-                **{name: part.state_dict() for name, part in parts.items()},
-                "gen": gen.get_state(), "aug_gen": aug_gen.get_state().cpu(),
-                "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "seen": seen,
-                "elapsed": elapsed + now - start,
-            })  # fmt: skip
-            last_save = now
+    log = EpochProgress(desc, first_epoch, recipe.epochs, elapsed)
+    try:
+        with cudnn_benchmark(device):
+            for epoch in range(first_epoch, recipe.epochs):
+                loss_sum, n_steps = torch.zeros((), device=device), 0
+                for idx in batches(len(y), recipe.batch_size, gen, device=device):
+                    loss = train_step(
+                        model, opt, scaler, x_dev, y_dev, idx, recipe, aug_gen, device
+                    )
+                    sched.step()
+                    seen += len(idx)
+                    if log.wants_loss:  # summed on the device: one read per epoch
+                        loss_sum += loss.float()
+                        n_steps += 1
+                if log.wants_loss:
+                    log.epoch(epoch, loss_sum.item() / max(n_steps, 1))
+                now = time.perf_counter()
+                if (
+                    resume_path is not None
+                    and epoch + 1 < recipe.epochs
+                    and now - last_save >= resume_every_s
+                ):
+                    save_torch(resume_path, {
+                        **{name: part.state_dict() for name, part in parts.items()},
+                        "gen": gen.get_state(), "aug_gen": aug_gen.get_state().cpu(),
+                        "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "seen": seen,
+                        "elapsed": elapsed + now - start, "device_type": device.type,
+                    })  # fmt: skip
+                    last_save = now
+    finally:
+        log.close()
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
     elapsed += time.perf_counter() - start
     if resume_path is not None:
         resume_path.unlink(missing_ok=True)
@@ -290,14 +451,36 @@ def train_classifier(
     return TrainResult(model, elapsed, seen / max(elapsed, 1e-9))
 
 
-def load_training_state(path: Path) -> dict | None:
-    """The state ``train_classifier`` left at ``path``, or None (missing or unreadable:
-    training starts over, with a warning for the latter)."""
+def state_device_type(state: dict) -> str:
+    """The device type a training state was saved on; states written before it was
+    recorded tell by their augmentation generator (a CPU generator's state is 5,056
+    bytes, a CUDA one's 16)."""
+    if "device_type" in state:
+        return state["device_type"]
+    cpu_size = torch.Generator().get_state().numel()
+    return "cpu" if state["aug_gen"].numel() == cpu_size else "cuda"
+
+
+def load_training_state(path: Path, device: torch.device | None = None) -> dict | None:
+    """The state ``train_classifier`` left at ``path``, or None: missing, unreadable, or
+    (with ``device``) saved on another device type; training then starts over, with a
+    warning for the last two."""
     if not path.exists():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        saved_on = state_device_type(state)
     except Exception as e:  # noqa: BLE001 - a torn or foreign file only costs the restart
         warnings.warn(f"training state {path} is unreadable ({e}); starting over", stacklevel=2)
         path.unlink(missing_ok=True)
         return None
+    if device is not None and saved_on != device.type:
+        warnings.warn(
+            f"training state {path} was saved on {saved_on} and this training runs on "
+            f"{device.type}: random-generator states do not carry over between them; "
+            "starting over",
+            stacklevel=2,
+        )
+        path.unlink(missing_ok=True)
+        return None
+    return state

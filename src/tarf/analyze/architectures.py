@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tarf.io import atomic_write, write_text
-from tarf.report import _cell, _mean_std, to_csv
+from tarf.report import _cell, _mean_std, method_label, to_csv
 
 METRICS = ("Gap", "UA", "RA", "TA", "MIA")
 UNDERTRAINED_RA_DROP = 10.0  # reference RA points below the first architecture's
@@ -30,10 +30,12 @@ def rows(
     methods: tuple[str, ...] | None = None,
     seeds: tuple[int, ...] | None = None,
 ) -> list[dict[str, Any]]:
-    """Mean (± std over seeds) per (architecture, task, method) of Gap, UA, RA, TA, MIA,
+    """Mean (± std over seeds) per (architecture, task, row) of Gap, UA, RA, TA, MIA,
     plus a ``retrained`` row per (architecture, task) from the reports' reference
-    metrics (one per seed). Architectures in the order they first appear, tasks and
-    methods in the order given (else as found)."""
+    metrics (one per seed). A row is a method with its hyperparameters
+    (:func:`tarf.report.method_label`: ``tarf frozen_blocks=-1`` is not ``tarf``), so
+    variants of one method never merge. Architectures in the order they first appear,
+    tasks and methods in the order given (else as found), a method's variants as found."""
     keep = [
         (arch_of(r), r) for r in reports
         if r.get("metrics", {}).get("Gap") is not None
@@ -44,6 +46,8 @@ def rows(
     archs = list(dict.fromkeys(a for a, _ in keep))
     task_order = tasks or tuple(dict.fromkeys(r["task"] for _, r in keep))
     method_order = methods or tuple(dict.fromkeys(r["method"] for _, r in keep))
+    labels = {m: list(dict.fromkeys(method_label(r) for _, r in keep if r["method"] == m))
+              for m in method_order}  # fmt: skip
     out: list[dict[str, Any]] = []
     for arch in archs:
         for task in task_order:
@@ -52,7 +56,9 @@ def rows(
                 continue
             refs = {r["seed"]: r["reference"] for r in mine if r.get("reference")}
             groups = [("retrained", list(refs.values()))] + [
-                (m, [r["metrics"] for r in mine if r["method"] == m]) for m in method_order
+                (label, [r["metrics"] for r in mine if method_label(r) == label])
+                for m in method_order
+                for label in labels[m]
             ]
             for method, metrics in groups:
                 if not metrics:

@@ -176,6 +176,13 @@ def audit_run(
     return _audit(refs, [(seed, stats)], {seed: own}, target_classes(ds, parts))
 
 
+def hiding(path: str | Path, log: Callable[[str], None]) -> Callable[[str], None]:
+    """``log`` without the lines that name ``path``: a temporary file (the unlearned
+    model the audit reads back) is deleted before the user could open it, so saying
+    where it was written would only mislead."""
+    return lambda msg: None if str(path) in msg else log(msg)
+
+
 def audit_request(
     ds: Any,
     request: Any,
@@ -199,7 +206,7 @@ def audit_request(
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "unlearned.pt"
             report = run_request(ds, request, method_factory(), recipe, seed, device, cache,
-                                 log=log, save_model=str(path))  # fmt: skip
+                                 log=hiding(path, log), save_model=str(path))  # fmt: skip
             model = load_checkpoint(path, request, device)
         stats = model_stats(model, pds, request, parts, device, seed, utility=False)
         stats["RA"], stats["TA"] = report["metrics"]["RA"], report["metrics"]["TA"]

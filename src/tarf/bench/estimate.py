@@ -152,6 +152,21 @@ def _scaled_from_base(
     return ratio, runs, model
 
 
+def expected_model_s(dataset: str, recipe: str) -> float | None:
+    """Seconds a model of ``dataset`` and ``recipe`` takes to train on this machine: the
+    mean of the trainings the benches here logged (the cache's ``bench_log.jsonl``); None
+    when none was logged (the line before a training then shows no time)."""
+    from tarf.cache import cache_root
+
+    times = [
+        x.get("train_s") or x["seconds"]
+        for x in read_log(cache_root())
+        if x.get("kind") == "model" and x.get("status") == "ok" and not x.get("cached")
+        and x.get("dataset") == dataset and x.get("recipe") == recipe
+    ]  # fmt: skip
+    return _mean(times)
+
+
 def _cached_train_s(key: str, cache: Any) -> float | None:
     """The training time recorded in a cache entry (read only: a dry run changes nothing)."""
     from tarf.cache import ModelCache
@@ -209,17 +224,17 @@ def format_plan(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None
             )
         else:
             s = est.run_s[r.method]
-            state = "to do" + (f"  ~{_fmt_s(s)}" if s is not None else "")
+            state = "to do" + (f"  ~{fmt_seconds(s)}" if s is not None else "")
         lines.append(f"  {r.name:<{width}}  {state}")
     per = ", ".join(
-        f"{m} {_fmt_s(est.run_s[m])}"
+        f"{m} {fmt_seconds(est.run_s[m])}"
         + (" (other benches)" if est.run_source[m] == "cache log" else "")
         + (f" ({est.run_source[m]})" if "FLOPs" in est.run_source[m] else "")
         for m in g.methods
     )
     lines.append(f"time per run: {per}; per model: "
-                 + (f"{_fmt_s(est.model_s)} ({est.model_source})" if est.model_s is not None else "unknown"))  # fmt: skip
-    left = f"~{_fmt_s(est.left_s)} with {workers} worker{'s' * (workers > 1)}"
+                 + (f"{fmt_seconds(est.model_s)} ({est.model_source})" if est.model_s is not None else "unknown"))  # fmt: skip
+    left = f"~{fmt_seconds(est.left_s)} with {workers} worker{'s' * (workers > 1)}"
     if not est.left_s:
         left = "unknown (nothing measured yet in this folder or the cache on this machine)"
     if est.unknown:
@@ -228,7 +243,7 @@ def format_plan(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None
     return "\n".join(lines)
 
 
-def _fmt_s(s: float | None) -> str:
+def fmt_seconds(s: float | None) -> str:
     if s is None:
         return "unknown"
     if s < 120:

@@ -1,5 +1,6 @@
 """Running a plan on a backend: models first (they unblock runs), each run as soon as the
-models it needs are there, every finished job logged to ``bench_log.jsonl``."""
+models it needs are there, every finished job logged to ``bench_log.jsonl`` and told in
+one progress line (``[3/12] ft_all-matched_s0: ok in 14s``), with or without a terminal."""
 
 from __future__ import annotations
 
@@ -31,9 +32,10 @@ def run_plan(
 ) -> Outcome:
     """Train the missing models and run every run not done yet, each run as soon as the
     models it needs are there (models are submitted first: they unblock runs); each
-    finished job appends its wall time to bench_log.jsonl. A failed model fails the runs
-    that need it, and only those. A model another process is training is queued again
-    behind the rest of the work, and waited for then."""
+    finished job appends its wall time to bench_log.jsonl and gets a line in ``log``
+    (:func:`job_line`). A failed model fails the runs that need it, and only those. A
+    model another process is training is queued again behind the rest of the work, and
+    waited for then."""
     from tqdm.auto import tqdm
 
     log = log or jobs._log
@@ -53,8 +55,24 @@ def run_plan(
         for user in m.users:
             if user in needs:
                 needs[user].add(m.job.name)
-    with backend, tqdm(total=len(models) + len(runs), desc="jobs", unit="job", disable=None,
+    total = len(models) + len(runs)
+    with backend, tqdm(total=total, desc="jobs", unit="job", disable=None,
                        dynamic_ncols=True) as bar:  # fmt: skip
+        count = 0
+
+        def say(line: str) -> None:
+            if bar.disable:
+                log(line)
+            else:  # above the bar, which stays at the bottom
+                bar.write(line, file=sys.stderr)
+
+        def finished(res: dict[str, Any]) -> None:
+            """One job done: the bar moves, and a line says which and how it went."""
+            nonlocal count
+            count += 1
+            bar.update()
+            say(job_line(res, count, total, out))
+
         for m in models:  # another bench training one of them must not stall this one
             backend.submit(jobs.train_model_without_waiting, m.job, str(out))
         for name in [n for n, missing in needs.items() if not missing]:
@@ -62,14 +80,13 @@ def run_plan(
             del needs[name]
         for res in backend.results():
             if res["status"] == "busy":  # in training elsewhere: wait for it after the rest
+                say(f"{res['job']}: another process is training it; waiting for it after "
+                    "the rest of the work")  # fmt: skip
                 backend.submit(jobs.train_model_job, models_by_name[res["job"]], str(out))
                 continue
-            bar.update()
             if res["status"] != "skipped":
                 append_log(out, res)
-            if res["status"] == "failed":
-                bar.write(f"FAILED {res['job']}: see {out / (res['job'] + '.error.txt')}",
-                          file=sys.stderr)  # fmt: skip
+            finished(res)
             if res["kind"] == "run":
                 {"ok": outcome.ok, "failed": outcome.failed, "skipped": outcome.skipped}[
                     res["status"]
@@ -85,7 +102,8 @@ def run_plan(
                     write_text(out / f"{name}.error.txt",
                                f"not run: model {model} failed, see {model}.error.txt\n")  # fmt: skip
                     outcome.failed.append(name)
-                    bar.update()
+                    finished({"job": name, "kind": "run", "status": "failed", "seconds": 0.0,
+                              "cause": model})  # fmt: skip
                     del needs[name]
                     continue
                 needs[name].discard(model)
@@ -94,6 +112,22 @@ def run_plan(
                     del needs[name]
     outcome.failed[:0] = sorted(bad_models)
     return outcome
+
+
+def job_line(res: dict[str, Any], n: int, total: int, out: Path) -> str:
+    """``[n/total] job: what happened, how long``: a finished job's progress line."""
+    head = f"[{n}/{total}] {res['job']}: "
+    seconds = f"{res.get('seconds', 0.0):.0f}s"
+    status = res["status"]
+    if status == "failed":
+        why = f"model {res['cause']} failed; " if res.get("cause") else ""
+        return head + f"FAILED ({why}see {out / (res['job'] + '.error.txt')})"
+    if status == "skipped":
+        return head + "already done"
+    if res.get("kind") == "model":
+        return head + ("cached" if res.get("cached") else f"trained in {seconds}")
+    rte = f", method {res['rte_s']:.1f}s" if res.get("rte_s") is not None else ""
+    return head + f"ok in {seconds}{rte}"
 
 
 def append_log(out: Path, res: dict[str, Any]) -> None:

@@ -125,7 +125,7 @@ class Grid:
     tasks: tuple[str, ...]
     methods: tuple[str, ...]
     seeds: tuple[int, ...]
-    recipe: str = "cpu"
+    recipe: str = "auto"  # auto: tarf.recipes.default_recipe(dataset, device)
     data_root: str | None = None
     hierarchy: str | None = None
     device: str = "auto"
@@ -136,6 +136,10 @@ class Grid:
     rows: tuple[Row, ...] = ()
 
     def __post_init__(self) -> None:
+        from tarf.recipes import resolve_recipe
+
+        # a name, never "auto": the jobs, their logs and the dry run's estimates use it
+        self.recipe = resolve_recipe(self.recipe, self.dataset, self.device)
         if not self.rows:
             return
         self.rows = tuple(r if isinstance(r, Row) else Row(*r) for r in self.rows)
@@ -320,6 +324,13 @@ def check_grid(grid: Grid, hierarchy: Any) -> None:
     supers = sorted({h.superclass_names[h.superclass_of[c]] for c in forget})
     if grid.audit and grid.audit < 3:
         raise BenchError("--audit needs at least 3 references (leave-one-out fits on K - 1)")
+    from tarf.training import pick_device
+
+    try:  # here, not in every job
+        pick_device(grid.device)
+    except (ValueError, RuntimeError) as e:
+        msg = str(e).splitlines()[0]
+        raise BenchError(msg if "--device" in msg else f"--device {grid.device}: {msg}") from None
     if any(TASKS[t][1] == "concept" for t in grid.tasks):
         if len(supers) > 1:
             raise BenchError(

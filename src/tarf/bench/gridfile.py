@@ -179,7 +179,7 @@ def _spec(values: dict[str, tuple[Any, Where]], cli_set: dict, err: _Errors, wha
             err.fail(where, str(e))
 
     dataset = get("dataset", _dataset)
-    recipe = get("recipe", _recipe, "cpu")
+    recipe = get("recipe", _recipe, "auto")
     tasks = get("tasks", lambda v: parse_tasks(_names(v, "task names")), parse_tasks("all"))
     fraction = get("forget_fraction", _fraction)
     if fraction is not None and not SUBSET_TASKS.intersection(tasks):
@@ -324,8 +324,9 @@ def _expand(method: str, variant: str, chosen: dict[str, tuple[Any, Where]], err
         try:
             _method(method, overrides)
         except (ValueError, TypeError) as e:
+            why = str(e).removeprefix(f"method {method}: ")  # named just before
             err.fail(
-                _culprit(method, combo, chosen), f"{method}{f' ({label})' if label else ''}: {e}"
+                _culprit(method, combo, chosen), f"{method}{f' ({label})' if label else ''}: {why}"
             )
         rows.append(Row(method, label, overrides))
     return rows
@@ -411,8 +412,9 @@ def _dataset(value: Any) -> str:
 def _recipe(value: Any) -> str:
     from tarf.recipes import get_recipe
 
-    name = _text(value, "a recipe name (cpu, paper, tiny, or NAME:ARCH)")
-    get_recipe(name)
+    name = _text(value, "a recipe name (auto, cpu, paper, tiny, or NAME:ARCH)")
+    if name != "auto":  # auto: the dataset's and device's default (Grid)
+        get_recipe(name)
     return name
 
 

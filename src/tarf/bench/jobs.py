@@ -76,8 +76,13 @@ def run_job(job: RunJob, out_dir: str) -> dict[str, Any]:
         recipe = get_recipe(job.recipe, job.dataset)
         device, log = pick_device(job.device), lambda m: _log(f"{job.name}: {m}")
         with tempfile.TemporaryDirectory() as tmp:
-            # the audit needs the unlearned model: through a temporary checkpoint
+            # the audit needs the unlearned model: through a temporary checkpoint (deleted
+            # with the folder, so no line names it)
             saved = str(Path(tmp) / "unlearned.pt") if job.audit else None
+            if saved:
+                from tarf.audit import hiding
+
+                log = hiding(saved, log)
             report = run_request(ds, req, _method(job.method, job.overrides), recipe, job.seed,
                                  device, log=log, save_model=saved)  # fmt: skip
             if job.audit:
@@ -119,7 +124,8 @@ def train_model_job(job: ModelJob, out_dir: str, wait: bool = True) -> dict[str,
             idx = req.partitions(pds.y_train, pds.y_test).remaining
         device = pick_device(job.device)
         try:
-            m = trained_model(pds, req, idx, recipe, job.seed, device, job.role, wait=wait)
+            m = trained_model(pds, req, idx, recipe, job.seed, device, job.role, wait=wait,
+                              log=lambda msg: _log(f"{job.name}: {msg}"))  # fmt: skip
         except LockBusy:
             return _result(job, "busy", time.perf_counter() - start)
         if job.audit:  # the reference's per-example statistics, into the cache

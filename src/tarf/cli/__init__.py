@@ -14,7 +14,7 @@ import argparse
 import sys
 
 from tarf import __version__
-from tarf.cli import analyze, bench, info, run, user_model
+from tarf.cli import analyze, bench, gpucheck, info, run, user_model
 from tarf.cli.common import CLIError
 from tarf.cli.options import HelpFormatter
 from tarf.cli.run import DEMO_TARF
@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"tarf {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (run, info, bench, user_model, analyze):
+    for module in (run, info, bench, user_model, analyze, gpucheck):
         module.add_parsers(sub)
     return parser
 

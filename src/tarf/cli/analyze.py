@@ -4,18 +4,28 @@ stronger audit (``tarf audit``, ``tarf.audit``)."""
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 from typing import Any
 
 from tarf import audit, bench
 from tarf.analyze import ablate, architectures, dynamics, identification
 from tarf.cli import options as opt
-from tarf.cli.common import CLIError, device, load_data, log, make_method, names, recipe
+from tarf.cli.common import (
+    CLIError,
+    device,
+    load_data,
+    log,
+    make_method,
+    names,
+    nonempty,
+    preflight,
+    recipe,
+)
 from tarf.domains import MAIN_TASKS
 from tarf.io import write_json
-from tarf.methods import METHODS
-from tarf.methods.base import coerce_overrides, parse_set
-from tarf.methods.tarf import TARFConfig
+from tarf.methods import METHODS, get_method
+from tarf.methods.base import config_changes, parse_set
 from tarf.report import dynamics_lines
 from tarf.request import UnlearningRequest
 
@@ -86,7 +96,9 @@ def add_parsers(sub: Any) -> None:
     )  # fmt: skip
     p.add_argument("--results", nargs="+", required=True, metavar="DIR",
                    help="bench folders (one per architecture)")  # fmt: skip
-    opt.tasks(p, default="all-matched,model-mismatch")
+    p.add_argument("--tasks",
+                   help="comma-separated tasks (all: the four main tasks); left out: every "
+                   "task the folders hold")  # fmt: skip
     opt.methods(p, default="ft,rl,ga,tarf")
     opt.seeds(p, default=None, help=opt.SEEDS_HELP + "; left out: every seed found")
     opt.out(p, "folder of architectures.{csv,md,png}", required=True)
@@ -118,16 +130,19 @@ def _add_audit_parser(sub: Any) -> None:
 
 
 def cmd_analyze_architectures(args: argparse.Namespace) -> int:
+    preflight(args, folders=("out",), cache=False)
     missing = [d for d in args.results if not Path(d).is_dir()]
     if missing:
         raise CLIError(f"--results: no such folder {', '.join(missing)} (run tarf bench into it)")
     seeds = bench.parse_seeds(args.seeds) if args.seeds else None
     reports = [r for d in args.results for r in bench.collect_reports(d)]
-    tasks, methods = names(args.tasks), names(args.methods)
+    tasks = bench.parse_tasks(args.tasks) if args.tasks else None
+    methods = bench.parse_methods(args.methods)
     rows = architectures.rows(reports, tasks, methods, seeds)
     if not rows:
+        on = f" on {', '.join(tasks)}" if tasks else ""
         raise CLIError(
-            f"no finished run of {', '.join(methods)} on {', '.join(tasks)} in "
+            f"no finished run of {', '.join(methods)}{on} in "
             f"{', '.join(args.results)}{f' for seeds {args.seeds}' if seeds else ''}"
         )
     architectures.write_summary(rows, args.out)
@@ -136,6 +151,7 @@ def cmd_analyze_architectures(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze_ablate(args: argparse.Namespace) -> int:
+    preflight(args, folders=() if args.dry_run else ("out",))
     grid = ablate.make_grid(
         args.study, args.dataset, args.forget, args.concept, bench.parse_tasks(args.tasks),
         bench.parse_seeds(args.seeds), args.recipe, args.data_root, args.device,
@@ -157,12 +173,15 @@ def cmd_analyze_ablate(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze_dynamics(args: argparse.Namespace) -> int:
+    preflight(args, folders=("out",))
     methods = names(args.tsne_methods)
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise CLIError(f"unknown --tsne-methods {unknown}; registered: {', '.join(METHODS)}")
     if args.epochs < 1:
         raise CLIError("--epochs must be >= 1")
+    if not (math.isfinite(args.lr) and args.lr > 0):
+        raise CLIError(f"--lr {args.lr}: give a finite learning rate > 0")
     res = dynamics.run(
         load_data(args), args.forget, args.concept, recipe(args), args.seed, device(args),
         args.out, args.epochs, args.lr, methods, log,
@@ -173,10 +192,12 @@ def cmd_analyze_dynamics(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze_identify(args: argparse.Namespace) -> int:
+    preflight(args, folders=("out",))
     seeds = list(bench.parse_seeds(args.seeds))
     if args.given < 1:
         raise CLIError("--given must be >= 1")
-    params = coerce_overrides(TARFConfig, parse_set(args.set))
+    # typed and checked here (a bad value fails before any training); those set
+    params = config_changes(get_method("tarf", overrides=parse_set(args.set)))
     ds = load_data(args)
     concepts = list(names(args.concepts)) if args.concepts else None
     results = identification.sweep(
@@ -189,6 +210,9 @@ def cmd_analyze_identify(args: argparse.Namespace) -> int:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """K references (cached) -> the method per seed -> U-LiRA, epsilon score, probe."""
+    preflight(args, files=("out",))
+    nonempty(args.forget, "--forget", "class names")
+    nonempty(args.target, "--target")
     seeds = bench.parse_seeds(args.seeds)
     if args.references < 3:
         raise CLIError("--references must be >= 3 (each is judged by a fit on the other K - 1)")

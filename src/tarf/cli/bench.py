@@ -15,7 +15,8 @@ from typing import Any
 
 from tarf import bench
 from tarf.cli import options as opt
-from tarf.cli.common import CLIError, hyperparameters, log
+from tarf.cli.common import CLIError, hyperparameters, log, preflight
+from tarf.io import unwritable
 from tarf.recipes import get_recipe
 from tarf.report import table1
 
@@ -53,8 +54,10 @@ def add_parsers(sub: Any) -> None:
                    help="local: a process pool of --jobs; ray: a Ray cluster, scheduled by "
                    "--cpus-per-job / --gpus-per-job")  # fmt: skip
     g.add_argument("--cpus-per-job", type=float, default=1.0, help="ray: CPUs per job")
-    g.add_argument("--gpus-per-job", type=float, default=0.0,
-                   help="ray: GPUs per job, fractions share a GPU (0.25: four jobs per GPU)")  # fmt: skip
+    g.add_argument("--gpus-per-job", type=float, default=None,
+                   help="ray: GPUs per job, fractions share a GPU (0.25: four jobs per GPU); "
+                   "default: 1 when the grid runs on --device cuda, or auto with a GPU "
+                   "visible, else 0")  # fmt: skip
     opt.dry_run(g)
     p.set_defaults(func=cmd_bench)
 
@@ -65,15 +68,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
     jobs = args.jobs or bench.default_jobs()
     if jobs < 1:
         raise CLIError("--jobs must be >= 1")
-    backend = (
-        bench.RayBackend(args.cpus_per_job, args.gpus_per_job)
+    specs = _grids_from_file(args) if args.file else [(_grid_from_options(args), args.out, "")]
+    backend = (  # Ray's GPU request is checked against the grids' devices here, before any work
+        bench.RayBackend(
+            args.cpus_per_job, args.gpus_per_job, devices=[g.device for g, *_ in specs]
+        )
         if args.backend == "ray"
         else bench.LocalBackend(jobs)
     )
-    specs = _grids_from_file(args) if args.file else [(_grid_from_options(args), args.out, "")]
+    preflight(args)  # the model cache; each grid's device and recipe: check_grid
     plans = []
     for grid, out, _ in specs:
         get_recipe(grid.recipe, grid.dataset)  # an unknown recipe fails here, not in every job
+        problem = None if args.dry_run else unwritable(out, folder=True)
+        if problem:
+            raise CLIError(f"--out {out}: {problem}; give another folder")
         plans.append(bench.make_plan(grid, out, download=args.download))
     failed = 0
     for i, (plan, (_, out, description)) in enumerate(zip(plans, specs)):

@@ -6,7 +6,7 @@ import argparse
 from typing import Any
 
 from tarf.cli import options as opt
-from tarf.cli.common import CLIError
+from tarf.cli.common import CLIError, preflight
 from tarf.hierarchy import LabelHierarchy, builtin_hierarchy
 from tarf.io import write_text
 from tarf.methods import METHODS
@@ -50,6 +50,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    preflight(args, files=("md", "csv"), cache=False)
     reports = []
     for path in args.reports:
         try:

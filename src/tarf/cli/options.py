@@ -13,6 +13,7 @@ from typing import Any
 
 from tarf.data import DATASETS
 from tarf.domains import MAIN_TASKS
+from tarf.recipes import AUTO, AUTO_HELP
 
 MODEL_LABELS = ("class", "superclass")
 SEEDS_HELP = "a count (3 = seeds 0,1,2) or a comma list (0,2; one seed: 5,)"
@@ -159,9 +160,9 @@ def seeds(g: Any, default: str | None = "1", track: bool = False, help: str = ""
 
 
 def recipe(g: Any, track: bool = False) -> None:
-    _add(g, "--recipe", default="cpu", track=track,
-         help="training recipe: cpu (2 cores), paper (ResNet-18, GPU), tiny (seconds); "
-         "NAME:ARCH swaps the architecture")  # fmt: skip
+    _add(g, "--recipe", default=AUTO, track=track,
+         help=f"training recipe: cpu (2 cores), paper (ResNet-18, GPU), tiny (seconds); "
+         f"NAME:ARCH swaps the architecture; {AUTO_HELP}")  # fmt: skip
 
 
 def seed(g: Any) -> None:

@@ -12,7 +12,18 @@ import torch
 from tarf.cache import prepare_dataset, trained_model
 from tarf.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
 from tarf.cli import options as opt
-from tarf.cli.common import device, load_data, log, make_method, make_request, recipe
+from tarf.cli.common import (
+    CLIError,
+    device,
+    load_data,
+    log,
+    make_method,
+    make_request,
+    nonempty,
+    preflight,
+    recipe,
+    recipe_name,
+)
 from tarf.data import load_dataset
 from tarf.domains import MAIN_TASKS
 from tarf.io import write_json
@@ -98,6 +109,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # 8×8 images: one thread is as fast, and stays fast when the cores are busy (two
     # threads next to a running bench made each 2-second run take 170 s: spin-waiting).
     torch.set_num_threads(1)
+    preflight(args, files=("out",))
     ds = load_dataset("digits")
     tiny, dev = get_recipe("tiny", "digits"), pick_device("auto")
     start = time.perf_counter()
@@ -118,6 +130,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_unlearn(args: argparse.Namespace) -> int:
+    preflight(args, files=("out", "save_model"))
     ds = load_data(args)
     req = make_request(args, ds)
     method = make_method(args)
@@ -134,6 +147,8 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    preflight(args, files=("out",))
+    nonempty(args.exclude, "--exclude")
     ds = load_data(args)
     rec, dev = recipe(args), device(args)
     ds = prepare_dataset(ds, rec)
@@ -148,19 +163,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    preflight(args, files=("out",))
     ds = load_data(args)
     req = make_request(args, ds)
     rec, dev = recipe(args), device(args)
     ds = prepare_dataset(ds, rec)
     model = load_checkpoint(args.checkpoint, req, dev)
+    ref = load_checkpoint(args.reference, req, dev) if args.reference else None
     parts = req.partitions(ds.y_train, ds.y_test)
     ev = (ds.x_train, req.model_labels(ds.y_train), ds.x_test, req.model_labels(ds.y_test),
           parts, dev, args.seed, req.task.target_finer_than_model)  # fmt: skip
     out: dict[str, Any] = {"task": req.task.name, "metrics": evaluate(model, *ev)}
     if req.has_reference:
-        if args.reference:
-            ref = load_checkpoint(args.reference, req, dev)
-        else:
+        if ref is None:
             ref = trained_model(ds, req, parts.remaining, rec, args.seed, dev, "retrained").model
         out["reference"] = evaluate(ref, *ev)
         out["metrics"]["Gap"] = gap(out["metrics"], out["reference"])
@@ -171,7 +186,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_speed(args: argparse.Namespace) -> int:
-    res = measure_throughput(args.dataset, args.recipe, device(args), args.steps)
+    preflight(args, cache=False)
+    if args.steps < 1:
+        raise CLIError(f"--steps {args.steps}: give at least 1 timed step")
+    res = measure_throughput(args.dataset, recipe_name(args), device(args), args.steps)
     ok, verdict = throughput_verdict(res)
     print(json.dumps(res, indent=2))
     print(verdict)

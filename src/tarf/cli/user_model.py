@@ -9,7 +9,7 @@ from typing import Any
 
 from tarf.api import evaluate, infer_model_labels, make_request, summary, unlearn
 from tarf.cli import options as opt
-from tarf.cli.common import device, log, make_method
+from tarf.cli.common import CLIError, device, log, make_method, nonempty, preflight
 from tarf.hierarchy import LabelHierarchy
 from tarf.io import write_json
 from tarf.userdata import import_arch_module, load_model_file, read_data, save_model_file
@@ -61,6 +61,13 @@ def add_parsers(sub: Any) -> None:
 
 def _user_inputs(args: argparse.Namespace):
     """The model (and reference), the data, the held-out data and the request."""
+    preflight(args, files=("out", "save_model"), cache=False)
+    nonempty(args.forget, "--forget")
+    nonempty(args.target, "--target")
+    for option in ("train_epochs", "batch_size"):
+        value = getattr(args, option, None)
+        if value is not None and value < 1:
+            raise CLIError(f"--{option.replace('_', '-')} {value}: give a number >= 1")
     if args.arch_module:
         import_arch_module(args.arch_module)
     h = LabelHierarchy.from_file(args.hierarchy)

@@ -9,8 +9,14 @@ may see is exactly :class:`UnlearnData` (no leakage, docs/design.md): the model,
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
+import math
+import numbers
+import sys
+import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -98,10 +104,15 @@ class Method:
 
     def __init__(self, config: Any = None, **overrides: Any) -> None:
         self.config = config if config is not None else self.Config()
-        if overrides:
-            self.config = dataclasses.replace(
-                self.config, **coerce_overrides(self.Config, overrides)
-            )
+        try:
+            if overrides:
+                self.config = dataclasses.replace(
+                    self.config, **coerce_overrides(self.Config, overrides)
+                )
+            if dataclasses.is_dataclass(self.config):
+                check_config(self.config)
+        except ValueError as e:  # a bad value fails here, before any work, naming the method
+            raise ValueError(f"method {self.name}: {e}") from None
 
     def run(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         raise NotImplementedError
@@ -138,28 +149,57 @@ def get_method(
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A YAML (``.yaml``/``.yml``) or JSON file of hyperparameters; a file that cannot be
+    read or parsed is a ``ValueError`` naming it (and the line, when known)."""
     path = Path(path)
-    text = path.read_text()
+    what = f"--config {path}"
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ValueError(f"{what}: cannot read the file ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{what}: not a text file; give a YAML or JSON file") from None
     if path.suffix.lower() in (".yaml", ".yml"):
         import yaml
 
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+            line = f", line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ValueError(f"{what}{line}: not valid YAML ({problem}); fix the file") from None
     else:
-        data = json.loads(text)
+        try:
+            data = json.loads(text) if text.strip() else {}
+        except json.JSONDecodeError as e:
+            raise ValueError(
+                f"{what}, line {e.lineno}: not valid JSON ({e.msg}); fix the file, or name it "
+                ".yaml to write YAML"
+            ) from None
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: a method config file must map hyperparameter names to values")
+        raise ValueError(f"{what}: a method config file must map hyperparameter names to values")
     return data
 
 
 def parse_set(pairs: list[str] | None) -> dict[str, str]:
-    """``["lr=0.005", "k=0.1"]`` -> ``{"lr": "0.005", "k": "0.1"}`` (typed later)."""
+    """``["lr=0.005", "k=0.1"]`` -> ``{"lr": "0.005", "k": "0.1"}`` (typed later). One
+    ``--set`` may hold several pairs, ``lr=0.005,k=0.1``; a part without ``=`` continues
+    the value before it (``lr_decay_epochs=3,5,9``)."""
     out: dict[str, str] = {}
     for p in pairs or []:
+        key = None
         for item in p.split(","):
-            if "=" not in item:
-                raise ValueError(f"--set expects NAME=VALUE, got {item!r}")
-            k, v = item.split("=", 1)
-            out[k.strip()] = v.strip()
+            if "=" in item:
+                k, v = item.split("=", 1)
+                key = k.strip()
+                if not key:
+                    raise ValueError(f"--set expects NAME=VALUE, got {p!r}")
+                out[key] = v.strip()
+            elif key is not None:
+                out[key] += "," + item.strip()
+            else:
+                raise ValueError(f"--set expects NAME=VALUE, got {p!r}")
     return out
 
 
@@ -178,12 +218,20 @@ def coerce_overrides(config_cls: type, values: dict[str, Any]) -> dict[str, Any]
     return out
 
 
+def _unwrap(hint: Any) -> tuple[Any, bool]:
+    """``X | None`` -> (X, True); any other hint -> (hint, False)."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = typing.get_args(hint)
+        rest = [a for a in args if a is not type(None)]
+        return (rest[0] if len(rest) == 1 else hint), type(None) in args
+    return hint, False
+
+
 def _coerce(value: Any, hint: Any, name: str) -> Any:
     if not isinstance(value, str):
         return value
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    base = args[0] if args else hint
-    if value.lower() in ("none", "null") and type(None) in typing.get_args(hint):
+    base, optional = _unwrap(hint)
+    if value.lower() in ("none", "null") and optional:
         return None
     try:
         if base is bool:
@@ -192,9 +240,134 @@ def _coerce(value: Any, hint: Any, name: str) -> Any:
             return value.lower() in ("true", "1", "yes")
         if base in (int, float):
             return base(value)
+        if typing.get_origin(base) is tuple:  # "3,5,9" or "3 5 9"
+            (item, *_) = typing.get_args(base) or (str,)
+            parts = value.replace(",", " ").split()
+            return tuple(item(v) for v in parts) if item in (int, float) else tuple(parts)
     except ValueError:
-        raise ValueError(f"hyperparameter {name}={value!r}: expected {base.__name__}") from None
+        what = getattr(base, "__name__", "") if base in (bool, int, float) else "a list (3,5,9)"
+        raise ValueError(f"hyperparameter {name}={value!r}: expected {what}") from None
     return value
+
+
+# -- the valid values of hyperparameters ------------------------------------------------------
+@dataclass(frozen=True)
+class Check:
+    """The values a number may take: ``test(value)`` holds; ``text`` says which, for the
+    error (``>= 1``)."""
+
+    test: Callable[[float], bool]
+    text: str
+
+
+POSITIVE = Check(lambda v: v > 0, "> 0")
+AT_LEAST_ONE = Check(lambda v: v >= 1, ">= 1")
+NON_NEGATIVE = Check(lambda v: v >= 0, ">= 0")
+FRACTION = Check(lambda v: 0 < v <= 1, "in (0, 1]")
+UNIT = Check(lambda v: 0 <= v <= 1, "in [0, 1]")
+OPEN_UNIT = Check(lambda v: 0 < v < 1, "strictly between 0 and 1")
+ANY = Check(lambda v: True, "any value")
+
+# Rules by field name (glob patterns, first match wins), for every method's config: a
+# field's own ``hyperparameter(check=...)`` comes first, and a number no rule names is
+# a count or a weight, >= 0 (NUMBER_DEFAULT). Every number must also be finite.
+NAME_CHECKS: tuple[tuple[str, Check], ...] = (
+    ("epochs", AT_LEAST_ONE),
+    ("lr", POSITIVE),
+    ("*_lr", POSITIVE),
+    ("*batch_size", AT_LEAST_ONE),
+    ("*_size", AT_LEAST_ONE),
+    ("*samples*", AT_LEAST_ONE),
+    ("*_pool", AT_LEAST_ONE),
+    ("*_fraction", FRACTION),
+    ("*_ratio", FRACTION),
+    ("*_quantile", UNIT),
+    ("auto_alpha", OPEN_UNIT),  # a false-positive rate (TARF's --prior auto)
+    ("frozen_blocks", ANY),  # a negative N counts from the classifier back (TARF)
+)
+NUMBER_DEFAULT = NON_NEGATIVE
+
+
+def hyperparameter(
+    default: Any, check: Check | None = None, choices: tuple[str, ...] | None = None
+) -> Any:
+    """A config field with its valid values: ``check`` for a number (else the rules of
+    :data:`NAME_CHECKS`), ``choices`` for a string. ``lr: float = hyperparameter(0.1,
+    POSITIVE)``."""
+    meta: dict[str, Any] = {}
+    if check is not None:
+        meta["check"] = check
+    if choices is not None:
+        meta["choices"] = tuple(choices)
+    return field(default=default, metadata=meta)
+
+
+def number_check(f: dataclasses.Field) -> Check:
+    """The rule a numeric hyperparameter follows: its own, else by its name, else >= 0."""
+    if "check" in f.metadata:
+        return f.metadata["check"]
+    for pattern, check in NAME_CHECKS:
+        if fnmatch.fnmatchcase(f.name, pattern):
+            return check
+    return NUMBER_DEFAULT
+
+
+def field_choices(config: Any, f: dataclasses.Field) -> tuple[str, ...] | None:
+    """The valid strings of a field: its own ``choices``, else the ``CHOICES`` table
+    (``{field: values}``) of the module that defines the config, if it has one."""
+    if "choices" in f.metadata:
+        return f.metadata["choices"]
+    table = getattr(sys.modules.get(type(config).__module__), "CHOICES", None)
+    if isinstance(table, dict) and f.name in table:
+        return tuple(table[f.name])
+    return None
+
+
+def check_config(config: Any) -> None:
+    """Every hyperparameter of ``config`` has its declared type and a valid value, or a
+    ``ValueError`` names the first that does not and the values it may take: numbers
+    finite and in their range (:func:`number_check`), switches true or false, strings one
+    of their choices. Run when a method is made, so a bad value fails before any work."""
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        problem = _problem(value, hints.get(f.name, Any), config, f)
+        if problem:
+            raise ValueError(f"hyperparameter {f.name}={value!r}: expected {problem}")
+
+
+def _problem(value: Any, hint: Any, config: Any, f: dataclasses.Field) -> str | None:
+    """Why ``value`` cannot be the field's, as the value it expects; None when it can."""
+    base, optional = _unwrap(hint)
+    if value is None:
+        return None if optional or hint is Any else "a value"
+    if base is bool:
+        return None if isinstance(value, bool) else "true or false"
+    if base in (int, float):
+        check = number_check(f)
+        kind = "an integer" if base is int else "a finite number"
+        want = kind if check is ANY else f"{kind} {check.text}"
+        numeric = numbers.Integral if base is int else numbers.Real
+        if isinstance(value, bool) or not isinstance(value, numeric):
+            return want
+        return None if math.isfinite(value) and check.test(value) else want
+    if typing.get_origin(base) is tuple:
+        items = typing.get_args(base)
+        item = items[0] if items else Any
+        if not isinstance(value, (tuple, list)):
+            return "a list"
+        if item in (int, float):
+            for v in value:
+                if _problem(v, item, config, f):
+                    return f"a list of numbers {number_check(f).text}"
+        return None
+    if base is str:
+        if not isinstance(value, str):
+            return "a string"
+        choices = field_choices(config, f)
+        if choices is not None and value not in choices:
+            return " or ".join(map(repr, choices))
+    return None
 
 
 def config_dict(method: Method) -> dict[str, Any]:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tarf.methods.base import UnlearnContext, UnlearnData
 from tarf.methods.common import Pool, frozen_batchnorm
 from tarf.methods.loop import Loop, iterative
-from tarf.training import autocast, to_float
+from tarf.training import to_float, unlearn_autocast
 
 
 @dataclass
@@ -35,7 +35,7 @@ class BSConfig:
     epochs: int = 10  # the harness's --unlearn_epochs
     eps: float = 0.1  # FGSM bound in [0, 1] pixel units (the harness's fixed bound)
     # Learning rate (None = the recipe's unlearn_lr); the default was tuned on all-matched
-    # CIFAR-100, cpu recipe (docs/baselines.md, "Tuning").
+    # CIFAR-100, cpu recipe (docs/methods.md, "Tuning").
     lr: float | None = 3e-5
     discretize: bool = True  # round x' to the 1/255 grid, as the harness's FGSM_perturb does
     # Keep batch-norm running statistics at θ_o during fine-tuning (as GA does); False =
@@ -60,21 +60,22 @@ def fgsm_logits(
     was = model.training
     model.eval()
     out = []
+    x_uint8, y = x_uint8.to(ctx.device), y.to(ctx.device)  # one copy, not one per batch
     try:
         for i in range(0, len(y), batch_size):
             x = to_float(x_uint8[i : i + batch_size], ctx.device).requires_grad_(True)
-            yb = y[i : i + batch_size].to(ctx.device)
-            with autocast(ctx.device):
+            yb = y[i : i + batch_size]
+            with unlearn_autocast(ctx.device):
                 loss = F.cross_entropy(model(x).float(), yb, reduction="sum")
             (gx,) = torch.autograd.grad(loss, x)
             x_adv = (x.detach() + eps * gx.sign()).clamp_(0.0, 1.0)
             if discretize:
                 x_adv = torch.round(x_adv * 255) / 255
-            with torch.no_grad(), autocast(ctx.device):
-                out.append(model(x_adv).float().cpu())
+            with torch.no_grad(), unlearn_autocast(ctx.device):
+                out.append(model(x_adv).float())
     finally:
         model.train(was)
-    return torch.cat(out) if out else torch.empty(0, 0)
+    return torch.cat(out).cpu() if out else torch.empty(0, 0)
 
 
 def nearest_wrong_labels(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -11,21 +11,25 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tarf.methods.base import UnlearnContext
-from tarf.training import augment, autocast, eval_batch_size, to_float
+from tarf.training import augment, eval_batch_size, full_precision, to_float, unlearn_autocast
 
 
 class Pool:
-    """A tensor pool (images, labels) that hands out shuffled batches forever, seeded."""
+    """A tensor pool (images, labels) that hands out shuffled batches forever, seeded.
+
+    The pool lives on the context's device, and so do its generators: batches are drawn
+    and gathered there, with no copy from the host and no wait for the GPU. On a CPU the
+    batches are those of a CPU generator seeded as before (bit-identical runs)."""
 
     def __init__(
         self, x: torch.Tensor, y: torch.Tensor, ctx: UnlearnContext, seed_offset: int = 0
     ) -> None:
-        self.x, self.y, self.ctx = x, y, ctx
-        self.gen = torch.Generator().manual_seed(ctx.seed * 1000 + seed_offset)
+        self.x, self.y, self.ctx = x.to(ctx.device), y.to(ctx.device), ctx
+        self.gen = torch.Generator(device=ctx.device).manual_seed(ctx.seed * 1000 + seed_offset)
         self.aug_gen = torch.Generator(device=ctx.device).manual_seed(
             ctx.seed * 1000 + seed_offset + 1
         )
-        self._order = torch.empty(0, dtype=torch.long)
+        self._order = torch.empty(0, dtype=torch.long, device=ctx.device)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -35,7 +39,9 @@ class Pool:
         out = []
         while n > 0:
             if len(self._order) == 0:
-                self._order = torch.randperm(len(self.y), generator=self.gen)
+                self._order = torch.randperm(
+                    len(self.y), generator=self.gen, device=self.gen.device
+                )
             take, self._order = self._order[:n], self._order[n:]
             out.append(take)
             n -= len(take)
@@ -43,10 +49,10 @@ class Pool:
 
     def batch(self, n: int, augmented: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
         idx = self.next_indices(min(n, len(self.y)))
-        return self.images(idx, augmented), self.y[idx].to(self.ctx.device)
+        return self.images(idx, augmented), self.y[idx]
 
     def images(self, idx: torch.Tensor, augmented: bool = True) -> torch.Tensor:
-        x = self.x[idx].to(self.ctx.device).float().div_(255)
+        x = self.x[idx].float().div_(255)
         r = self.ctx.recipe
         if augmented:
             return augment(x, r.crop_pad, r.flip, self.aug_gen)
@@ -71,7 +77,9 @@ def sgd(
 def ce(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, ctx: UnlearnContext, reduction: str = "mean"
 ) -> torch.Tensor:
-    with autocast(ctx.device):
+    """Cross-entropy of an unlearning step, computed in fp32 from the logits (the forward
+    pass in the unlearning precision, :func:`tarf.training.unlearn_autocast`)."""
+    with unlearn_autocast(ctx.device):
         return F.cross_entropy(model(x).float(), y, reduction=reduction)
 
 
@@ -140,17 +148,18 @@ def per_sample_loss(
     ctx: UnlearnContext,
     batch_size: int | None = None,
 ) -> torch.Tensor:
-    """Cross-entropy of each sample in eval mode (no augmentation), batched."""
+    """Cross-entropy of each sample in eval mode (no augmentation), batched, in full
+    precision (TARF-I's loss differences match a CPU run); float32 on the CPU."""
     was = model.training
     model.eval()
     out = []
     step = batch_size or eval_batch_size(ctx.device)
-    for xb, yb in zip(x.split(step), y.split(step)):
-        with autocast(ctx.device):
+    with full_precision(ctx.device):
+        for xb, yb in zip(x.split(step), y.split(step)):
             logits = model(to_float(xb, ctx.device)).float()
-        out.append(F.cross_entropy(logits, yb.to(ctx.device), reduction="none").cpu())
+            out.append(F.cross_entropy(logits, yb.to(ctx.device), reduction="none"))
     model.train(was)
-    return torch.cat(out) if out else torch.empty(0)
+    return torch.cat(out).cpu() if out else torch.empty(0)
 
 
 @torch.no_grad()

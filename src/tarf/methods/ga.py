@@ -22,7 +22,7 @@ class GAConfig(LoopConfig):
 
     epochs: int = 5  # the harness's --unlearn_epochs for GA
     # Learning rate; the default was tuned on all-matched CIFAR-100, cpu recipe
-    # (docs/baselines.md, "Tuning").
+    # (docs/methods.md, "Tuning").
     lr: float = 3e-5
     # Keep batch-norm running statistics at θ_o: only forget data flows through the
     # model, and D_f-only batches would otherwise shift them toward D_f.

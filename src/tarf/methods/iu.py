@@ -45,7 +45,7 @@ class IUConfig:
 
     # α, the perturbation scale (harness ``--alpha``); our F⁻¹ includes the damping λ, so
     # its scale differs from the harness's. The default was tuned on all-matched CIFAR-100,
-    # cpu recipe (docs/baselines.md, "Tuning").
+    # cpu recipe (docs/methods.md, "Tuning").
     alpha: float = 3.0
     # D_un samples (seeded) for ḡ_un and the Fisher: the harness's woodfisher uses N = 1000.
     num_samples: int = 1000
@@ -215,7 +215,8 @@ class IU(Method):
         n, blocks, stored = plan.fisher_samples, plan.blocks, plan.stored
         gen = torch.Generator().manual_seed(ctx.seed)
         idx = torch.randperm(n_un, generator=gen)[:n].sort().values
-        xs, ys = data.x_remain[idx], data.y_remain[idx]
+        # on the device once: the gradient passes below go over them chunk by chunk
+        xs, ys = data.x_remain[idx].to(ctx.device), data.y_remain[idx].to(ctx.device)
         n_f_used = plan.forget_samples
         fidx = torch.arange(n_f)
         if n_f_used < n_f:  # only when the budget rule would otherwise be broken

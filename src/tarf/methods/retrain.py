@@ -11,12 +11,13 @@ a cached run reports the training time it cost when first computed.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import Any
 
 import torch.nn as nn
 
-from tarf.cache import ModelCache, digest, tensor_digest
+from tarf.cache import ModelCache, digest, tensor_digest, training_line
 from tarf.methods.base import Method, MethodResult, UnlearnContext, UnlearnData, register
 from tarf.models import create_model
 from tarf.training import CODE_VERSION, train_classifier
@@ -78,6 +79,9 @@ class Retrain(Method):
                     compute_s=meta["train_s"],
                     details=record,
                 )
+            what = f"the retrain method's model ({ctx.dataset}, D_un, seed {ctx.seed})"
+            print(training_line(what, ctx.dataset, r, len(data.y_remain), ctx.device),
+                  file=sys.stderr, flush=True)  # fmt: skip
             result = train_classifier(
                 data.x_remain,
                 data.y_remain,

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from tarf.methods.base import UnlearnContext, UnlearnData
 from tarf.methods.loop import Loop, LoopConfig, iterative
 from tarf.methods.rl import RelabelPool
-from tarf.training import autocast, to_float
+from tarf.training import to_float, unlearn_autocast
 
 
 @dataclass
@@ -51,11 +51,12 @@ def saliency_mask(
     grads = [torch.zeros_like(p, dtype=torch.float32) for _, p in params]
     was = model.training
     model.eval()
+    x, y = x.to(ctx.device), y.to(ctx.device)  # one copy, not one per batch
     try:
         for i in range(0, len(y), batch_size):
             xb = to_float(x[i : i + batch_size], ctx.device)
-            yb = y[i : i + batch_size].to(ctx.device)
-            with autocast(ctx.device):
+            yb = y[i : i + batch_size]
+            with unlearn_autocast(ctx.device):
                 loss = F.cross_entropy(model(xb).float(), yb, reduction="sum")
             gs = torch.autograd.grad(loss, [p for _, p in params], allow_unused=True)
             for acc, g in zip(grads, gs):

@@ -21,10 +21,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tarf.methods.base import UnlearnContext, UnlearnData
+from tarf.methods.base import POSITIVE, UnlearnContext, UnlearnData, hyperparameter
 from tarf.methods.common import Pool, step
 from tarf.methods.loop import Loop, iterative
-from tarf.training import autocast
+from tarf.training import unlearn_autocast
 
 
 @dataclass
@@ -35,7 +35,7 @@ class SCRUBConfig:
     epochs: int = 10  # the paper's 10 unlearning epochs (notebook: sgda_epochs = 3)
     msteps: int = 2  # epochs 1..msteps do a max-pass (notebook: msteps = 2)
     # Initial learning rate (notebook: 0.0005); the default was tuned on all-matched
-    # CIFAR-100, cpu recipe (docs/baselines.md, "Tuning").
+    # CIFAR-100, cpu recipe (docs/methods.md, "Tuning").
     lr: float = 5e-3
     lr_decay_epochs: tuple[int, ...] = (3, 5, 9)  # notebook; lr × rate for each passed milestone
     lr_decay_rate: float = 0.1  # notebook: lr_decay_rate = 0.1
@@ -43,7 +43,7 @@ class SCRUBConfig:
     weight_decay: float = 5e-4  # notebook: sgda_weight_decay = 5e-4
     alpha: float = 0.001  # KL weight in the min-pass (notebook: alpha = 0.001)
     gamma: float = 0.99  # CE weight in the min-pass (notebook: gamma = 0.99; beta = 0, kd only)
-    kd_T: float = 4.0  # distillation temperature (notebook: kd_T = 4)
+    kd_T: float = hyperparameter(4.0, POSITIVE)  # distillation temperature (notebook: kd_T = 4)
     # D_f batch: None = the recipe's unlearning batch (the notebook loads D_f in batches of 512).
     forget_batch_size: int | None = None
     # Ours: the max-pass uses at most this share of an epoch's sample cap.
@@ -66,8 +66,25 @@ def scrub_lr(lr: float, epoch: int, milestones: tuple[int, ...], rate: float) ->
 
 
 def _logits(model: nn.Module, x: torch.Tensor, ctx: UnlearnContext) -> torch.Tensor:
-    with autocast(ctx.device):
+    with unlearn_autocast(ctx.device):
         return model(x).float()
+
+
+class _Mean:
+    """The mean of a pass's per-step losses, summed on the device (float64, in step order,
+    as a Python sum of the values would) and read once, at the end of the pass: reading
+    each step's loss would make the host wait for the GPU at every step."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.total = torch.zeros((), dtype=torch.float64, device=device)
+        self.count = 0
+
+    def add(self, value: torch.Tensor) -> None:
+        self.total += value.detach().double()
+        self.count += 1
+
+    def read(self) -> float:
+        return round(self.total.item() / max(self.count, 1), 5)
 
 
 @iterative("scrub", SCRUBConfig)
@@ -88,23 +105,23 @@ def SCRUB(loop: Loop, data: UnlearnData) -> dict[str, Any]:
         lrs.append(lr)
         if epoch.t < c.msteps:
             # Student in train mode for both passes, teacher in eval (train_distill).
-            kls = []
+            kls = _Mean(ctx.device)
             n_max = int(epoch.cap * c.max_fraction)
             for xb, _ in epoch.batches(forget, c.forget_batch_size, n_max):
                 with torch.no_grad():
                     t = _logits(teacher, xb, ctx)
                 kl = distill_kl(_logits(student, xb, ctx), t, c.kd_T)
                 step(opt, -kl)
-                kls.append(kl.item())
-            max_kl.append(round(sum(kls) / max(len(kls), 1), 5))
-        losses = []
+                kls.add(kl)
+            max_kl.append(kls.read())
+        losses = _Mean(ctx.device)
         for xb, yb in epoch.batches(retain):
             with torch.no_grad():
                 t = _logits(teacher, xb, ctx)
             s = _logits(student, xb, ctx)
             loss = c.gamma * F.cross_entropy(s, yb) + c.alpha * distill_kl(s, t, c.kd_T)
             step(opt, loss)
-            losses.append(loss.item())
-        min_loss.append(round(sum(losses) / max(len(losses), 1), 5))
+            losses.add(loss)
+        min_loss.append(losses.read())
     seconds = round(time.perf_counter() - start, 3)
     return {"lr": lrs, "max_kl": max_kl, "min_loss": min_loss, "seconds": seconds}

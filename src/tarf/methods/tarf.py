@@ -8,7 +8,8 @@ close to D_f in representation ("representational gravity") along with it; the
 accuracy drop it causes identifies the concept data hidden in D_un. Phase II: ascent
 plus descent on the retained part of D_un (separation). Phase III (k(t) = 0): descent
 on the retained part only (approximation of the retrained model). Identification
-itself is in :mod:`tarf.methods.tarf_identify`; every epoch runs under the budget rule
+itself is in :mod:`tarf.methods.tarf_identify`, the ascent's pieces in
+:mod:`tarf.methods.tarf_ascent`; every epoch runs under the budget rule
 (:mod:`tarf.methods.loop`).
 """
 
@@ -37,6 +38,14 @@ from tarf.methods.common import (
     step,
 )
 from tarf.methods.loop import Epoch, Loop
+from tarf.methods.tarf_ascent import (  # noqa: F401 - re-exported
+    FLOOR_SAMPLES,
+    ascent_loss,
+    guarded_step,
+    label_ceilings,
+    mixed_batch_loss,
+    wrong_label_floor,
+)
 from tarf.methods.tarf_identify import (
     identify_classes,
     identify_instances,
@@ -53,7 +62,7 @@ PAPER_K = {
 
 
 # Recipes other than `paper`: k where the paper's diverges on the small models
-# ((dataset, None): every task; measured in docs/results.md and docs/benchmarks.md).
+# ((dataset, None): every task; measured in docs/methods.md and docs/benchmarks.md).
 SMALL_RECIPE_K = {("cifar100", MODEL_MISMATCH): 0.05, ("fashion-mnist", None): 0.0005}
 
 
@@ -172,8 +181,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "auto_floor": AUTO_FLOORS,
     "ascent_floor": ("none", "wrong-label"),
 }
-# D_un samples whose wrong-label probabilities set the ascent floor ("wrong-label").
-FLOOR_SAMPLES = 2000
 
 
 def class_accuracy(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -183,93 +190,6 @@ def class_accuracy(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> tor
     return torch.where(
         count > 0, 100 * correct / count.clamp_min(1), torch.full_like(count, float("nan"))
     )
-
-
-def wrong_label_floor(
-    model: nn.Module, data: UnlearnData, ctx: UnlearnContext, samples: int = FLOOR_SAMPLES
-) -> float:
-    """Cross-entropy at which a forget sample counts as forgotten: −log of the median
-    probability the original model gives a wrong label on (a seeded sample of) D_un.
-
-    A retrained model never saw the target, so it gives the target's label about the
-    probability it gives any wrong label. Plain ascent pushes far below that, which
-    makes the forgotten examples stand out to a per-example test (docs/audit.md).
-    Uses only D_un and the model (no leakage)."""
-    gen = torch.Generator().manual_seed(ctx.seed + 7919)
-    idx = torch.randperm(len(data.y_remain), generator=gen)[:samples]
-    y = data.y_remain[idx]
-    probs = forward_logits(model, data.x_remain[idx], ctx.device).softmax(1)
-    wrong = torch.ones_like(probs, dtype=torch.bool)
-    wrong[torch.arange(len(y)), y] = False
-    return float(-probs[wrong].median().clamp_min(1e-12).log())
-
-
-def label_ceilings(
-    floor: float | None, retained_labels: torch.Tensor, num_classes: int
-) -> torch.Tensor | None:
-    """Per-label cross-entropy ceiling of the ascent: ``floor`` for labels the descent
-    no longer trains (a model that never saw them gives them wrong-label probability),
-    none (inf) for labels the retained data still carries (model mismatch: the reference
-    still calls much of D_f by its superclass, so there is no floor to aim at)."""
-    if floor is None:
-        return None
-    ceilings = torch.full((num_classes,), floor)
-    ceilings[retained_labels.unique()] = float("inf")
-    return ceilings
-
-
-def ascent_loss(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    ctx: UnlearnContext,
-    ceilings: torch.Tensor | None,
-) -> torch.Tensor:
-    """Mean cross-entropy of a forget batch for the ascent; with per-label ``ceilings``,
-    samples already past their label's ceiling contribute no gradient (they stay in the
-    mean's denominator, so the ascent fades as D_f reaches the floor)."""
-    if ceilings is None:
-        return ce(model, x, y, ctx)
-    losses = ce(model, x, y, ctx, reduction="none")
-    return torch.minimum(losses, ceilings.to(losses.device)[y]).mean()
-
-
-def mixed_batch_loss(
-    model: nn.Module,
-    ascend: list[tuple[torch.Tensor, torch.Tensor]],
-    descend: tuple[torch.Tensor, torch.Tensor] | None,
-    k_t: float,
-    ctx: UnlearnContext,
-    ceilings: torch.Tensor | None,
-) -> torch.Tensor:
-    """Phase II as the paper's Algorithm 1 writes it: one forward pass of one mini-batch
-    (the forget batches and the retained batch together, so batch norm sees one batch of
-    D), each part weighted by its own mean: ``-k(t) · mean ℓ_f + mean ℓ_r``."""
-    parts = ascend + ([descend] if descend is not None else [])
-    losses = ce(
-        model, torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts]), ctx, "none"
-    )
-    loss, start = losses.new_zeros(()), 0
-    for i, (_, y) in enumerate(parts):
-        part = losses[start : start + len(y)]
-        start += len(y)
-        if i < len(ascend):
-            if ceilings is not None:
-                part = torch.minimum(part, ceilings.to(part.device)[y])
-            loss = loss - k_t * part.mean()
-        else:
-            loss = loss + part.mean()
-    return loss
-
-
-def guarded_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> int:
-    """Ascent on an unbounded loss can overflow; a non-finite loss is skipped, not applied
-    (which would turn every weight into NaN). Returns 1 when skipped."""
-    if not torch.isfinite(loss):
-        opt.zero_grad(set_to_none=True)
-        return 1
-    step(opt, loss)
-    return 0
 
 
 class ClassStats(NamedTuple):
@@ -342,7 +262,7 @@ class TARF(Method):
         forget = Pool(data.x_forget, data.y_forget, ctx, seed_offset=1)
         floor = wrong_label_floor(model, data, ctx) if c.ascent_floor != "none" else None
         # Before identification, only labels absent from all of D_un are bounded.
-        ceilings = label_ceilings(floor, data.y_remain, data.num_classes)
+        ceilings = label_ceilings(floor, data.y_remain, data.num_classes, ctx.device)
         # A known prior of zero (all matched, model mismatch) leaves nothing to identify:
         # skip the probe's forward passes, which cannot change the result.
         skip = nothing_to_identify(data.prior, c.identification) and not c.stop_after_identification
@@ -368,10 +288,10 @@ class TARF(Method):
                 if c.stop_after_identification:
                     break
                 retain = Pool(data.x_remain[keep], data.y_remain[keep], ctx, seed_offset=2)
-                ceilings = label_ceilings(floor, data.y_remain[keep], data.num_classes)
+                ceilings = label_ceilings(floor, data.y_remain[keep], data.num_classes, ctx.device)
                 if ceilings is not None:
                     details["ascent_bounded_labels"] = [
-                        data.class_names[int(i)] for i in torch.isfinite(ceilings).nonzero().flatten()
+                        data.class_names[int(i)] for i in torch.isfinite(ceilings).nonzero().flatten().cpu()
                         if bool((data.y_forget == i).any())
                     ]  # fmt: skip
                 frozen = self._freeze(loop.model, c.frozen_blocks)

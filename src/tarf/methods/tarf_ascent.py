@@ -1,0 +1,105 @@
+"""TARF's ascent on the forget data: the optional floor it stops at (``ascent_floor=
+wrong-label``), the Phase II loss over one mixed batch, and the step that skips a
+non-finite loss."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from tarf.methods.base import UnlearnContext, UnlearnData
+from tarf.methods.common import ce, step
+from tarf.training import forward_logits
+
+# D_un samples whose wrong-label probabilities set the ascent floor ("wrong-label").
+FLOOR_SAMPLES = 2000
+
+
+def wrong_label_floor(
+    model: nn.Module, data: UnlearnData, ctx: UnlearnContext, samples: int = FLOOR_SAMPLES
+) -> float:
+    """Cross-entropy at which a forget sample counts as forgotten: −log of the median
+    probability the original model gives a wrong label on (a seeded sample of) D_un.
+
+    A retrained model never saw the target, so it gives the target's label about the
+    probability it gives any wrong label. Plain ascent pushes far below that, which
+    makes the forgotten examples stand out to a per-example test (docs/audit.md).
+    Uses only D_un and the model (no leakage)."""
+    gen = torch.Generator().manual_seed(ctx.seed + 7919)
+    idx = torch.randperm(len(data.y_remain), generator=gen)[:samples]
+    y = data.y_remain[idx]
+    probs = forward_logits(model, data.x_remain[idx], ctx.device).softmax(1)
+    wrong = torch.ones_like(probs, dtype=torch.bool)
+    wrong[torch.arange(len(y)), y] = False
+    return float(-probs[wrong].median().clamp_min(1e-12).log())
+
+
+def label_ceilings(
+    floor: float | None,
+    retained_labels: torch.Tensor,
+    num_classes: int,
+    device: torch.device | None = None,
+) -> torch.Tensor | None:
+    """Per-label cross-entropy ceiling of the ascent: ``floor`` for labels the descent
+    no longer trains (a model that never saw them gives them wrong-label probability),
+    none (inf) for labels the retained data still carries (model mismatch: the reference
+    still calls much of D_f by its superclass, so there is no floor to aim at)."""
+    if floor is None:
+        return None
+    ceilings = torch.full((num_classes,), floor)
+    ceilings[retained_labels.unique()] = float("inf")
+    return ceilings.to(device) if device is not None else ceilings  # once, not per batch
+
+
+def ascent_loss(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    ctx: UnlearnContext,
+    ceilings: torch.Tensor | None,
+) -> torch.Tensor:
+    """Mean cross-entropy of a forget batch for the ascent; with per-label ``ceilings``,
+    samples already past their label's ceiling contribute no gradient (they stay in the
+    mean's denominator, so the ascent fades as D_f reaches the floor)."""
+    if ceilings is None:
+        return ce(model, x, y, ctx)
+    losses = ce(model, x, y, ctx, reduction="none")
+    return torch.minimum(losses, ceilings.to(losses.device)[y]).mean()
+
+
+def mixed_batch_loss(
+    model: nn.Module,
+    ascend: list[tuple[torch.Tensor, torch.Tensor]],
+    descend: tuple[torch.Tensor, torch.Tensor] | None,
+    k_t: float,
+    ctx: UnlearnContext,
+    ceilings: torch.Tensor | None,
+) -> torch.Tensor:
+    """Phase II as the paper's Algorithm 1 writes it: one forward pass of one mini-batch
+    (the forget batches and the retained batch together, so batch norm sees one batch of
+    D), each part weighted by its own mean: ``-k(t) · mean ℓ_f + mean ℓ_r``."""
+    parts = ascend + ([descend] if descend is not None else [])
+    losses = ce(
+        model, torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts]), ctx, "none"
+    )
+    loss, start = losses.new_zeros(()), 0
+    for i, (_, y) in enumerate(parts):
+        part = losses[start : start + len(y)]
+        start += len(y)
+        if i < len(ascend):
+            if ceilings is not None:
+                part = torch.minimum(part, ceilings.to(part.device)[y])
+            loss = loss - k_t * part.mean()
+        else:
+            loss = loss + part.mean()
+    return loss
+
+
+def guarded_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> int:
+    """Ascent on an unbounded loss can overflow; a non-finite loss is skipped, not applied
+    (which would turn every weight into NaN). Returns 1 when skipped."""
+    if not torch.isfinite(loss):
+        opt.zero_grad(set_to_none=True)
+        return 1
+    step(opt, loss)
+    return 0
