@@ -380,7 +380,8 @@ def run_lines(report: dict[str, Any], notes: bool = True) -> list[str]:
 
 def _signed(value: float | None, digits: int = 3) -> str:
     """A signed number with ``digits`` significant digits: small differences stay visible."""
-    return "?" if value is None or math.isnan(value) else f"{value:+.{digits}g}"
+    # + 0.0 turns a negative zero into zero: "+0", never "-0"
+    return "?" if value is None or math.isnan(value) else f"{value + 0.0:+.{digits}g}"
 
 
 def identification_lines(report: dict[str, Any]) -> list[str]:
@@ -438,15 +439,25 @@ def runs_table(reports: Sequence[dict[str, Any]], layout: str = "runs") -> str:
 
 def methods_catalogue(methods: dict[str, Any]) -> str:
     """Registered methods (name -> class, ``tarf.methods.METHODS``): per method the first
-    line of its docstring (else its module's) and every hyperparameter with its default."""
+    line of its docstring (else its module's), then every hyperparameter on a line of its
+    own: its name, its default and what it does."""
     import dataclasses
     import sys
 
+    from tarf.methods.base import hyperparameter_docs
+
     lines = []
     for name, cls in sorted(methods.items()):
-        fields = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls.Config))
         doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
-        lines.append(f"{name}: {doc[0] if doc else ''}\n    {fields}")
+        lines.append(f"{name}: {doc[0] if doc else ''}")
+        fields = dataclasses.fields(cls.Config)
+        docs = hyperparameter_docs(cls.Config)
+        width = max((len(f"{f.name}={f.default!r}") for f in fields), default=0)
+        for f in fields:
+            setting = f"{f.name}={f.default!r}"
+            lines.append(f"    {setting:<{width}}  {docs.get(f.name, '')}".rstrip())
+        if not fields:
+            lines.append("    (no hyperparameters: everything comes from the recipe)")
     return "\n".join(lines)
 
 

@@ -378,3 +378,31 @@ def config_changes(method: Method) -> dict[str, Any]:
     """The hyperparameters that differ from the method's defaults (they label a run)."""
     default = dataclasses.asdict(method.Config())
     return {k: v for k, v in config_dict(method).items() if default.get(k) != v}
+
+
+def hyperparameter_docs(config_cls: type) -> dict[str, str]:
+    """Each hyperparameter's one-line description, read from the config classes' source:
+    the comment after the field, else the comment lines just above it (base classes
+    first, so a method's own comment wins)."""
+    import inspect
+    import re
+
+    docs: dict[str, str] = {}
+    for cls in reversed([c for c in config_cls.__mro__ if dataclasses.is_dataclass(c)]):
+        try:
+            lines = inspect.getsource(cls).splitlines()
+        except (OSError, TypeError):
+            continue
+        above: list[str] = []
+        for line in lines[1:]:
+            text = line.strip()
+            if text.startswith("#"):
+                above.append(text.lstrip("# ").strip())
+                continue
+            m = re.match(r"(\w+)\s*:[^=]*=.*?(?:#\s*(.*))?$", text)
+            if m and not text.startswith(("def ", "return")):
+                doc = m.group(2) or " ".join(above)
+                if doc:
+                    docs[m.group(1)] = re.sub(r"\s+", " ", doc).strip()
+            above = []
+    return docs

@@ -104,7 +104,7 @@ def phase_of(t: int, t1: int, k_t: float) -> str:
 class TARFConfig:
     """TARF hyperparameters (defaults: paper Appendix F.1; ``None`` = derived)."""
 
-    epochs: int = 10  # T
+    epochs: int = 10  # T, the number of unlearning epochs
     t1: int = 1  # end of Phase I: identification happens at θ_{t1}
     t0: int = 2  # k(t) reaches zero at T - t0: Phase III's length
     k: float | None = None  # initial ascent weight; None = paper's value for dataset and task
@@ -131,7 +131,7 @@ class TARFConfig:
     # --prior auto at instance level: "forget" (β = the auto_forget_quantile of D_f's own
     # I_con, tarf.identify.forget_calibrated_cut) or "gap" (the largest-gap rule)
     auto_instance_rule: str = "forget"
-    auto_forget_quantile: float = 0.05
+    auto_forget_quantile: float = 0.05  # the quantile of D_f's own I_con that sets β ("forget")
     # batch norm during Phase I (forget-only batches): "frozen" running statistics, or
     # "batch": each batch's own statistics, the running ones untouched
     phase1_batchnorm: str = "frozen"
