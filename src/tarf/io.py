@@ -104,4 +104,9 @@ def unwritable(path: str | Path, folder: bool = False) -> str | None:
         return f"{where} is a file, not a folder"
     if not os.access(where, os.W_OK | os.X_OK):
         return f"cannot write in {where} (permission denied)"
+    try:  # the permission bits can say yes where the file system says no (/proc, read-only)
+        with tempfile.NamedTemporaryFile(dir=where, prefix=".tarf-probe-"):
+            pass
+    except OSError as e:
+        return f"cannot write in {where} ({e.strerror or e})"
     return None

@@ -82,6 +82,7 @@ class UnlearningRequest:
                     "--forget-fraction takes a part of each --forget class: name classes, "
                     "not superclasses"
                 )
+        self.hierarchy.resolve_many(self.forget)  # an unknown name first, with the closest
         if self.target is None and self.prior_classes is None and self.forget_fraction is None:
             raise ValueError(
                 "give the target concept (--target NAMES) or, for a concept with no name in "

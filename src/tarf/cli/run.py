@@ -49,7 +49,7 @@ TRAIN_SUMMARY = ("role", "arch", "label_level", "num_classes", "train_size", "te
 
 def add_parsers(sub: Any) -> None:
     p = opt.add_command(
-        sub, "demo", "all four tasks with TARF on the embedded digits dataset (about a minute)"
+        sub, "demo", "all four tasks with TARF on the embedded digits dataset (about two minutes)"
     )
     opt.seed(p)
     p.add_argument("--out", help="also write the four reports to this JSON file")
