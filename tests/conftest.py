@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import torch
 
 from tarf.data.core import ImageDataset
+from tarf.data.synthetic import prototype_dataset
 from tarf.hierarchy import LabelHierarchy
 
 os.environ.setdefault("TARF_QUIET", "1")
@@ -36,20 +38,7 @@ def make_toy_dataset(
 ) -> ImageDataset:
     """Images = a class prototype + noise; classes of one superclass share a component,
     so the superclass structure is visible in the features like in real data."""
-    g = torch.Generator().manual_seed(seed)
-    supers = torch.rand(h.num_superclasses, 1, size, size, generator=g)
-    protos = torch.stack(
-        [0.5 * supers[s] + 0.5 * torch.rand(1, size, size, generator=g) for s in h.superclass_of]
-    )
-
-    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        y = torch.arange(h.num_classes).repeat_interleave(n)
-        x = protos[y] + noise * torch.randn(len(y), 1, size, size, generator=g)
-        return (x.clamp(0, 1) * 255).to(torch.uint8), y
-
-    xtr, ytr = split(per_class)
-    xte, yte = split(test_per_class)
-    return ImageDataset(h.name, h, xtr, ytr, xte, yte)
+    return prototype_dataset(h, per_class, test_per_class, size, 1, noise, seed)
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +50,27 @@ def toy_dataset(toy_hierarchy) -> ImageDataset:
 def isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own model cache, so none depends on another's leftovers."""
     monkeypatch.setenv("TARF_CACHE", str(tmp_path / "cache"))
+
+
+def interrupted_training_state(ds: ImageDataset, tmp_path, monkeypatch, recipe) -> Path:
+    """A training of ``ds``'s classes killed in its second epoch: the state file it left
+    (saved after every epoch); ``train_step`` is restored afterwards."""
+    import tarf.training as training
+
+    x, y = ds.x_train, ds.y_train
+    state = tmp_path / "m.training.pt"
+    steps_per_epoch = -(-len(y) // recipe.batch_size)
+    real_step, calls = training.train_step, []
+
+    def dies_in_epoch_two(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > steps_per_epoch + 1:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_step", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        training.train_classifier(x, y, int(y.max()) + 1, recipe, 0, torch.device("cpu"),
+                                  resume_path=state, resume_every_s=0)  # fmt: skip
+    monkeypatch.setattr(training, "train_step", real_step)
+    return state

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import interrupted_training_state
 
 import tarf.training as training
 from tarf.bench import backends
@@ -82,31 +83,11 @@ def test_torch_floor_covers_the_training_loop():
 
 
 # -- 3. a training state saved on another device type -----------------------------------------
-def _interrupted_state(toy, tmp_path, monkeypatch, recipe):
-    """A training killed after its first epoch: the state file it left."""
-    x, y = toy.x_train, toy.y_train
-    state = tmp_path / "m.training.pt"
-    steps_per_epoch = -(-len(y) // recipe.batch_size)
-    real_step, calls = training.train_step, []
-
-    def dies_in_epoch_two(*args, **kwargs):
-        calls.append(1)
-        if len(calls) > steps_per_epoch + 1:
-            raise KeyboardInterrupt
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_step", dies_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        training.train_classifier(x, y, 7, recipe, 0, CPU, resume_path=state, resume_every_s=0)
-    monkeypatch.setattr(training, "train_step", real_step)
-    return state
-
-
 def test_state_from_another_device_type_starts_over(toy_dataset, tmp_path, monkeypatch):
     recipe = dataclasses.replace(get_recipe("tiny"), epochs=3)
     x, y = toy_dataset.x_train, toy_dataset.y_train
     whole = training.train_classifier(x, y, 7, recipe, 0, CPU).model.state_dict()
-    state = _interrupted_state(toy_dataset, tmp_path, monkeypatch, recipe)
+    state = interrupted_training_state(toy_dataset, tmp_path, monkeypatch, recipe)
     saved = torch.load(state, weights_only=False)
     assert saved["device_type"] == "cpu"
 
@@ -138,7 +119,7 @@ def test_state_that_does_not_fit_starts_over(toy_dataset, tmp_path, monkeypatch)
     recipe = dataclasses.replace(get_recipe("tiny"), epochs=2)
     x, y = toy_dataset.x_train, toy_dataset.y_train
     whole = training.train_classifier(x, y, 7, recipe, 0, CPU).model.state_dict()
-    state = _interrupted_state(toy_dataset, tmp_path, monkeypatch, recipe)
+    state = interrupted_training_state(toy_dataset, tmp_path, monkeypatch, recipe)
     saved = torch.load(state, weights_only=False)
     saved["gen"] = torch.zeros(3, dtype=torch.uint8)  # no generator's state
     torch.save(saved, state)

@@ -5,6 +5,7 @@ import os
 
 import pytest
 import torch
+from conftest import interrupted_training_state
 
 from tarf.cache import ModelCache, trained_model
 from tarf.io import atomic_write, write_json
@@ -219,21 +220,8 @@ def test_interrupted_training_resumes_to_the_same_weights(toy_dataset, tmp_path,
     k = int(y.max()) + 1
     whole = training.train_classifier(x, y, k, recipe, 0, cpu).model.state_dict()
 
-    state = tmp_path / "m.training.pt"
-    steps_per_epoch = -(-len(y) // recipe.batch_size)
-    real_step, calls = training.train_step, []
-
-    def dies_in_epoch_two(*args, **kwargs):
-        calls.append(1)
-        if len(calls) > steps_per_epoch + 1:
-            raise KeyboardInterrupt
-        real_step(*args, **kwargs)
-
-    monkeypatch.setattr(training, "train_step", dies_in_epoch_two)
-    with pytest.raises(KeyboardInterrupt):
-        training.train_classifier(x, y, k, recipe, 0, cpu, resume_path=state, resume_every_s=0)
+    state = interrupted_training_state(toy_dataset, tmp_path, monkeypatch, recipe)
     assert torch.load(state, weights_only=False)["epoch"] == 1
-    monkeypatch.setattr(training, "train_step", real_step)
     resumed = training.train_classifier(x, y, k, recipe, 0, cpu, resume_path=state)
     assert not state.exists()
     for name, w in whole.items():

@@ -8,6 +8,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from tarf.schema import normalize_report
+
 REPORT_COLUMNS = ("UA", "RA", "TA", "MIA", "Gap", "RTE_s")
 
 
@@ -367,15 +369,9 @@ def run_summary(report: dict[str, Any]) -> str:
 
 def run_lines(report: dict[str, Any], notes: bool = True) -> list[str]:
     """The identification lines, then ``warning: ...`` and (with ``notes``) ``note: ...``."""
-    warnings = list(report.get("warnings") or [])
-    ident = report.get("identification") or {}
-    if ident.get("warning") and ident["warning"] not in warnings:  # reports before warnings
-        warnings.append(ident["warning"])
-    lines = identification_lines(report) + [f"warning: {w}" for w in warnings]
-    if notes:
-        note = report.get("note")
-        lines += [f"note: {n}" for n in report.get("notes") or ([note] if note else [])]
-    return lines
+    report = normalize_report(report)  # older reports: one note, no warnings list
+    lines = identification_lines(report) + [f"warning: {w}" for w in report["warnings"]]
+    return lines + ([f"note: {n}" for n in report["notes"]] if notes else [])
 
 
 def _signed(value: float | None, digits: int = 3) -> str:

@@ -35,7 +35,7 @@ from tarf.metrics import METRIC_KEYS, evaluate, gap
 from tarf.recipes import Recipe
 from tarf.request import UnlearningRequest
 from tarf.schema import Report
-from tarf.training import forward_logits
+from tarf.training import accuracy
 
 Measure = Callable[[nn.Module], dict[str, Any]]
 
@@ -120,23 +120,12 @@ def forgetting_warning(
         gone = ~torch.isin(data.y_forget, data.y_remain.unique())
         if not bool(gone.any()):
             return None
-        x, y = data.x_forget[gone], data.y_forget[gone].to(ctx.device)
-        before, after = (
-            100.0
-            * (forward_logits(net, x, ctx.device).argmax(1).to(ctx.device) == y)
-            .float()
-            .mean()
-            .item()
-            for net in (original, result.model)
-        )
+        x, y = data.x_forget[gone], data.y_forget[gone]
+        before, after = (accuracy(net, x, y, ctx.device) for net in (original, result.model))
         if before < 20 or after <= WEAK_FORGETTING * before:
             return None
         what = f"it still classifies the forget data at {after:.1f}% (the original: {before:.1f}%)"
-    hint = method.weak_forgetting_hint(result) if hasattr(method, "weak_forgetting_hint") else (
-        "its updates were too weak for this model; raise its learning rate (--set lr=...) "
-        "or its epochs"
-    )  # fmt: skip
-    return f"{method.name} forgot little: {what}; {hint}"
+    return f"{method.name} forgot little: {what}; {method.weak_forgetting_hint(result)}"
 
 
 def execute(

@@ -110,24 +110,12 @@ def synthetic_dataset(
     per_class: int = 100, test_per_class: int = 20, size: int = 32, seed: int = 0
 ) -> Any:
     """CIFAR-100-shaped data (its hierarchy, 3 x size x size) that a model can learn in a
-    few epochs: each image is its class's prototype, which shares a component with its
-    superclass's, plus noise. Named ``gpucheck``."""
-    from tarf.data.core import ImageDataset
+    few epochs (:func:`tarf.data.synthetic.prototype_dataset`). Named ``gpucheck``."""
+    from tarf.data.synthetic import prototype_dataset
     from tarf.hierarchy import builtin_hierarchy
 
     h = builtin_hierarchy("cifar100")
-    g = torch.Generator().manual_seed(seed)
-    supers = torch.rand(h.num_superclasses, 3, size, size, generator=g)
-    protos = torch.stack(
-        [0.5 * supers[s] + 0.5 * torch.rand(3, size, size, generator=g) for s in h.superclass_of]
-    )
-
-    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
-        y = torch.arange(h.num_classes).repeat_interleave(n)
-        x = protos[y] + 0.2 * torch.randn(len(y), 3, size, size, generator=g)
-        return (x.clamp(0, 1) * 255).to(torch.uint8), y
-
-    return ImageDataset("gpucheck", h, *split(per_class), *split(test_per_class))
+    return prototype_dataset(h, per_class, test_per_class, size, 3, 0.2, seed, "gpucheck")
 
 
 def gpucheck_recipe(epochs: int, arch: str = "resnet18", size: int = 32) -> Any:

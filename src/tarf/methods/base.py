@@ -117,6 +117,14 @@ class Method:
     def run(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         raise NotImplementedError
 
+    def weak_forgetting_hint(self, result: MethodResult) -> str:
+        """The likely cause and the fix when a run forgot little (``tarf.run``); methods
+        with a better guess override it."""
+        return (
+            "its updates were too weak for this model; raise its learning rate "
+            "(--set lr=...) or its epochs"
+        )
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
 

@@ -251,10 +251,8 @@ class TARF(Method):
             value = getattr(self.config, name)
             if value not in allowed:
                 raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, got {value!r}")
-        # the settings this run uses (the preset applied); the helpers below read them
-        self.active = c = (
-            paper_preset(self.config) if self.config.preset == "paper" else self.config
-        )
+        # the settings this run uses: the preset applied
+        c = paper_preset(self.config) if self.config.preset == "paper" else self.config
         recipe = "paper" if c.preset == "paper" else ctx.recipe.name
         k = c.k if c.k is not None else default_k(ctx.dataset, ctx.task, recipe)
         ks = k_schedule(k, c.epochs, c.t0, c.k_schedule)
@@ -266,7 +264,7 @@ class TARF(Method):
         # A known prior of zero (all matched, model mismatch) leaves nothing to identify:
         # skip the probe's forward passes, which cannot change the result.
         skip = nothing_to_identify(data.prior, c.identification) and not c.stop_after_identification
-        probe = None if skip else self._probe(model, data, ctx)
+        probe = None if skip else self._probe(model, data, ctx, c)
 
         details: dict[str, Any] = {
             "k": k, "lr": loop.lr, "k_schedule": ks, "phases": [], "skipped_steps": 0,
@@ -282,7 +280,7 @@ class TARF(Method):
         for epoch in loop:
             t = epoch.t
             if t == c.t1 or (retain is None and t >= c.t1):
-                keep, ident = self._identify(loop.model, data, ctx, probe)
+                keep, ident = self._identify(loop.model, data, ctx, probe, c)
                 secs["identify"] = time.perf_counter() - tick
                 tick = time.perf_counter()
                 if c.stop_after_identification:
@@ -318,7 +316,7 @@ class TARF(Method):
             secs[phase] = secs.get(phase, 0.0) + now - tick
             tick = now
         if ident is None:  # t1 >= T: Phase I only (identification analysis)
-            ident = self._identify(loop.model, data, ctx, probe)[1]
+            ident = self._identify(loop.model, data, ctx, probe, c)[1]
         for p in loop.model.parameters():
             p.requires_grad_(True)
         result = loop.result(**details)
@@ -348,8 +346,8 @@ class TARF(Method):
         """One Phase II epoch: steps of a forget batch (ascent, weight k_t) and a retained
         batch (descent); with ``extra``, also a batch of it (ascent). Returns the steps
         skipped as non-finite."""
-        model, ctx, how = loop.model, loop.ctx, self.active.phase2_batch
-        fb, bs = self.active.forget_batch_size, ctx.recipe.unlearn_batch_size
+        model, ctx, how = loop.model, loop.ctx, loop.config.phase2_batch
+        fb, bs = loop.config.forget_batch_size, ctx.recipe.unlearn_batch_size
         data = len(forget) + len(retain) + (len(extra) if extra is not None else 0)
         cost = fb + bs + (fb if extra is not None else 0)
         skipped_steps = 0
@@ -388,12 +386,13 @@ class TARF(Method):
                 p.requires_grad_(False)
         return [type(b).__name__ for b in blocks[:n]]
 
-    def _probe(self, original: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> Probe:
+    def _probe(
+        self, original: nn.Module, data: UnlearnData, ctx: UnlearnContext, c: TARFConfig
+    ) -> Probe:
         """What identification will compare against, measured under θ_o before any update:
         the class statistics (class level) or per-sample losses (instance level) of a
         seeded sample of D_un, and D_f's own losses for the instance-level ``forget``
         auto rule."""
-        c = self.active
         gen = torch.Generator().manual_seed(ctx.seed)
         x, y = data.x_remain, data.y_remain
         if c.identification == "class":
@@ -407,12 +406,16 @@ class TARF(Method):
         return Probe(idx, before, before_forget)
 
     def _identify(
-        self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext, probe: Probe | None
+        self,
+        model: nn.Module,
+        data: UnlearnData,
+        ctx: UnlearnContext,
+        probe: Probe | None,
+        c: TARFConfig,
     ) -> tuple[torch.Tensor, dict[str, Any]]:
         """Which samples of D_un keep τ = 1: the probe measured again after Phase I, and
         the decision of :mod:`tarf.methods.tarf_identify` (``probe`` None: the prior says
         there is nothing to identify)."""
-        c = self.active
         if probe is None:
             return skipped(c.identification, len(data.y_remain))
         x, y = data.x_remain[probe.idx], data.y_remain[probe.idx]
