@@ -156,7 +156,7 @@ def test_frozen_blocks_stop_the_gradient_below_layer_n(toy_dataset, frozen):
     before = [[p.clone() for p in b.parameters()] for b in param_blocks(model)]
     n_frozen = frozen if frozen > 0 else len(before) + frozen  # -1: all but the classifier
     # t1 = 0: no Phase I, so every update happens with the first layers frozen
-    res = get_method("tarf", frozen_blocks=frozen, t1=0, k=0.1, lr=0.05).run(
+    res = get_method("tarf", phase1="pass", frozen_blocks=frozen, t1=0, k=0.1, lr=0.05).run(
         model, unlearn_data(toy_dataset, req), ctx
     )
     after = param_blocks(res.model)

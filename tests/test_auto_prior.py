@@ -249,7 +249,7 @@ def test_auto_does_not_depend_on_the_target(trained, toy_dataset):
     for target in ("cat", "animals"):
         req = UnlearningRequest.from_names(h, "cat", "class", target, prior_classes="auto")
         data = unlearn_data(toy_dataset, req)
-        res = get_method("tarf", stop_after_identification=True, k=1.0, lr=0.05).run(
+        res = get_method("tarf", phase1="pass", stop_after_identification=True, k=1.0, lr=0.05).run(
             model, data, _ctx(recipe, toy_dataset, "target-mismatch")
         )
         idents.append(res.identification)

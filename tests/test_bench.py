@@ -447,6 +447,28 @@ def test_estimate_from_reports_without_a_log(toy, tmp_path, monkeypatch):
     assert "ft_target-mismatch_s0         to do  ~15s" in text and "not counting rl" in text
 
 
+def test_a_report_made_under_other_defaults_is_flagged(toy, tmp_path):
+    """The full config is compared: a report whose method's defaults changed since it ran
+    (a field it predates, a value the default no longer has) is kept and flagged."""
+    from tarf.methods import get_method
+    from tarf.methods.base import config_dict
+
+    config = config_dict(get_method("ft"))
+    rep = {"dataset": "toy", "recipe": "micro", "task": "all-matched", "method": "ft", "seed": 0,
+           "metrics": {"RTE_s": 1.0}, "config_changes": {}, "original": {}, "reference": {}}  # fmt: skip
+    for name, cfg in {"same": config, "old": {**config, "epochs": 99}}.items():
+        out = tmp_path / name
+        out.mkdir()
+        (out / "ft_all-matched_s0.json").write_text(json.dumps({**rep, "config": cfg}))
+    assert bench.make_plan(grid(methods=("ft",)), tmp_path / "same").other_config == {}
+    older = {k: v for k, v in config.items() if k != "lr"}
+    (tmp_path / "old" / "ft_all-matched_s0.json").write_text(
+        json.dumps({**rep, "config": {**older, "epochs": 99}})
+    )
+    flagged = bench.make_plan(grid(methods=("ft",)), tmp_path / "old").other_config
+    assert flagged == {"ft_all-matched_s0": {"epochs": 99, "fields the report predates": "lr"}}
+
+
 # -- grids with rows, and grid files ---------------------------------------------------
 def write_grid_file(tmp_path, text, name="grid.yaml"):
     path = tmp_path / name

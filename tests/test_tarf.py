@@ -1,6 +1,7 @@
 """TARF: the k(t) schedule, the phase boundaries, identification, and the Phase I cost rule."""
 
 import dataclasses
+import math
 
 import pytest
 import torch
@@ -15,9 +16,9 @@ from tarf.methods.tarf import (
     ascent_loss,
     balanced_sample,
     class_accuracy,
-    default_k,
     k_schedule,
     label_ceilings,
+    paper_k,
     phase_of,
     wrong_label_floor,
 )
@@ -50,18 +51,12 @@ def test_phase_boundaries():
     assert [phase_of(t, 2, ks[t]) for t in range(10)] == ["I", "I"] + ["II"] * 4 + ["III"] * 4
 
 
-def test_paper_default_k():
-    assert default_k("cifar100", "model-mismatch") == 0.5
-    assert default_k("cifar100", "target-mismatch") == 0.05
-    assert default_k("cifar10", "model-mismatch") == 0.04
-    assert default_k("cifar10", "all-matched") == 0.02
-    # the cpu recipe's small model diverges at the paper's 0.5 for CIFAR-100 model mismatch
-    assert default_k("cifar100", "model-mismatch", "cpu") == 0.05
-    assert default_k("cifar100", "model-mismatch", "paper") == 0.5
-    assert default_k("cifar10", "model-mismatch", "cpu") == 0.04
-    for task in ("all-matched", "target-mismatch", "model-mismatch", "data-mismatch"):
-        assert default_k("fashion-mnist", task, "cpu") == 0.0005  # CIFAR-10's diverges
-    assert default_k("fashion-mnist", "all-matched", "paper") == 0.02
+def test_paper_k_is_the_papers_table():
+    assert paper_k("cifar100", "model-mismatch") == 0.5
+    assert paper_k("cifar100", "target-mismatch") == 0.05
+    assert paper_k("cifar10", "model-mismatch") == 0.04
+    assert paper_k("cifar10", "all-matched") == 0.02
+    assert paper_k("fashion-mnist", "all-matched") == 0.02  # datasets beyond the paper: CIFAR-10's
 
 
 def test_rank_drops_picks_largest_and_skips_absent():
@@ -131,7 +126,7 @@ def test_identification_sets_aside_the_classes_that_moved(
         orig_init(self, x, y, ctx, seed_offset)
 
     monkeypatch.setattr(tarf_mod.Pool, "__init__", spy_init)
-    res = get_method("tarf", class_signal=signal, k=0.5, lr=0.01).run(
+    res = get_method("tarf", phase1="pass", class_signal=signal, k=0.5, lr=0.01).run(
         model, data, _ctx(recipe, toy_dataset, "target-mismatch")
     )
     ident = res.identification
@@ -162,7 +157,7 @@ def test_identification_warns_when_phase_one_moved_nothing(trained, toy_dataset,
     acc1, loss1 = acc0 - torch.tensor([0, 1, 0, 0, 0, 0, 0.0]), loss0 + 0.01 * torch.arange(7)
     calls = iter([(acc0, loss0), (acc1, loss1)])
     monkeypatch.setattr(tarf_mod, "class_stats", lambda *a, **k: next(calls))
-    res = get_method("tarf", k=0.5, lr=0.01, epochs=2, t0=0).run(
+    res = get_method("tarf", phase1="pass", k=0.5, lr=0.01, epochs=2, t0=0).run(
         model, data, _ctx(recipe, toy_dataset, "target-mismatch")
     )
     ident = res.identification
@@ -184,7 +179,7 @@ def test_tarf_does_not_modify_input_and_forgets(trained, toy_dataset):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "cat")
     data = unlearn_data(toy_dataset, req)
-    res = get_method("tarf", k=1.0, lr=0.05).run(
+    res = get_method("tarf", phase1="pass", k=1.0, lr=0.05).run(
         model, data, _ctx(recipe, toy_dataset, "all-matched")
     )
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
@@ -250,7 +245,9 @@ def test_ascent_floor_leaves_forget_data_less_pushed(trained, toy_dataset):
     data = unlearn_data(toy_dataset, req)
     ctx = _ctx(recipe, toy_dataset, "all-matched")
     runs = {
-        floor: get_method("tarf", k=1.0, lr=0.05, ascent_floor=floor).run(model, data, ctx)
+        floor: get_method("tarf", phase1="pass", k=1.0, lr=0.05, ascent_floor=floor).run(
+            model, data, ctx
+        )
         for floor in ("none", "wrong-label")
     }
     ceiling = runs["wrong-label"].details["ascent_ceiling_nats"]
@@ -271,8 +268,12 @@ def test_ascent_floor_leaves_labels_still_trained_on_alone(trained, toy_dataset)
     req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", forget_fraction=0.5)
     data = unlearn_data(toy_dataset, req)
     ctx = _ctx(recipe, toy_dataset, req.task.name)
-    plain = get_method("tarf", k=1.0, lr=0.05).run(model, data, ctx)
-    floored = get_method("tarf", k=1.0, lr=0.05, ascent_floor="wrong-label").run(model, data, ctx)
+    plain = get_method("tarf", phase1="pass", k=1.0, lr=0.05, ascent_floor="none").run(
+        model, data, ctx
+    )
+    floored = get_method("tarf", phase1="pass", k=1.0, lr=0.05, ascent_floor="wrong-label").run(
+        model, data, ctx
+    )
     assert floored.details["ascent_bounded_labels"] == []
     assert all(
         torch.equal(a, b)
@@ -296,7 +297,7 @@ def test_phase_one_skips_remaining_data(trained, toy_dataset):
     # Stopping at identification leaves exactly Phase I (then eval-mode passes only).
     type(model).forward = spy
     try:
-        res = get_method("tarf", stop_after_identification=True, k=1.0, lr=0.05).run(
+        res = get_method("tarf", phase1="pass", stop_after_identification=True, k=1.0, lr=0.05).run(
             model, data, _ctx(recipe, toy_dataset, "target-mismatch")
         )
     finally:
@@ -309,7 +310,7 @@ def test_instance_level_identification(trained, toy_dataset):
     model, recipe = trained
     req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "animals")
     data = unlearn_data(toy_dataset, req)
-    res = get_method("tarf", identification="instance", k=1.0, lr=0.05).run(
+    res = get_method("tarf", phase1="pass", identification="instance", k=1.0, lr=0.05).run(
         model, data, _ctx(recipe, toy_dataset, "target-mismatch")
     )
     ident = res.identification
@@ -352,7 +353,7 @@ def test_known_zero_prior_skips_the_probe(trained, toy_dataset, monkeypatch):
         calls.clear()
         req = UnlearningRequest.from_names(h, "cat", "class", target, prior_classes=prior)
         task = "all-matched" if target == "cat" and prior is None else "target-mismatch"
-        res = get_method("tarf", k=0.5, lr=0.01).run(
+        res = get_method("tarf", phase1="pass", k=0.5, lr=0.01).run(
             model, unlearn_data(toy_dataset, req), _ctx(recipe, toy_dataset, task)
         )
         assert len(calls) == want_calls, (target, prior)
@@ -488,8 +489,64 @@ def test_paper_preset_is_algorithm_one(trained, toy_dataset):
     data = unlearn_data(toy_dataset, UnlearningRequest.from_names(h, "cat", "class", "animals"))
     ctx = _ctx(recipe, toy_dataset, "target-mismatch")
     res = get_method("tarf", preset="paper", epochs=3, t0=1).run(model, data, ctx)
-    assert res.identification["signal"] == "accuracy" and res.details["k"] == default_k(
-        ctx.dataset, ctx.task, "paper"
+    assert res.identification["signal"] == "accuracy" and res.details["k"] == paper_k(
+        ctx.dataset, ctx.task
     )
+    assert res.details["k_rule"] == "paper" and "phase1" not in res.details  # one pass of D_f
     with pytest.raises(ValueError, match="preset=paper fixes class_signal='accuracy'"):
         get_method("tarf", preset="paper", class_signal="icon").run(model, data, ctx)
+
+
+def test_calibrated_tarf_does_not_read_the_dataset_name(trained, toy_dataset):
+    """The default derives its settings from the model and the data: a renamed dataset
+    (cifar100 has a k of its own in the paper's table) gives bit-identical weights."""
+    model, recipe = trained
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "cat")
+    data = unlearn_data(toy_dataset, req)
+    runs = []
+    for name in ("toy", "cifar100"):
+        ctx = dataclasses.replace(_ctx(recipe, toy_dataset, "all-matched"), dataset=name)
+        runs.append(get_method("tarf", epochs=3, t0=1).run(model, data, ctx))
+    a, b = (r.model.state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert runs[0].details["k"] == runs[1].details["k"] == 1.0
+    assert runs[0].details["k_rule"] == "equal" and "phase1" in runs[0].details
+    # preset=paper does read it: the paper's k differs between the two names
+    paper = [
+        get_method("tarf", preset="paper", epochs=3, t0=1).run(
+            model, data, dataclasses.replace(_ctx(recipe, toy_dataset, "all-matched"), dataset=n)
+        )
+        for n in ("toy", "cifar100")
+    ]
+    assert [r.details["k"] for r in paper] == [paper_k("toy", "x"), paper_k("cifar100", "x")]
+
+
+def _forget_loss(model: nn.Module, data: UnlearnData) -> float:
+    with torch.no_grad():
+        logits = model.eval()(data.x_forget.float() / 255)
+    return float(nn.functional.cross_entropy(logits, data.y_forget))
+
+
+@pytest.mark.parametrize("rule", ["chance", "floor"])
+def test_phase_one_ascends_until_the_change_it_must_cause(trained, toy_dataset, rule):
+    """Phase I stops when D_f's loss reaches its target (ln C, or the wrong-label floor),
+    not after a number of steps set by |D_f|; its budget is one epoch's cap."""
+    model, recipe = trained
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "animals")
+    data = unlearn_data(toy_dataset, req)
+    ctx = dataclasses.replace(_ctx(recipe, toy_dataset, "target-mismatch"), train_size=10**5)
+    res = get_method(
+        "tarf", phase1=rule, lr=0.05, forget_batch_size=16, stop_after_identification=True
+    ).run(model, data, ctx)
+    p1 = res.details["phase1"]
+    target = math.log(7) if rule == "chance" else wrong_label_floor(model, data, ctx)
+    assert p1["rule"] == rule and p1["target_nats"] == pytest.approx(target)
+    assert p1["reached"] and p1["steps"] > 0 and p1["last_loss"] >= target
+    assert _forget_loss(model, data) < 0.5 * target  # the original was far below it
+    assert _forget_loss(res.model, data) > 0.5 * target  # Phase I moved D_f most of the way
+    # a budget too small for the change: Phase I says so, and the run carries the warning
+    tight = dataclasses.replace(ctx, train_size=len(toy_dataset.y_train) // 20)
+    res = get_method("tarf", phase1=rule, lr=1e-4, stop_after_identification=True).run(
+        model, data, tight
+    )
+    assert not res.details["phase1"]["reached"] and "did not bring D_f" in res.warnings[0]

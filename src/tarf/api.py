@@ -36,6 +36,7 @@ from tarf.adapter import (
     infer_model_labels,
     model_device,
 )
+from tarf.domains import RANDOM
 from tarf.hierarchy import LabelHierarchy
 from tarf.methods.base import Method, UnlearnContext, get_method
 from tarf.metrics import evaluate as _paper_metrics
@@ -86,18 +87,37 @@ def load_hierarchy(
 
 def make_request(
     hierarchy: HierarchyLike,
-    forget: str | Sequence[str],
+    forget: str | Sequence[str] | None = None,
     target: str | Sequence[str] | None = None,
     *,
     model_labels: str = "class",
     prior: int | str | None = None,
     class_names: Sequence[str] | None = None,
+    task: str | None = None,
+    forget_fraction: float | None = None,
+    forget_seed: int = 0,
 ) -> UnlearningRequest:
     """A deletion request: the forget data's names, the concept (``target``, ground truth
     for evaluation only), the model's label level and, optionally, TARF's prior (a count,
-    or ``"auto"`` to estimate it). Unknown names fail here, with the closest valid ones."""
+    or ``"auto"`` to estimate it). Unknown names fail here, with the closest valid ones.
+
+    ``forget_fraction``: forget only a seeded part of each forget class (the sub-set
+    level), drawn with ``forget_seed``. ``task="random"``: random forgetting, a seeded
+    ``forget_fraction`` (default 0.1) of the whole training set, every class; it takes
+    no ``forget``, ``target`` or prior > 0 (the drawn samples are the target)."""
+    if task not in (None, RANDOM):
+        raise ValueError(
+            f"task={task!r}: only {RANDOM!r} (random forgetting) is given by name; the other "
+            "tasks follow from forget, target and model_labels"
+        )
+    if task is None and forget is None:
+        raise ValueError(
+            "give forget (the names of the forget data), or task='random' for random forgetting"
+        )
     h = load_hierarchy(hierarchy, class_names)
-    return UnlearningRequest.from_names(h, forget, model_labels, target, prior)
+    return UnlearningRequest.from_names(
+        h, forget, model_labels, target, prior, forget_fraction, forget_seed, task == RANDOM
+    )
 
 
 def _resolve_request(
@@ -134,7 +154,7 @@ def _metrics(
     seed: int,
 ) -> dict[str, float | None]:
     """UA, RA, TA, MIA (docs/design.md); without test data, only UA and RA."""
-    mm = request.task.target_finer_than_model
+    mm = request.task.ua_split
     p = prep.parts
     if prep.has_test and len(p.test_remaining):
         return _paper_metrics(
@@ -237,8 +257,8 @@ def unlearn(
     ``method``: a registered name (``tarf methods``) or a :class:`Method`; its
     hyperparameters come from ``config`` (YAML/JSON) and keyword arguments, e.g.
     ``lr=0.02``. ``train_epochs``: how long the original was trained; the budget rule
-    gives each of the 10 unlearning epochs 1 % of that work. ``dataset_name`` picks the
-    paper's ``k`` ("cifar100"; others take CIFAR-10's). ``device``: default, the model's.
+    gives each of the 10 unlearning epochs 1 % of that work. ``dataset_name`` names the
+    dataset in the report; only TARF's ``preset="paper"`` reads it (the paper's ``k``). ``device``: default, the model's.
     ``check_labels``: refuse a model that is near chance on ``data`` (a wrong label
     mapping, usually; the message gives the fix).
     The method sees only ``D_f``, ``D_un`` and the prior, never the concept.

@@ -148,7 +148,10 @@ def model_key(
     seed: int,
 ) -> str:
     """The cache key of a model trained on ``train_idx`` of the prepared ``ds``: a hash of
-    everything that determines its weights."""
+    everything that determines its weights. The exact training indices stand for the
+    request: a reference of random forgetting or of a sub-set task is keyed by the
+    samples its draw (fraction, seed) left in, so two draws never share a model, and no
+    other task's reference (which leaves out whole classes) has its indices."""
     return digest({
         "data": dataset_digest(ds), "labels": request.model_level.label,
         "num_classes": request.num_model_classes, "train": tensor_digest(train_idx),

@@ -49,6 +49,12 @@ MODEL_MISMATCH = "model-mismatch"
 DATA_MISMATCH = "data-mismatch"
 MAIN_TASKS = (ALL_MATCHED, TARGET_MISMATCH, MODEL_MISMATCH, DATA_MISMATCH)
 EXTRA_SCENARIOS = (5, 6, 7, 8, 9, 16)
+# Random forgetting, the standard setting of the SalUn harness and the Deep Unlearn
+# benchmark: D_f is a seeded fraction of the whole training set, every class, and the
+# target is D_f itself. Not one of the main tasks (``all`` keeps meaning those four);
+# its place in Table 4 is :func:`random_task`.
+RANDOM = "random"
+RANDOM_FRACTION = 0.1  # of the training set, when no fraction is given (as both harnesses)
 
 
 class ImpracticalRequestError(ValueError):
@@ -81,6 +87,13 @@ class TaskKind:
         """``L_T ≺ L_M`` (model mismatch, No. 6, 9): the model's forget classes also hold
         data to keep, so UA splits into UA-F (on ``D_f``) and UA-R (on ``D_ar``)."""
         return self.target < self.model
+
+    @property
+    def ua_split(self) -> bool:
+        """Whether the report splits UA into UA-F and UA-R: where ``L_T ≺ L_M``, except in
+        random forgetting, whose ``D_f`` spans every class: there ``D_t`` is ``D_f`` and
+        ``D_ar`` is all of ``D_r``, so the split would only repeat UA and RA."""
+        return self.target_finer_than_model and self.name != RANDOM
 
 
 def _table4() -> dict[tuple[Level, Level, Level], tuple[int, str]]:
@@ -155,10 +168,25 @@ def classify(data: Level, model: Level, target: Level) -> TaskKind:
     return TaskKind(f"scenario-{case}", case, f"extra scenario No. {case}", data, model, target)
 
 
+def random_task() -> TaskKind:
+    """Random forgetting in the taxonomy. The forgotten samples are a sub-set of the
+    training data and are the whole target (``L_D = L_T`` = sub-set: data and target are
+    matched, nothing of the concept is left in ``D_un``, TARF's prior is 0); the model
+    predicts classes, one level coarser (``L_M`` = class). That is the paper's Table 4
+    No. 3, the row of a ``--forget-fraction`` request without a target, with ``D_f``
+    drawn from every class instead of named ones: like model mismatch, the retrained
+    reference still classifies the forgotten samples (it generalises to them as to test
+    data), so the ideal UA is near the test accuracy, not 0. Reported as ``random``."""
+    d, m, t = Level.SUBSET, Level.CLASS, Level.SUBSET
+    case = TABLE4[(d, m, t)][0]
+    return TaskKind(RANDOM, case, "random forgetting", d, m, t)
+
+
 def target_is_data(task: str) -> bool:
     """Whether a task, by its name in reports, has ``L_T = L_D``: all matched, model
-    mismatch, and scenario No. 6 (the forgotten sub-set is the whole target)."""
-    if task in (ALL_MATCHED, MODEL_MISMATCH):
+    mismatch, random forgetting, and scenario No. 6 (the forgotten sub-set is the whole
+    target)."""
+    if task in (ALL_MATCHED, MODEL_MISMATCH, RANDOM):
         return True
     if task.startswith("scenario-"):
         case = int(task.partition("-")[2])

@@ -35,11 +35,11 @@ def concept_can_hide(task: str) -> bool:
     """Whether concept data can be left in ``D_un`` at all, by the task's definition.
 
     When the target concept is the forget data itself (``L_T = L_D``: all matched,
-    model mismatch, scenario No. 6), ``D_uf = D_t \\ D_f`` is empty and ``n = 0`` needs
-    no estimate. This is the only case where the data cannot decide: the same ``D_f``,
-    ``D_un`` and model are a target mismatch when the user means the wider concept. The
-    task is what the user states (it also picks the paper's ``k``); ``auto`` only
-    estimates the count.
+    model mismatch, random forgetting, scenario No. 6), ``D_uf = D_t \\ D_f`` is empty
+    and ``n = 0`` needs no estimate. This is the only case where the data cannot decide:
+    the same ``D_f``, ``D_un`` and model are a target mismatch when the user means the
+    wider concept. The task is what the user states (it also picks the paper's ``k``);
+    ``auto`` only estimates the count.
     """
     return not target_is_data(task)
 

@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from tarf.domains import RANDOM
 from tarf.schema import normalize_report
 
 REPORT_COLUMNS = ("UA", "RA", "TA", "MIA", "Gap", "RTE_s")
@@ -44,9 +45,15 @@ def request_label(report: dict[str, Any]) -> str:
     """``forget -> target`` of a run, to tell apart runs of the same task on other concepts."""
     request = report.get("request") or {}
     forget = ",".join(request.get("forget") or [])
-    if request.get("forget_fraction") is not None:  # the sub-set level
+    if report.get("task") == RANDOM:  # random forgetting: a part of the training set
+        forget = f"random {request.get('forget_fraction'):g} of the training set"
+    elif request.get("forget_fraction") is not None:  # the sub-set level
         forget = f"{request['forget_fraction']:g} of {forget}"
-    target = ",".join(request.get("target") or []) or "?"
+    if request.get("forget_seed"):  # a draw other than the default one
+        forget += f" (draw seed {request['forget_seed']})"
+    target = ",".join(request.get("target") or []) or (
+        "D_f" if report.get("task") == RANDOM else "?"
+    )
     return f"{forget} -> {target}"
 
 
@@ -106,6 +113,8 @@ def flat_row(report: dict[str, Any]) -> dict[str, Any]:
         "prior": (report.get("request") or {}).get("prior"),  # TARF's n, or "auto"
         "forget_fraction": (report.get("request") or {}).get("forget_fraction"),  # sub-set
     }
+    if "forget_seed" in (report.get("request") or {}):  # random forgetting, another draw
+        row["forget_seed"] = report["request"]["forget_seed"]
     row.update({k: m.get(k) for k in ("UA", "RA", "TA", "MIA", "Gap", "RTE_s", "UA-F", "UA-R")})
     row["retrain_s"] = ref.get("train_s")
     row.update({f"ref_{k}": ref.get(k) for k in ("UA", "RA", "TA", "MIA")})
@@ -200,8 +209,11 @@ def to_csv(rows: Sequence[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-# Row order of the paper's Table 1 (methods not listed follow, alphabetically).
-TABLE1_METHODS = ("ft", "rl", "ga", "iu", "bs", "l1-sparse", "salun", "scrub", "retrain", "tarf")
+# Row order of the paper's Table 1, the newer baselines after its eight (methods not
+# listed follow, alphabetically).
+TABLE1_METHODS = ("ft", "rl", "ga", "iu", "bs", "l1-sparse", "salun", "scrub",
+                  "ssd", "neggrad-plus", "bad-teacher", "unsir", "lotus", "rfe",
+                  "retrain", "tarf")  # fmt: skip
 TABLE1_COLUMNS = ("UA", "RA", "TA", "MIA", "Gap", "RTE_s", "RTE_ratio")
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tarf.domains import Level, TaskKind, classify
+from tarf.domains import RANDOM_FRACTION, Level, TaskKind, classify, random_task
 from tarf.hierarchy import LabelHierarchy
 
 
@@ -56,6 +56,11 @@ class UnlearningRequest:
     ``target=None`` means the concept has no name in the hierarchy: the user then gives
     ``prior`` and gets a report without reference metrics; for a sub-set request with no
     prior > 0 it means the target is the forgotten sub-set itself (``subset_target``).
+
+    ``random_forgetting``: the task ``random`` (:meth:`random`): ``D_f`` is a seeded
+    ``forget_fraction`` (default ``RANDOM_FRACTION``) of the whole training set, drawn
+    with ``subset_seed``; no forget names, no target (``D_f`` is the target), a class
+    model, and a prior of 0 (or ``auto``).
     """
 
     hierarchy: LabelHierarchy
@@ -66,11 +71,24 @@ class UnlearningRequest:
     # The third label layer (sub-set): the forget data is a seeded part
     # of each --forget class, not the whole class.
     forget_fraction: float | None = None
-    subset_seed: int = 0
+    subset_seed: int = 0  # the seed of the draw of D_f (the sub-set level, random forgetting)
+    random_forgetting: bool = False  # the task `random` (see the class docstring)
 
     def __post_init__(self) -> None:
         if self.model_level not in (Level.CLASS, Level.SUPERCLASS):
             raise ValueError("the model's labels must be 'class' or 'superclass'")
+        if isinstance(self.subset_seed, bool) or not isinstance(self.subset_seed, int):
+            raise ValueError(f"--forget-seed must be an integer >= 0, got {self.subset_seed!r}")
+        if self.subset_seed < 0:
+            raise ValueError(f"--forget-seed must be an integer >= 0, got {self.subset_seed}")
+        if self.random_forgetting:
+            self._check_random()
+            return
+        if self.subset_seed and self.forget_fraction is None:
+            raise ValueError(
+                "--forget-seed draws which samples are forgotten: it needs --forget-fraction "
+                "(a part of each --forget class) or --task random; drop it"
+            )
         if self.forget_fraction is not None:
             if not 0 < self.forget_fraction < 1:
                 raise ValueError(
@@ -109,6 +127,44 @@ class UnlearningRequest:
             )
         self._check_something_remains()
         self._check_prior()
+
+    def _check_random(self) -> None:
+        """Random forgetting: D_f is drawn from the whole training set, so every other
+        part of a request either follows from it or contradicts it."""
+        if self.forget:
+            raise ValueError(
+                "random forgetting draws D_f from every class of the training set: drop "
+                "--forget (to forget a part of named classes, leave out --task random and "
+                "give --forget NAMES --forget-fraction F)"
+            )
+        if self.target is not None:
+            raise ValueError(
+                "random forgetting's target is the drawn samples themselves (the reference "
+                "is retrained without exactly them): drop --target"
+            )
+        if self.model_level != Level.CLASS:
+            raise ValueError(
+                "random forgetting takes a model with class labels, as the SalUn and Deep "
+                "Unlearn harnesses: --model-labels class (or leave it out)"
+            )
+        if isinstance(self.prior_classes, str):
+            if self.prior_classes.strip().lower() != AUTO:
+                raise ValueError(
+                    f"--prior must be a number >= 0 or 'auto', got {self.prior_classes!r}"
+                )
+            object.__setattr__(self, "prior_classes", AUTO)
+        elif self.prior_classes:  # None and 0 say the same: nothing to identify
+            raise ValueError(
+                f"--prior {self.prior_classes} contradicts random forgetting: D_f is its whole "
+                "target, so none of it is left in D_un (the prior is 0); drop --prior"
+            )
+        if self.forget_fraction is None:
+            object.__setattr__(self, "forget_fraction", RANDOM_FRACTION)
+        if not 0 < self.forget_fraction < 1:
+            raise ValueError(
+                "--forget-fraction must be between 0 and 1 (the part of the training set "
+                f"random forgetting forgets), got {self.forget_fraction}"
+            )
 
     def _model_label_of(self, c: int) -> int:
         return c if self.model_level == Level.CLASS else self.hierarchy.superclass_of[c]
@@ -160,8 +216,11 @@ class UnlearningRequest:
         target: str | list[str] | tuple[str, ...] | None = None,
         prior_classes: int | str | None = None,
         forget_fraction: float | None = None,
+        forget_seed: int = 0,
+        random_forgetting: bool = False,
     ) -> UnlearningRequest:
-        """Build from comma-separated strings or lists, as typed on the command line."""
+        """Build from comma-separated strings or lists, as typed on the command line
+        (``forget`` None: no names, as random forgetting takes)."""
 
         def split(v: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
             items = v.split(",") if isinstance(v, str) else list(v)
@@ -170,12 +229,27 @@ class UnlearningRequest:
         level = model_level if isinstance(model_level, Level) else Level.parse(model_level)
         return cls(
             hierarchy,
-            split(forget),
+            split(forget) if forget is not None else (),
             level,
             split(target) if target is not None else None,
             prior_classes,
             forget_fraction,
+            forget_seed,
+            random_forgetting,
         )
+
+    @classmethod
+    def random(
+        cls,
+        hierarchy: LabelHierarchy,
+        fraction: float | None = None,
+        seed: int = 0,
+        prior_classes: int | str | None = None,
+    ) -> UnlearningRequest:
+        """Random forgetting (the task ``random``): a seeded ``fraction`` (default
+        ``RANDOM_FRACTION``, 10 %) of the whole training set, drawn with ``seed``,
+        forgotten from a class-level model."""
+        return cls(hierarchy, (), Level.CLASS, None, prior_classes, fraction, seed, True)
 
     # -- label domains ---------------------------------------------------------------
     @property
@@ -192,6 +266,8 @@ class UnlearningRequest:
 
     @property
     def target_level(self) -> Level:
+        if self.random_forgetting:
+            return Level.SUBSET
         if self.target is None:
             # An unnamed concept whose extent TARF is to find (or is told: a prior > 0) is
             # wider than the forget data: one level up (class data with a class model is
@@ -214,10 +290,15 @@ class UnlearningRequest:
 
     @property
     def task(self) -> TaskKind:
+        if self.random_forgetting:
+            return random_task()
         return classify(self.data_level, self.model_level, self.target_level)
 
     @property
     def forget_classes(self) -> frozenset[int]:
+        """The classes ``D_f`` is drawn from (random forgetting: every class)."""
+        if self.random_forgetting:
+            return frozenset(range(self.hierarchy.num_classes))
         return self.hierarchy.class_ids(*self.hierarchy.resolve_many(self.forget))
 
     @property
@@ -246,9 +327,13 @@ class UnlearningRequest:
 
     def partitions(self, y_train: torch.Tensor, y_test: torch.Tensor) -> Partitions:
         """All partitions (docs/design.md), from class ids of the train and test split."""
-        forget = _isin(y_train, self.forget_classes)
-        if self.forget_fraction is not None:
-            forget = _part_of_each_class(y_train, forget, self.forget_fraction, self.subset_seed)
+        if self.random_forgetting:
+            forget = _random_part(len(y_train), self.forget_fraction, self.subset_seed)
+        else:
+            forget = _isin(y_train, self.forget_classes)
+            if self.forget_fraction is not None:
+                f, seed = self.forget_fraction, self.subset_seed
+                forget = _part_of_each_class(y_train, forget, f, seed)
         # No named target: the sub-set itself, or an unnamed concept measured on D_f.
         target = forget if self.target is None else _isin(y_train, self.target_classes)
         model_y = self.model_labels(y_train)
@@ -285,6 +370,13 @@ class UnlearningRequest:
 
     def describe(self) -> str:
         h, t = self.hierarchy, self.task
+        if self.random_forgetting:
+            return (
+                f"{h.name}: random forgetting: forget a seeded {self.forget_fraction * 100:g}% "
+                f"of the training set, every class (sub-set, draw seed {self.subset_seed}); "
+                f"model labels: class; target: the forgotten samples themselves (sub-set) -> "
+                f"{t.name} [paper Table 4 No. {t.case}, {t.comment}]"
+            )
         level = t.target.label
         if self.target:
             target = ", ".join(self.target)
@@ -313,6 +405,16 @@ def _part_of_each_class(
         idx = (y == c).nonzero().flatten()
         keep = max(1, round(fraction * len(idx)))
         out[idx[torch.randperm(len(idx), generator=g)[:keep]]] = True
+    return out
+
+
+def _random_part(n: int, fraction: float, seed: int) -> torch.Tensor:
+    """Random forgetting's ``D_f``: a seeded ``fraction`` of all ``n`` training samples,
+    whatever their class (at least one sample forgotten, at least one kept)."""
+    g = torch.Generator().manual_seed(seed)
+    out = torch.zeros(n, dtype=torch.bool)
+    count = min(max(1, round(fraction * n)), n - 1)
+    out[torch.randperm(n, generator=g)[:count]] = True
     return out
 
 

@@ -173,6 +173,13 @@ def execute(
             "model_labels": request.model_level.label,
             "prior": data.prior.num_classes if data.prior else None,
             "forget_fraction": request.forget_fraction,
+            # the draw's seed, where it is not the default 0 or the task is random
+            # forgetting (other reports keep their keys)
+            **(
+                {"forget_seed": request.subset_seed}
+                if request.random_forgetting or request.subset_seed
+                else {}
+            ),
         },
         "method": method.name, "config": config_dict(method),
         "config_changes": config_changes(method), "seed": ctx.seed, "recipe": recipe_name,
@@ -222,7 +229,7 @@ def run_request(
     original = trained_model(ds, request, everything, recipe, seed, device, "original", cache)
     log(f"original model: test accuracy {original.meta['test_acc']:.2f}% ({_provenance(original)})")
     y_tr, y_te = request.model_labels(ds.y_train), request.model_labels(ds.y_test)
-    mm = request.task.target_finer_than_model
+    mm = request.task.ua_split
     eval_args = (ds.x_train, y_tr, ds.x_test, y_te, parts, device, seed, mm)
     reference = None
     if request.has_reference:

@@ -31,6 +31,8 @@ class RequestInfo(TypedDict, total=False):
     model_labels: str  # "class" or "superclass"
     prior: int | str | None  # TARF's prior: a count, "auto", or None
     forget_fraction: float | None  # the sub-set level: this seeded part of each class
+    # (random forgetting: of the whole training set)
+    forget_seed: int  # the seed of that draw; only with random forgetting or a seed other than 0
 
 
 class Metrics(TypedDict, total=False):

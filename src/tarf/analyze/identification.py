@@ -30,7 +30,7 @@ from tarf.domains import Level
 from tarf.identify import auto_count, largest_gap
 from tarf.io import write_json, write_text
 from tarf.methods.base import UnlearnContext
-from tarf.methods.tarf import TARF, default_k
+from tarf.methods.tarf import TARF
 from tarf.recipes import Recipe
 from tarf.request import UnlearningRequest
 
@@ -86,7 +86,8 @@ def identify_concept(
     )  # fmt: skip
     method = TARF(**{**(tarf_params or {}), "stop_after_identification": True})
     torch.manual_seed(seed)
-    ident = method.run(original, data, ctx).identification
+    result = method.run(original, data, ctx)
+    ident = result.identification
     out: dict[str, Any] = {
         "dataset": ds.name,
         "concept": concept,
@@ -94,9 +95,8 @@ def identify_concept(
         "truth": sorted(truth),
         "seed": seed,
         "task": request.task.name,
-        "k": method.config.k
-        if method.config.k is not None
-        else default_k(ds.name, request.task.name, recipe.name),
+        "k": result.details.get("k"),  # None: Phase I ran, Phase II's k not measured
+        "phase1": result.details.get("phase1"),  # phase1=floor: its steps and target
         "signals": {},
     }
     values = {"loss": ident["loss_increase"], "accuracy": ident["drops"]}

@@ -12,9 +12,10 @@ from typing import Any
 import torch
 
 from tarf.bench.execute import read_log
-from tarf.bench.grid import SUBSET_TASKS, _fmt_changes
+from tarf.bench.grid import SCENARIOS, _fmt_changes
 from tarf.bench.plan import Plan
 from tarf.bench.results import collect_reports
+from tarf.domains import RANDOM
 
 # Seconds a run spends outside ``method.run`` (loading data and models, evaluating, the
 # MIA's SVC), for the dry run until bench_log.jsonl has measured it (docs/bench.md).
@@ -190,14 +191,20 @@ def format_plan(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None
     train = {m.key for m in plan.models_to_train()}
     rows = g.all_rows()
     lines = [
-        f"grid: {g.dataset}, forget {g.forget}, concept {g.concept or '-'}, recipe {g.recipe}, "
+        f"grid: {g.dataset}, forget {g.forget or '-'}, concept {g.concept or '-'}, recipe {g.recipe}, "
         f"seeds {','.join(map(str, g.seeds))}; tasks {', '.join(g.tasks)}; methods {', '.join(g.methods)}"
         + (f" (rows {', '.join(r.label for r in rows)})" if any(r.variant for r in rows) else "")
         + (
-            f"; sub-set tasks forget {g.forget_fraction:g} of each class"
-            if SUBSET_TASKS.intersection(g.tasks)
+            f"; sub-set tasks forget {g.fraction(SCENARIOS[0]):g} of each class"
+            if set(SCENARIOS).intersection(g.tasks)
             else ""
         )
+        + (
+            f"; random forgets {g.fraction(RANDOM):g} of the training set"
+            if RANDOM in g.tasks
+            else ""
+        )
+        + (f" (draw seed {g.forget_seed})" if g.forget_seed else "")
         + (
             f"; audit against {g.audit} references per task (seeds 0-{g.audit - 1})"
             if g.audit

@@ -13,11 +13,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tarf.domains import ALL_MATCHED, DATA_MISMATCH, MAIN_TASKS, MODEL_MISMATCH, TARGET_MISMATCH
+from tarf.domains import (
+    ALL_MATCHED,
+    DATA_MISMATCH,
+    MAIN_TASKS,
+    MODEL_MISMATCH,
+    RANDOM,
+    RANDOM_FRACTION,
+    TARGET_MISMATCH,
+)
 from tarf.request import UnlearningRequest
 
 # task -> (model labels, the target: the forget classes, the concept, or the forgotten
-# sub-set itself; whether D_f is a seeded part of each forget class, the sub-set level)
+# sub-set itself; whether D_f is a seeded part of each forget class, the sub-set level;
+# "random": random forgetting, a seeded part of the whole training set, no forget names)
 TASKS: dict[str, tuple[str, str, bool]] = {
     ALL_MATCHED: ("class", "forget", False),
     TARGET_MISMATCH: ("class", "concept", False),
@@ -29,9 +38,11 @@ TASKS: dict[str, tuple[str, str, bool]] = {
     "scenario-7": ("superclass", "concept", True),
     "scenario-8": ("class", "concept", True),
     "scenario-9": ("superclass", "forget", True),
+    # Random forgetting (SalUn, Deep Unlearn): not in `all` nor in `scenarios`.
+    RANDOM: ("class", "random", True),
 }
-SCENARIOS = tuple(t for t in TASKS if t not in MAIN_TASKS)
-SUBSET_TASKS = frozenset(t for t, (_, _, subset) in TASKS.items() if subset)
+SCENARIOS = tuple(t for t in TASKS if t.startswith("scenario-"))
+SUBSET_TASKS = frozenset(t for t, (_, _, subset) in TASKS.items() if subset)  # with a fraction
 DEFAULT_FORGET_FRACTION = 0.5  # of each --forget class, in the sub-set scenarios
 
 
@@ -56,12 +67,14 @@ class RunJob:
     hierarchy: str | None = None
     variant: str = ""  # the row's label for ``overrides`` (part of the file name)
     audit: int = 0  # number of references of tarf.audit (0: no audit)
-    forget_fraction: float = DEFAULT_FORGET_FRACTION  # sub-set tasks only
+    forget_fraction: float = DEFAULT_FORGET_FRACTION  # sub-set tasks and random only
+    forget_seed: int = 0  # the seed of their draw
 
     @property
     def name(self) -> str:
         method = f"{self.method}-{self.variant}" if self.variant else self.method
-        return f"{method}_{task_label(self.task, self.forget_fraction)}_s{self.seed}"
+        label = task_label(self.task, self.forget_fraction, self.forget_seed)
+        return f"{method}_{label}_s{self.seed}"
 
 
 @dataclass(frozen=True)
@@ -80,19 +93,30 @@ class ModelJob:
     device: str = "auto"
     hierarchy: str | None = None
     audit: bool = False  # also compute the reference's audit statistics (tarf.audit)
-    forget_fraction: float = DEFAULT_FORGET_FRACTION  # sub-set tasks only
+    forget_fraction: float = DEFAULT_FORGET_FRACTION  # sub-set tasks and random only
+    forget_seed: int = 0  # the seed of their draw
 
     @property
     def name(self) -> str:
         if self.role == "original":
             return f"original_{TASKS[self.task][0]}_s{self.seed}"
-        return f"retrained_{task_label(self.task, self.forget_fraction)}_s{self.seed}"
+        label = task_label(self.task, self.forget_fraction, self.forget_seed)
+        return f"retrained_{label}_s{self.seed}"
 
 
-def task_label(task: str, forget_fraction: float) -> str:
-    """A task's part of file names: sub-set tasks carry their fraction (``_f0.5``), so
-    grids with different fractions never take each other's results."""
-    return f"{task}_f{forget_fraction:g}" if task in SUBSET_TASKS else task
+def task_label(task: str, forget_fraction: float, forget_seed: int = 0) -> str:
+    """A task's part of file names: sub-set tasks and random forgetting carry their
+    fraction (``_f0.5``) and a draw seed other than 0 (``_d1``), so grids with different
+    draws never take each other's results."""
+    if task not in SUBSET_TASKS:
+        return task
+    return f"{task}_f{forget_fraction:g}" + (f"_d{forget_seed}" if forget_seed else "")
+
+
+def default_fraction(task: str) -> float:
+    """The fraction a task forgets when the grid gives none: random forgetting 0.1 of the
+    training set, the sub-set scenarios 0.5 of each forget class."""
+    return RANDOM_FRACTION if task == RANDOM else DEFAULT_FORGET_FRACTION
 
 
 @dataclass(frozen=True)
@@ -132,7 +156,10 @@ class Grid:
     overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # per method
     variants: dict[str, dict[str, Any]] = field(default_factory=dict)  # label -> overrides
     audit: int = 0  # references of tarf.audit per task (seeds 0..audit-1); 0: no audit
-    forget_fraction: float = DEFAULT_FORGET_FRACTION  # of each forget class, sub-set tasks
+    # of each forget class in the sub-set tasks, of the training set in random; None:
+    # each task's default (default_fraction)
+    forget_fraction: float | None = None
+    forget_seed: int = 0  # the seed of their draw
     rows: tuple[Row, ...] = ()
 
     def __post_init__(self) -> None:
@@ -170,38 +197,43 @@ class Grid:
             for label, ov in variants.items()
         )
 
+    def fraction(self, task: str) -> float:
+        """The fraction ``task`` forgets: the grid's, else the task's default."""
+        return self.forget_fraction if self.forget_fraction is not None else default_fraction(task)
+
     def runs(self) -> list[RunJob]:
         rows = self.all_rows()
         return [
             RunJob(self.dataset, self.data_root, self.forget, self.concept, t, r.method,
                    dict(r.overrides), s, self.recipe, self.device, self.hierarchy, r.variant,
-                   self.audit, self.forget_fraction)
+                   self.audit, self.fraction(t), self.forget_seed)
             for s in self.seeds for t in self.tasks for r in rows
         ]  # fmt: skip
 
     def model_jobs(self, task: str, seed: int) -> tuple[ModelJob, ModelJob]:
         args = (self.dataset, self.data_root, self.forget, self.concept, task)
         tail = (seed, self.recipe, self.device, self.hierarchy)
-        frac = self.forget_fraction
+        draw = {"forget_fraction": self.fraction(task), "forget_seed": self.forget_seed}
         return (
-            ModelJob(*args, "original", *tail, forget_fraction=frac),
-            ModelJob(*args, "retrained", *tail, audit=bool(self.audit), forget_fraction=frac),
+            ModelJob(*args, "original", *tail, **draw),
+            ModelJob(*args, "retrained", *tail, audit=bool(self.audit), **draw),
         )
 
     def audit_jobs(self, task: str) -> list[ModelJob]:
         """The references of ``task`` that ``tarf.audit`` compares with (seeds 0..audit-1)."""
         args = (self.dataset, self.data_root, self.forget, self.concept, task, "retrained")
         return [ModelJob(*args, s, self.recipe, self.device, self.hierarchy, audit=True,
-                         forget_fraction=self.forget_fraction)
+                         forget_fraction=self.fraction(task), forget_seed=self.forget_seed)
                 for s in range(self.audit)]  # fmt: skip
 
     def request(self, hierarchy: Any, task: str) -> UnlearningRequest:
-        return build_request(hierarchy, self.forget, self.concept, task, self.forget_fraction)
+        return build_request(hierarchy, self.forget, self.concept, task, self.fraction(task),
+                             self.forget_seed)  # fmt: skip
 
 
 def parse_tasks(text: str) -> tuple[str, ...]:
     """Task names; ``all`` = the four main tasks, ``scenarios`` = the runnable extra
-    scenarios of the paper's Table 5 (sub-set level)."""
+    scenarios of the paper's Table 5 (sub-set level); ``random`` is named on its own."""
     groups = {"all": MAIN_TASKS, "scenarios": SCENARIOS}
     names = [t for n in _split(text) for t in groups.get(n, (n,))]
     bad = [n for n in names if n not in TASKS]
@@ -288,16 +320,23 @@ def build_request(
     forget: str,
     concept: str | None,
     task: str,
-    forget_fraction: float = DEFAULT_FORGET_FRACTION,
+    forget_fraction: float | None = None,
+    forget_seed: int = 0,
 ) -> UnlearningRequest:
-    """The request of one of the bench's tasks, checked to be that task."""
+    """The request of one of the bench's tasks, checked to be that task; the fraction
+    (None: the task's default) and the draw's seed apply to the sub-set tasks and random
+    forgetting, which ignores ``forget`` and ``concept``."""
     labels, which, subset = TASKS[task]
+    fraction = forget_fraction if forget_fraction is not None else default_fraction(task)
+    if which == "random":
+        return UnlearningRequest.random(hierarchy, fraction, forget_seed)
     if which == "concept" and not concept:
         raise BenchError(f"task {task} needs --concept, the superclass of the --forget classes")
     target = {"forget": forget, "concept": concept, "subset": None}[which]
     req = UnlearningRequest.from_names(
-        hierarchy, forget, labels, target, forget_fraction=forget_fraction if subset else None
-    )
+        hierarchy, forget, labels, target, forget_fraction=fraction if subset else None,
+        forget_seed=forget_seed if subset else 0,
+    )  # fmt: skip
     if req.task.name != task:
         raise BenchError(
             f"task {task}: forget {forget} with a {labels}-level model and target {target} is "
@@ -311,17 +350,26 @@ def check_grid(grid: Grid, hierarchy: Any) -> None:
     """Fail fast, naming the fix: the forget names are classes, the concept is the
     superclass holding them, and every task's request classifies as that task."""
     h = hierarchy
-    try:
-        level, ids = h.resolve_many(_split(grid.forget))
-    except ValueError as e:
-        raise BenchError(f"--forget: {e}") from None
-    if level.label != "class":
+    named = [t for t in grid.tasks if TASKS[t][1] != "random"]  # tasks of named classes
+    if named and not _split(grid.forget or ""):
         raise BenchError(
-            "--forget must name classes: the bench's tasks report the forget data by class "
-            "(the scenarios take a part of each class, --forget-fraction)"
+            f"tasks {', '.join(named)} need --forget, the class names of the forget data "
+            f"(only {RANDOM}, random forgetting, needs none)"
         )
-    forget = h.class_ids(level, ids)
-    supers = sorted({h.superclass_names[h.superclass_of[c]] for c in forget})
+    forget: frozenset[int] = frozenset()
+    supers: list[str] = []
+    if named:
+        try:
+            level, ids = h.resolve_many(_split(grid.forget))
+        except ValueError as e:
+            raise BenchError(f"--forget: {e}") from None
+        if level.label != "class":
+            raise BenchError(
+                "--forget must name classes: the bench's tasks report the forget data by class "
+                "(the scenarios take a part of each class, --forget-fraction)"
+            )
+        forget = h.class_ids(level, ids)
+        supers = sorted({h.superclass_names[h.superclass_of[c]] for c in forget})
     if grid.audit and grid.audit < 3:
         raise BenchError("--audit needs at least 3 references (leave-one-out fits on K - 1)")
     from tarf.training import pick_device

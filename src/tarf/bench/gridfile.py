@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from tarf.bench.grid import (
-    DEFAULT_FORGET_FRACTION,
     SUBSET_TASKS,
+    TASKS,
     BenchError,
     Grid,
     Row,
@@ -32,8 +32,9 @@ from tarf.bench.grid import (
 )
 
 GRID_KEYS = ("description", "dataset", "forget", "concept", "recipe", "tasks", "seeds", "out",
-             "data_root", "hierarchy", "device", "audit", "forget_fraction", "set", "methods")  # fmt: skip
-REQUIRED = ("dataset", "forget", "methods", "out")
+             "data_root", "hierarchy", "device", "audit", "forget_fraction", "forget_seed", "set",
+             "methods")  # fmt: skip
+REQUIRED = ("dataset", "forget", "methods", "out")  # forget: unless every task is random
 ROW_KEYS = ("method", "variant", "set")
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+=-]*$")
 
@@ -165,9 +166,13 @@ def _key_lines(path: Path, node: Any, where: Where = ()) -> dict[Where, int]:
 
 def _spec(values: dict[str, tuple[Any, Where]], cli_set: dict, err: _Errors, what: str) -> GridSpec:
     """One grid from its keys (each with where it was given)."""
+
+    def missing(key: str) -> BenchError:
+        return BenchError(f"{err.path}: {what} has no {key}: add `{key}:` (docs/bench.md)")
+
     for key in REQUIRED:
-        if key not in values or values[key][0] is None:
-            raise BenchError(f"{err.path}: {what} has no {key}: add `{key}:` (docs/bench.md)")
+        if key != "forget" and (key not in values or values[key][0] is None):
+            raise missing(key)
 
     def get(key: str, check: Callable[[Any], Any], default: Any = None) -> Any:
         if key not in values or values[key][0] is None:
@@ -181,13 +186,19 @@ def _spec(values: dict[str, tuple[Any, Where]], cli_set: dict, err: _Errors, wha
     dataset = get("dataset", _dataset)
     recipe = get("recipe", _recipe, "auto")
     tasks = get("tasks", lambda v: parse_tasks(_names(v, "task names")), parse_tasks("all"))
+    if ("forget" not in values or values["forget"][0] is None) and any(
+        TASKS[t][1] != "random" for t in tasks
+    ):
+        raise missing("forget")
     fraction = get("forget_fraction", _fraction)
-    if fraction is not None and not SUBSET_TASKS.intersection(tasks):
-        err.fail(values["forget_fraction"][1], "applies to the sub-set tasks only (tasks: "
-                 "scenarios, or scenario-6 ... scenario-9); remove it")  # fmt: skip
+    draw_seed = get("forget_seed", _draw_seed)
+    for key, value in (("forget_fraction", fraction), ("forget_seed", draw_seed)):
+        if value is not None and not SUBSET_TASKS.intersection(tasks):
+            err.fail(values[key][1], "applies to the sub-set tasks only (tasks: scenarios, "
+                     "scenario-6 ... scenario-9, or random); remove it")  # fmt: skip
     grid = Grid(
         dataset,
-        get("forget", lambda v: _names(v, "class names")),
+        get("forget", lambda v: _names(v, "class names"), ""),
         get("concept", lambda v: _text(v, "a superclass name")),
         tasks,
         (),
@@ -197,7 +208,8 @@ def _spec(values: dict[str, tuple[Any, Where]], cli_set: dict, err: _Errors, wha
         get("hierarchy", lambda v: _text(v, "a hierarchy file (JSON/YAML)")),
         get("device", lambda v: _text(v, "auto, cpu or cuda[:N]"), "auto"),
         audit=get("audit", _audit, 0),
-        forget_fraction=DEFAULT_FORGET_FRACTION if fraction is None else fraction,
+        forget_fraction=fraction,  # None: each task's default (0.5 sub-set, 0.1 random)
+        forget_seed=draw_seed or 0,
         rows=_rows(values, cli_set, err),
     )
     out = get("out", lambda v: Path(v) if isinstance(v, Path) else Path(_text(v, "a folder")))
@@ -440,6 +452,14 @@ def _seeds(value: Any) -> tuple[int, ...]:
 def _audit(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise BenchError(f"expected a number of references (8, or 0 for no audit), got {value!r}")
+    return value
+
+
+def _draw_seed(value: Any) -> int:
+    if isinstance(value, str) and value.strip().isdigit():  # the command line's text
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise BenchError(f"expected the seed of the draw, an integer >= 0, got {value!r}")
     return value
 
 

@@ -72,7 +72,8 @@ def run_job(job: RunJob, out_dir: str) -> dict[str, Any]:
         from tarf.training import pick_device
 
         ds = load_dataset_once(job.dataset, job.data_root, job.hierarchy)
-        req = build_request(ds.hierarchy, job.forget, job.concept, job.task, job.forget_fraction)
+        req = build_request(ds.hierarchy, job.forget, job.concept, job.task, job.forget_fraction,
+                            job.forget_seed)  # fmt: skip
         recipe = get_recipe(job.recipe, job.dataset)
         device, log = pick_device(job.device), lambda m: _log(f"{job.name}: {m}")
         with tempfile.TemporaryDirectory() as tmp:
@@ -115,7 +116,8 @@ def train_model_job(job: ModelJob, out_dir: str, wait: bool = True) -> dict[str,
         from tarf.training import pick_device
 
         ds = load_dataset_once(job.dataset, job.data_root, job.hierarchy)
-        req = build_request(ds.hierarchy, job.forget, job.concept, job.task, job.forget_fraction)
+        req = build_request(ds.hierarchy, job.forget, job.concept, job.task, job.forget_fraction,
+                            job.forget_seed)  # fmt: skip
         recipe = get_recipe(job.recipe, job.dataset)
         pds = prepare_dataset(ds, recipe)
         if job.role == "original":

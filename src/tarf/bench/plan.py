@@ -11,10 +11,11 @@ from typing import Any
 
 import torch
 
-from tarf.bench.grid import Grid, ModelJob, RunJob, _config_changes, check_grid
+from tarf.bench.grid import Grid, ModelJob, RunJob, _config_changes, _method, check_grid
 from tarf.bench.jobs import load_dataset_once
 from tarf.bench.results import read_report, report_done
 from tarf.cache import model_key
+from tarf.methods.base import config_dict
 from tarf.request import UnlearningRequest
 
 
@@ -95,8 +96,27 @@ def make_plan(grid: Grid, out_dir: str | Path, cache: Any = None, download: bool
         if not report_done(rep, run):
             continue
         done[run.name] = rep
-        want = json.loads(json.dumps(_config_changes(run.method, run.overrides)))
-        if (rep.get("config_changes") or {}) != want:
-            other[run.name] = rep.get("config_changes") or {}
+        other_settings = _other_settings(rep, run)
+        if other_settings is not None:
+            other[run.name] = other_settings
     shape = tuple(pds.x_train.shape[1:])
     return Plan(grid, list(models.values()), runs, done, other, shape)
+
+
+def _other_settings(rep: dict[str, Any], run: RunJob) -> dict[str, Any] | None:
+    """How a finished report's hyperparameters differ from what the run would use now, or
+    None. Compared in full (``config``), so a report made under other defaults (a method
+    whose defaults changed since) is flagged too; the report's values are returned."""
+    method = _method(run.method, run.overrides)
+    want_all = json.loads(json.dumps(config_dict(method)))
+    have_all = rep.get("config")
+    if isinstance(have_all, dict) and have_all != want_all:
+        out = {k: v for k, v in have_all.items() if k in want_all and want_all[k] != v}
+        added = [k for k in want_all if k not in have_all]  # fields newer than the report
+        if added:
+            out["fields the report predates"] = ",".join(added)
+        return out or None
+    want = json.loads(json.dumps(_config_changes(run.method, run.overrides)))
+    if (rep.get("config_changes") or {}) != want:
+        return rep.get("config_changes") or {}
+    return None

@@ -17,10 +17,9 @@ from tarf import __version__
 from tarf.cli import analyze, bench, gpucheck, info, run, user_model
 from tarf.cli.common import CLIError
 from tarf.cli.options import HelpFormatter
-from tarf.cli.run import DEMO_TARF
 from tarf.data.core import DataError
 
-__all__ = ["DEMO_TARF", "CLIError", "build_parser", "main"]
+__all__ = ["CLIError", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

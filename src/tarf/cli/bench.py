@@ -16,13 +16,15 @@ from typing import Any
 from tarf import bench
 from tarf.cli import options as opt
 from tarf.cli.common import CLIError, hyperparameters, log, preflight
+from tarf.domains import RANDOM
 from tarf.io import unwritable
 from tarf.recipes import get_recipe
 from tarf.report import table1
 
 # Options that are keys of a grid file too (their dest is the key); --set/--config: "set".
 GRID_OPTIONS = ("dataset", "data_root", "hierarchy", "forget", "concept", "tasks",
-                "forget_fraction", "methods", "seeds", "recipe", "device", "audit", "out")  # fmt: skip
+                "forget_fraction", "forget_seed", "methods", "seeds", "recipe", "device", "audit",
+                "out")  # fmt: skip
 
 
 def add_parsers(sub: Any) -> None:
@@ -37,10 +39,12 @@ def add_parsers(sub: Any) -> None:
                    "grid options below, when given, override its values")  # fmt: skip
     opt.data_options(p, required=False, track=True)
     g = p.add_argument_group("grid")
-    opt.forget(g, required=False, track=True, classes=True)
+    opt.forget(g, required=False, track=True, classes=True,
+               unless="a FILE gives it or every task is random")  # fmt: skip
     opt.concept(g, track=True)
     opt.tasks(g, track=True)
     opt.forget_fraction(g, track=True)
+    opt.forget_seed(g, track=True)
     opt.methods(g, track=True)
     opt.seeds(g, track=True)
     opt.recipe(g, track=True)
@@ -118,19 +122,24 @@ def _grids_from_file(args: argparse.Namespace) -> list[tuple[Any, Path, str]]:
 
 
 def _grid_from_options(args: argparse.Namespace) -> Any:
-    missing = [f"--{k}" for k in ("dataset", "forget", "out") if not getattr(args, k)]
+    # --forget: unless every task is random forgetting (which draws D_f from every class)
+    only_random = all(t == RANDOM for t in bench.parse_tasks(args.tasks))
+    needed = ("dataset", "out") if only_random else ("dataset", "forget", "out")
+    missing = [f"--{k}" for k in needed if not getattr(args, k)]
     if missing:
         raise CLIError(f"give a grid FILE, or {', '.join(missing)} (tarf bench --help)")
     methods = bench.parse_methods(args.methods)
     tasks = bench.parse_tasks(args.tasks)
-    if args.forget_fraction is not None and not bench.SUBSET_TASKS.intersection(tasks):
-        raise CLIError(
-            "--forget-fraction applies to the sub-set tasks only (--tasks scenarios or "
-            "scenario-6 ... scenario-9); leave it out for the four main tasks"
-        )
+    for option, value in (("--forget-fraction", args.forget_fraction),
+                          ("--forget-seed", args.forget_seed)):  # fmt: skip
+        if value is not None and not bench.SUBSET_TASKS.intersection(tasks):
+            raise CLIError(
+                f"{option} applies to the sub-set tasks only (--tasks scenarios, scenario-6 "
+                f"... scenario-9, or {RANDOM}); leave it out for the four main tasks"
+            )
     return bench.Grid(
-        args.dataset, args.forget, args.concept, tasks, methods, bench.parse_seeds(args.seeds),
-        args.recipe, args.data_root, args.hierarchy, args.device,
+        args.dataset, args.forget or "", args.concept, tasks, methods,
+        bench.parse_seeds(args.seeds), args.recipe, args.data_root, args.hierarchy, args.device,
         bench.split_overrides(methods, hyperparameters(args)), audit=args.audit,
-        forget_fraction=args.forget_fraction or bench.DEFAULT_FORGET_FRACTION,
+        forget_fraction=args.forget_fraction, forget_seed=args.forget_seed or 0,
     )  # fmt: skip

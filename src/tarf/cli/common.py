@@ -13,6 +13,7 @@ import torch
 
 from tarf.data import load_dataset
 from tarf.data.core import ImageDataset
+from tarf.domains import RANDOM
 from tarf.hierarchy import LabelHierarchy
 from tarf.io import unwritable
 from tarf.methods import Method, get_method
@@ -83,13 +84,32 @@ def nonempty(text: str | None, option: str, what: str = "class or superclass nam
         )
 
 
+def required_request_options(args: argparse.Namespace) -> None:
+    """--model-labels and --forget, which every request but random forgetting needs
+    (``options.request_options``); before any data is read."""
+    if getattr(args, "task", None) == RANDOM:
+        return
+    missing = [
+        f"--{d.replace('_', '-')}" for d in ("model_labels", "forget") if getattr(args, d) is None
+    ]
+    if missing:
+        raise CLIError(
+            f"the following arguments are required: {', '.join(missing)} (only --task "
+            f"{RANDOM}, random forgetting, needs neither)"
+        )
+
+
 def make_request(args: argparse.Namespace, ds: ImageDataset) -> UnlearningRequest:
-    """The request of the ``request`` options on the dataset's hierarchy."""
+    """The request of the ``request`` options on the dataset's hierarchy; random
+    forgetting (``--task random``) refuses the options that contradict it."""
+    required_request_options(args)
     nonempty(args.forget, "--forget")
     nonempty(args.target, "--target")
+    random = getattr(args, "task", None) == RANDOM
     return UnlearningRequest.from_names(
-        ds.hierarchy, args.forget, args.model_labels, args.target, args.prior,
-        getattr(args, "forget_fraction", None),
+        ds.hierarchy, args.forget, args.model_labels or "class", args.target, args.prior,
+        getattr(args, "forget_fraction", None), getattr(args, "forget_seed", None) or 0,
+        random,
     )  # fmt: skip
 
 

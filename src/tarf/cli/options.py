@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from tarf.data import DATASETS
-from tarf.domains import MAIN_TASKS
+from tarf.domains import MAIN_TASKS, RANDOM, RANDOM_FRACTION
 from tarf.recipes import AUTO, AUTO_HELP
 
 MODEL_LABELS = ("class", "superclass")
@@ -79,6 +79,17 @@ def fraction(text: str) -> float:
     return value
 
 
+def count(text: str) -> int:
+    """An integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def prior_value(text: str) -> int | str:
     """``--prior``: a count >= 0, or ``auto``."""
     if text.strip().lower() == "auto":
@@ -111,10 +122,14 @@ def model_labels(g: Any, required: bool = True, left_out: str = "") -> None:
     g.add_argument("--model-labels", required=required, choices=MODEL_LABELS, help=help)
 
 
-def forget(g: Any, required: bool = True, track: bool = False, classes: bool = False) -> None:
+def forget(
+    g: Any, required: bool = True, track: bool = False, classes: bool = False, unless: str = ""
+) -> None:
     what = "class names" if classes else "class or superclass names"
-    _add(g, "--forget", required=required, track=track,
-         help=f"comma-separated {what} of the reported forget data (D_f, L_D)")  # fmt: skip
+    help = f"comma-separated {what} of the reported forget data (D_f, L_D)"
+    if unless:
+        help += f"; required unless {unless}"
+    _add(g, "--forget", required=required, track=track, help=help)
 
 
 def target(g: Any, concept_alias: bool = False) -> None:
@@ -141,13 +156,31 @@ def prior(g: Any) -> None:
 def forget_fraction(g: Any, track: bool = False) -> None:
     _add(g, "--forget-fraction", type=fraction, metavar="F", track=track,
          help="the sub-set level: forget only this seeded fraction of each --forget class "
-         "(paper Table 4/5 scenarios with L_D = sub-set; tarf bench: 0.5 when left out)")  # fmt: skip
+         "(paper Table 4/5 scenarios with L_D = sub-set); with the random task, this "
+         "fraction of the whole training set; left out: whole classes, "
+         f"{RANDOM_FRACTION:g} for random, 0.5 for the scenarios of tarf bench")  # fmt: skip
+
+
+def forget_seed(g: Any, track: bool = False) -> None:
+    _add(g, "--forget-seed", type=count, metavar="N", track=track,
+         help="seed of the draw of --forget-fraction and of the random task (which samples "
+         "are D_f), apart from the models' seed; left out: 0")  # fmt: skip
+
+
+def task(g: Any) -> None:
+    g.add_argument("--task", choices=(RANDOM,),
+                   help=f"{RANDOM}: random forgetting (the SalUn / Deep Unlearn setting), D_f "
+                   f"a seeded --forget-fraction ({RANDOM_FRACTION:g} when left out) of the whole "
+                   "training set, every class, a class model; no --forget, --target or "
+                   "--prior; left out: the task follows from --forget, --target and "
+                   "--model-labels")  # fmt: skip
 
 
 def tasks(g: Any, default: str = "all", track: bool = False) -> None:
     _add(g, "--tasks", default=default, track=track,
          help="comma-separated tasks: all (the four main tasks), scenarios (paper Table 5 "
-         "No. 6-9, sub-set level), or some of " + ",".join(MAIN_TASKS) + ",scenario-6,...")  # fmt: skip
+         f"No. 6-9, sub-set level), {RANDOM} (random forgetting: a seeded --forget-fraction "
+         "of the whole training set), or some of " + ",".join(MAIN_TASKS) + ",scenario-6,...")  # fmt: skip
 
 
 def methods(g: Any, default: str = "all", track: bool = False) -> None:
@@ -220,14 +253,20 @@ def request_options(
     p: argparse.ArgumentParser, labels_left_out: str = "", subset: bool = True
 ) -> Any:
     """--model-labels (optional when ``labels_left_out`` says what leaving it out does),
-    --forget, --target, --prior and (``subset``) --forget-fraction."""
+    --forget, --target, --prior and (``subset``) --forget-fraction, --forget-seed and
+    --task random, which needs neither --forget nor --model-labels (the command checks
+    that the others are given: ``cli.common.required_request_options``)."""
     g = p.add_argument_group("request")
+    if subset:
+        labels_left_out = labels_left_out or f"class with --task {RANDOM}, else required"
     model_labels(g, not labels_left_out, labels_left_out)
-    forget(g)
+    forget(g, required=not subset, unless=f"--task {RANDOM}" if subset else "")
     target(g)
     prior(g)
     if subset:
         forget_fraction(g)
+        forget_seed(g)
+        task(g)
     return g
 
 

@@ -150,6 +150,15 @@ class Epoch:
             self._spend(len(y))
             yield x, y
 
+    def until_cap(self, pool: Source, batch_size: int) -> Iterator[Batch]:
+        """Batches of ``pool`` until the epoch's cap, passing over it as often as that
+        allows: for a phase defined by the change it must cause, which the caller ends
+        (TARF's Phase I). Each batch is counted as it is drawn."""
+        while self.remaining > 0 and len(pool):
+            x, y = next(pool.epoch(min(batch_size, self.remaining), batch_size))
+            self._spend(len(y))
+            yield x, y
+
     def steps(self, size: int, data: int, cost: int | None = None) -> range:
         """Steps of ``size`` samples each, for methods that build one step from several
         pools (TARF's Phase II): as many as fit in the cap and in one pass of ``data``

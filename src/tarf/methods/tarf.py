@@ -3,11 +3,19 @@
     L = k(t) · (− mean_{D_f} ℓ) + mean_{D_un} ℓ · τ(x, y, t)
     k(t) = max(k (T − t − t0) / T, 0)
 
-Phase I (t < t1): annealed gradient ascent on D_f only, which pulls the data that sits
-close to D_f in representation ("representational gravity") along with it; the
-accuracy drop it causes identifies the concept data hidden in D_un. Phase II: ascent
-plus descent on the retained part of D_un (separation). Phase III (k(t) = 0): descent
-on the retained part only (approximation of the retrained model). Identification
+Phase I (t < t1): gradient ascent on D_f only, which pulls the data that sits close to
+D_f in representation ("representational gravity") along with it; the accuracy drop it
+causes identifies the concept data hidden in D_un. Phase II: ascent plus descent on the
+retained part of D_un (separation). Phase III (k(t) = 0): descent on the retained part
+only (approximation of the retrained model).
+
+Calibrated from the request alone (preset ``tarf``): Phase I ascends until D_f's label is
+no likelier than a uniform guess (``phase1=chance``), within one epoch's budget; in
+Phase II the forget batch weighs as much as the retained one (k = 1) and
+each forget sample stops being pushed once its label is as unlikely as a typical wrong
+label under the original model (``ascent_floor=wrong-label``). Nothing is read from the
+dataset's name. ``preset=paper`` is the paper's Algorithm 1 with its k per dataset and
+task (Appendix F.1). Identification
 itself is in :mod:`tarf.methods.tarf_identify`, the ascent's pieces in
 :mod:`tarf.methods.tarf_ascent`; every epoch runs under the budget rule
 (:mod:`tarf.methods.loop`).
@@ -16,6 +24,7 @@ itself is in :mod:`tarf.methods.tarf_identify`, the ascent's pieces in
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -40,6 +49,7 @@ from tarf.methods.common import (
 from tarf.methods.loop import Epoch, Loop
 from tarf.methods.tarf_ascent import (  # noqa: F401 - re-exported
     FLOOR_SAMPLES,
+    ascend_to,
     ascent_loss,
     guarded_step,
     label_ceilings,
@@ -54,25 +64,17 @@ from tarf.methods.tarf_identify import (
 )
 from tarf.training import forward_logits
 
-# Paper Appendix F.1: k per dataset and task (t1 = 1, t0 = 2 everywhere).
+# Paper Appendix F.1: k per dataset and task (t1 = 1, t0 = 2 everywhere). Only
+# preset=paper reads it: the calibrated default never looks at the dataset's name.
 PAPER_K = {
     "cifar100": {MODEL_MISMATCH: 0.5, "other": 0.05},
     "cifar10": {MODEL_MISMATCH: 0.04, "other": 0.02},
 }
 
 
-# Recipes other than `paper`: k where the paper's diverges on the small models
-# ((dataset, None): every task; measured in docs/methods.md and docs/benchmarks.md).
-SMALL_RECIPE_K = {("cifar100", MODEL_MISMATCH): 0.05, ("fashion-mnist", None): 0.0005}
-
-
-def default_k(dataset: str, task: str, recipe: str = "paper") -> float:
-    """The paper's k (for recipes other than `paper`, SMALL_RECIPE_K first); datasets
-    the paper does not use take CIFAR-10's (10 classes too)."""
-    if recipe.partition(":")[0] != "paper":
-        for key in ((dataset, task), (dataset, None)):
-            if key in SMALL_RECIPE_K:
-                return SMALL_RECIPE_K[key]
+def paper_k(dataset: str, task: str) -> float:
+    """The paper's k for a dataset and task; datasets the paper does not use take
+    CIFAR-10's (10 classes too)."""
     table = PAPER_K.get(dataset, PAPER_K["cifar10"])
     return table[MODEL_MISMATCH] if task == MODEL_MISMATCH else table["other"]
 
@@ -107,7 +109,10 @@ class TARFConfig:
     epochs: int = 10  # T, the number of unlearning epochs
     t1: int = 1  # end of Phase I: identification happens at θ_{t1}
     t0: int = 2  # k(t) reaches zero at T - t0: Phase III's length
-    k: float | None = None  # initial ascent weight; None = paper's value for dataset and task
+    # Phase II's initial ascent weight; None = 1 under preset tarf (the forget batch's
+    # mean loss weighs as much as the retained batch's; ascent_floor bounds it), the
+    # paper's k for the dataset and task under preset paper
+    k: float | None = None
     k_schedule: str = "annealed"  # annealed | constant | increasing (ablation)
     lr: float | None = None  # None = the recipe's unlearning learning rate
     identification: str = "class"  # class (Algorithm 1) | instance (Algorithm 2, TARF-I)
@@ -119,6 +124,12 @@ class TARFConfig:
     class_signal: str = "loss"
     instance_pool: int = 10000  # D_un samples scored by I_con at instance level
     forget_batch_size: int = 64  # D_f batch of Phases I and II
+    # Phase I's length, by the change it must cause: ascent on D_f (weight 1) until a
+    # batch's loss reaches "chance" (ln of the number of labels: D_f's label no likelier
+    # than a uniform guess) or the "floor" (the loss the original model gives a typical
+    # wrong label), within one epoch's budget; "pass" is one pass of D_f at weight k(0),
+    # the paper's epoch (it needs k: set it, or preset=paper)
+    phase1: str = "chance"
     stop_after_identification: bool = False  # analysis: run Phase I, identify, stop
     # ablation (paper Fig. 4b): the first N layers with weights (tarf.methods.common.
     # param_blocks) are not updated in Phases II and III; 0 = every layer learns; a
@@ -138,7 +149,7 @@ class TARFConfig:
     # ours: "none" (the paper) ascends on D_f without bound; "wrong-label" stops pushing a
     # sample once its label is as unlikely as a typical wrong label under the original
     # model (wrong_label_floor), for labels the retained data no longer carries
-    ascent_floor: str = "none"
+    ascent_floor: str = "wrong-label"
     # Phase II's batches: "separate" forwards the forget and the retained batch one after
     # the other (both update batch-norm running statistics); "mixed" forwards them as one
     # batch with per-sample weights -k(t)/n_f and 1/n_r (the paper's Algorithm 1: one
@@ -146,12 +157,15 @@ class TARFConfig:
     # and leaves the running ones to the retained data
     phase2_batch: str = "separate"
     # "paper": the paper's Algorithm 1 as written (PAPER_PRESET: accuracy-drop ranking,
-    # one mixed Phase II batch, the paper's k for every recipe); "tarf": the fields as set
+    # one mixed Phase II batch, one pass of D_f in Phase I, the paper's k per dataset and
+    # task); "tarf": the fields as set
     preset: str = "tarf"
 
 
 # What preset="paper" fixes: Algorithm 1 ranks by accuracy drop over one mixed batch of D.
-PAPER_PRESET = {"class_signal": "accuracy", "phase2_batch": "mixed"}
+PAPER_PRESET = {
+    "class_signal": "accuracy", "phase2_batch": "mixed", "phase1": "pass", "ascent_floor": "none",
+}  # fmt: skip
 
 
 def paper_preset(c: TARFConfig) -> TARFConfig:
@@ -175,6 +189,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "class_signal": ("loss", "icon", "accuracy"),
     "phase2_batch": ("separate", "mixed", "retain-stats"),
     "preset": ("tarf", "paper"),
+    "phase1": ("chance", "floor", "pass"),
     "identified_op": ("zero", "ascent"),
     "phase1_batchnorm": tuple(PHASE1_BATCHNORM),
     "auto_instance_rule": ("forget", "gap"),
@@ -253,24 +268,33 @@ class TARF(Method):
                 raise ValueError(f"{name} must be {' or '.join(map(repr, allowed))}, got {value!r}")
         # the settings this run uses: the preset applied
         c = paper_preset(self.config) if self.config.preset == "paper" else self.config
-        recipe = "paper" if c.preset == "paper" else ctx.recipe.name
-        k = c.k if c.k is not None else default_k(ctx.dataset, ctx.task, recipe)
+        k, k_rule = c.k, "set"
+        if k is None:
+            k, k_rule = (
+                (paper_k(ctx.dataset, ctx.task), "paper") if c.preset == "paper" else (1.0, "equal")
+            )
         ks = k_schedule(k, c.epochs, c.t0, c.k_schedule)
         loop = Loop(model, ctx, c)
         forget = Pool(data.x_forget, data.y_forget, ctx, seed_offset=1)
-        floor = wrong_label_floor(model, data, ctx) if c.ascent_floor != "none" else None
+        floor = (
+            wrong_label_floor(model, data, ctx)
+            if c.ascent_floor != "none" or c.phase1 == "floor"
+            else None
+        )
         # Before identification, only labels absent from all of D_un are bounded.
-        ceilings = label_ceilings(floor, data.y_remain, data.num_classes, ctx.device)
+        bounded = floor if c.ascent_floor != "none" else None
+        ceilings = label_ceilings(bounded, data.y_remain, data.num_classes, ctx.device)
         # A known prior of zero (all matched, model mismatch) leaves nothing to identify:
         # skip the probe's forward passes, which cannot change the result.
         skip = nothing_to_identify(data.prior, c.identification) and not c.stop_after_identification
         probe = None if skip else self._probe(model, data, ctx, c)
 
         details: dict[str, Any] = {
-            "k": k, "lr": loop.lr, "k_schedule": ks, "phases": [], "skipped_steps": 0,
+            "k": k, "k_rule": k_rule, "lr": loop.lr, "k_schedule": ks, "phases": [],
+            "skipped_steps": 0,
             "seconds": {},  # wall time per phase and of identification: where RTE goes
         }  # fmt: skip
-        if floor is not None:
+        if bounded is not None:
             details["ascent_ceiling_nats"] = floor
         secs = details["seconds"]
         tick = time.perf_counter()
@@ -286,7 +310,9 @@ class TARF(Method):
                 if c.stop_after_identification:
                     break
                 retain = Pool(data.x_remain[keep], data.y_remain[keep], ctx, seed_offset=2)
-                ceilings = label_ceilings(floor, data.y_remain[keep], data.num_classes, ctx.device)
+                ceilings = label_ceilings(
+                    bounded, data.y_remain[keep], data.num_classes, ctx.device
+                )
                 if ceilings is not None:
                     details["ascent_bounded_labels"] = [
                         data.class_names[int(i)] for i in torch.isfinite(ceilings).nonzero().flatten().cpu()
@@ -302,9 +328,15 @@ class TARF(Method):
             if phase == "I":
                 # τ = 0 for all of D_un: its forward passes cannot change the update, so skip them.
                 with PHASE1_BATCHNORM[c.phase1_batchnorm](loop.model):
-                    for xf, yf in epoch.batches(forget, c.forget_batch_size):
-                        loss = -ks[t] * ascent_loss(loop.model, xf, yf, ctx, ceilings)
-                        details["skipped_steps"] += guarded_step(loop.opt, loss)
+                    if c.phase1 != "pass":
+                        target = floor if c.phase1 == "floor" else math.log(data.num_classes)
+                        details["phase1"] = ascend_to(
+                            loop, epoch, forget, c.phase1, target, details.get("phase1")
+                        )
+                    else:
+                        for xf, yf in epoch.batches(forget, c.forget_batch_size):
+                            loss = -ks[t] * ascent_loss(loop.model, xf, yf, ctx, ceilings)
+                            details["skipped_steps"] += guarded_step(loop.opt, loss)
             elif phase == "II":
                 details["skipped_steps"] += self._separate(
                     loop, epoch, forget, retain, extra, ks[t], ceilings
@@ -321,17 +353,23 @@ class TARF(Method):
             p.requires_grad_(True)
         result = loop.result(**details)
         result.identification = ident
+        if probe is not None and "warning" in details.get("phase1", {}):
+            result.warnings.append(details["phase1"]["warning"])
         if "warning" in ident:
             result.warnings.append(ident["warning"])
         return result
 
     def weak_forgetting_hint(self, result: MethodResult) -> str:
         """The likely cause and the fix when a run forgot little (:mod:`tarf.run`)."""
-        k, lr = result.details.get("k"), result.details.get("lr")
-        return (
-            f"the ascent was too weak for this model (k={k:g}, lr={lr:g}): raise k "
-            f"(--set k={10 * k:g}) or lr, or try --set phase1_batchnorm=batch"
-        )
+        if (result.identification or {}).get("warning"):
+            return (
+                "the classes set aside are doubtful (see the identification's warning), so "
+                "the concept's hidden classes may still be trained on: state the ones you "
+                "know as the target, or strengthen Phase I (--set phase1=floor)"
+            )
+        k, lr = result.details.get("k") or 0.0, result.details.get("lr")
+        stronger = f"--set k={10 * k:g}" if k > 0 else "--set k=..."
+        return f"the ascent was too weak for this model (k={k:g}, lr={lr:g}): raise k ({stronger}) or lr"
 
     def _separate(
         self,

@@ -1,18 +1,24 @@
-"""TARF's ascent on the forget data: the optional floor it stops at (``ascent_floor=
-wrong-label``), the Phase II loss over one mixed batch, and the step that skips a
-non-finite loss."""
+"""TARF's ascent on the forget data: Phase I run to its target (``phase1=chance`` or
+``floor``), the floor the ascent stops at (``ascent_floor=wrong-label``), the Phase II
+loss over one mixed batch, and the step that skips a non-finite loss."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from tarf.methods.base import UnlearnContext, UnlearnData
-from tarf.methods.common import ce, step
+from tarf.methods.common import Pool, ce, step
+from tarf.methods.loop import Epoch, Loop
 from tarf.training import forward_logits
 
 # D_un samples whose wrong-label probabilities set the ascent floor ("wrong-label").
 FLOOR_SAMPLES = 2000
+# Phase I's batches shrink (below forget_batch_size) until its budget allows this many
+# steps: a small budget still leaves the ascent steps enough to reach its target.
+MIN_PHASE1_STEPS = 32
 
 
 def wrong_label_floor(
@@ -103,3 +109,40 @@ def guarded_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> int:
         return 1
     step(opt, loss)
     return 0
+
+
+def ascend_to(
+    loop: Loop,
+    epoch: Epoch,
+    forget: Pool,
+    rule: str,
+    target: float,
+    so_far: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Phase I by the change it must cause: ascent steps (weight 1) on D_f batches until a
+    batch's loss reaches ``target`` nats, within the epoch's budget, in at least
+    ``MIN_PHASE1_STEPS`` steps' worth of batches; then the optimiser's momentum is
+    dropped, so Phase II does not start with the ascent's velocity. ``so_far`` continues
+    a Phase I of several epochs."""
+    model, ctx = loop.model, loop.ctx
+    fb = max(1, min(loop.config.forget_batch_size, epoch.remaining // MIN_PHASE1_STEPS))
+    out = so_far or {"rule": rule, "target_nats": target, "steps": 0, "reached": False}
+    if out["reached"]:
+        return out
+    loss_value = float("nan")
+    for xf, yf in epoch.until_cap(forget, fb):
+        loss = ce(model, xf, yf, ctx)
+        loss_value = float(loss.detach())  # one host sync per step: the rule reads it
+        if loss_value >= target:
+            out["reached"] = True
+            break
+        out["steps"] += 1 - guarded_step(loop.opt, -loss)
+    out.update(last_loss=loss_value, batch_size=fb)
+    loop.opt.state.clear()  # momentum buffers: Phase II starts from rest
+    if not out["reached"]:
+        out["warning"] = (
+            f"Phase I did not bring D_f's loss to its target ({rule}) within its budget "
+            f"({loss_value:.2f} of {target:.2f} nats after {out['steps']} steps): the "
+            "identification may rest on too small a change; raise lr (--set lr=...) or t1"
+        )
+    return out

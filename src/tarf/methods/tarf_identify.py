@@ -52,7 +52,17 @@ def skipped(level: str, remain: int) -> tuple[torch.Tensor, dict[str, Any]]:
     }  # fmt: skip
 
 
-def weak_phase1_warning(acc_drops: torch.Tensor, loss_rise: torch.Tensor, n: int) -> str | None:
+# What moves the model more in Phase I, by TARFConfig.phase1.
+STRONGER_PHASE1 = {
+    "pass": "raise k (--set k=...) or use --set phase1_batchnorm=batch",
+    "chance": "ascend further in Phase I (--set phase1=floor) or raise lr (--set lr=...)",
+    "floor": "raise lr (--set lr=...) or t1 (--set t1=2)",
+}
+
+
+def weak_phase1_warning(
+    acc_drops: torch.Tensor, loss_rise: torch.Tensor, n: int, phase1: str = "pass"
+) -> str | None:
     """Why a class-level identification should not be trusted: Phase I moved no class
     (every accuracy drop below ``WEAK_PHASE1_DROP``), so the n classes set aside were
     picked on noise-level differences. None when n = 0 or some class moved."""
@@ -66,7 +76,7 @@ def weak_phase1_warning(acc_drops: torch.Tensor, loss_rise: torch.Tensor, n: int
     return (
         f"Phase I barely moved the model (largest class accuracy drop {top_drop:.1f} points, "
         f"largest loss rise {top_rise:.3f} nats): {chosen} ranked on noise and may be wrong; "
-        "raise k (--set k=...) or use --set phase1_batchnorm=batch"
+        + STRONGER_PHASE1[phase1]
     )
 
 
@@ -215,7 +225,7 @@ def identify_classes(
     margin = margin_record(signal, signals.get(f"{c.class_signal}_se"), present, n, names)
     if margin is not None:
         ident["margin"] = margin
-    warning = weak_phase1_warning(acc_drops, loss_rise, n)
+    warning = weak_phase1_warning(acc_drops, loss_rise, n, c.phase1)
     if warning is None and margin is not None and margin.get("within_noise"):
         unit = "points" if c.class_signal == "accuracy" else "nats"
         warning = (
