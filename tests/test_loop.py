@@ -98,6 +98,23 @@ def test_paired_steps_fit_the_cap_and_count_their_cost(ctx):
     assert len(one.steps(size=100, data=1000)) == 1  # at least one step
 
 
+def test_until_cap_passes_over_a_small_pool_until_the_cap(ctx):
+    """A phase defined by the change it causes (TARF's Phase I) may pass over a pool more
+    than once, but never beyond the epoch's cap, and every batch is counted."""
+    loop = Loop(counting_model()[0], ctx, LoopConfig(epochs=2))
+    epoch = next(iter(loop))
+    sizes = [len(y) for _, y in epoch.until_cap(pool(25, ctx), 16)]
+    assert sum(sizes) == CAP and max(sizes) == 16 and sizes[-1] == CAP % 16  # 2.4 passes
+    assert loop.samples == CAP and epoch.remaining == 0
+    assert list(epoch.until_cap(pool(25, ctx), 16)) == []  # nothing left in this epoch
+    second = next(iter(Loop(counting_model()[0], ctx, LoopConfig(epochs=1))))
+    taken = 0
+    for _, y in second.until_cap(pool(25, ctx), 16):  # the caller ends it early
+        taken += len(y)
+        break
+    assert taken == 16 and second.used == 16
+
+
 def test_the_original_model_is_not_modified(ctx):
     model, _ = counting_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}

@@ -38,7 +38,7 @@ def concept_can_hide(task: str) -> bool:
     model mismatch, random forgetting, scenario No. 6), ``D_uf = D_t \\ D_f`` is empty
     and ``n = 0`` needs no estimate. This is the only case where the data cannot decide:
     the same ``D_f``, ``D_un`` and model are a target mismatch when the user means the
-    wider concept. The task is what the user states (it also picks the paper's ``k``);
+    wider concept. The task is what the user states (under TARF's ``preset=paper`` it also picks the paper's ``k``);
     ``auto`` only estimates the count.
     """
     return not target_is_data(task)

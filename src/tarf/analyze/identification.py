@@ -95,8 +95,8 @@ def identify_concept(
         "truth": sorted(truth),
         "seed": seed,
         "task": request.task.name,
-        "k": result.details.get("k"),  # None: Phase I ran, Phase II's k not measured
-        "phase1": result.details.get("phase1"),  # phase1=floor: its steps and target
+        "k": result.details.get("k"),  # Phase II's k (Phase I's weight only with phase1=pass)
+        "phase1": result.details.get("phase1"),  # phase1=chance or floor: steps and target
         "signals": {},
     }
     values = {"loss": ident["loss_increase"], "accuracy": ident["drops"]}

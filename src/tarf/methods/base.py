@@ -47,7 +47,8 @@ class UnlearnData:
 @dataclass
 class UnlearnContext:
     """How to run: device, recipe (augmentation, budget), seed, and the request's task
-    and dataset names (which the user states, and which pick the paper's defaults)."""
+    and dataset names (which the user states; only TARF's preset=paper reads the dataset's,
+    for the paper's k)."""
 
     device: torch.device
     recipe: Recipe

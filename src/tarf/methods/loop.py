@@ -5,7 +5,9 @@ The loop owns the budget rule (docs/design.md), so that a method is only its ste
 * each epoch may use its share of the run's budget, ``(epochs · ctx.epoch_samples() −
   charged) // epochs`` samples through forward+backward, where ``charged`` is work done
   before the epochs (SalUn's saliency mask, BS's FGSM labels: :meth:`Loop.charge`);
-* an epoch passes at most once over each pool it draws from;
+* an epoch passes at most once over each pool it draws from, except a phase defined by
+  the change it must cause (TARF's Phase I, :meth:`Epoch.until_cap`), which may pass
+  again within the cap;
 * every sample handed out is counted, so the result's ``samples`` is what was used.
 
 A method is registered with :func:`iterative`: a function of the loop and the data that

@@ -113,9 +113,11 @@ def RFE(loop: Loop, data: UnlearnData) -> dict[str, Any]:
     dev = ctx.device
     adj = torch.isin(data.y_remain.cpu(), torch.unique(data.y_forget.cpu()))
     forget = Pool(data.x_forget, data.y_forget, ctx, seed_offset=1)
-    # Random forgetting: D_f spans every label, so no retained sample is remote; the
-    # constraint then holds all of D_un in place (Stage 2 still repairs D_adj = D_un).
-    rem = ~adj if (~adj).any() else torch.ones_like(adj)
+    # Random forgetting: D_f spans every label, so no retained sample is remote. The
+    # constraint then holds all of D_un in place, and Stage 2 is skipped: its repair
+    # direction (D_adj = D_un) would be projected off its own gradient.
+    no_remote = not bool((~adj).any())
+    rem = torch.ones_like(adj) if no_remote else ~adj
     remote = Pool(data.x_remain[rem], data.y_remain[rem], ctx, seed_offset=2)
     adjacent = Pool(data.x_remain[adj], data.y_remain[adj], ctx, seed_offset=3)
     pinned = mean_loss(model, remote.x, remote.y, dev)  # CE_θo(D_rem), the constraint's value
@@ -136,7 +138,7 @@ def RFE(loop: Loop, data: UnlearnData) -> dict[str, Any]:
                 multiplier += c.mu * h.detach()
             constraint.append(round(float(h.detach()), 5))
             continue
-        if not len(adjacent):  # nothing adjacent to repair: Stage 1 is the whole method
+        if not len(adjacent) or no_remote:  # Stage 1 is the whole method
             break
         if ref is None:  # θ̄, the model at the end of Stage 1
             ref = copy.deepcopy(model).requires_grad_(False)
@@ -166,7 +168,7 @@ def RFE(loop: Loop, data: UnlearnData) -> dict[str, Any]:
             stage2_steps += 1
     return {
         "adjacent": int(adj.sum()),
-        "remote": len(remote),
+        "remote": 0 if no_remote else len(remote),
         "pinned_remote_loss": round(pinned, 5),
         "multiplier": round(float(multiplier), 5),
         "stage1_constraint": constraint,  # h at the last step of each Stage-1 epoch

@@ -41,7 +41,7 @@ def importance(
 ) -> list[torch.Tensor]:
     """Per parameter: the mean over unshuffled batches of the squared gradient of the
     batch's mean cross-entropy (the authors' ``calc_importance``)."""
-    params = list(model.parameters())
+    params = [p for p in model.parameters() if p.requires_grad]  # frozen layers stay
     imp = [torch.zeros_like(p) for p in params]
     batches = 0
     for i in range(0, len(y), batch_size):
@@ -87,6 +87,20 @@ class SSD(Method):
         n_f, n_un = len(data.y_forget), len(data.y_remain)
         if n_f == 0 or n_un == 0:
             raise ValueError("SSD needs forget data and remaining data")
+        # D = D_f ∪ D_un: each weighted by its number of batches in the whole set
+        b_f, b_un = math.ceil(n_f / c.batch_size), math.ceil(n_un / c.batch_size)
+        share = b_f / (b_f + b_un)
+        if c.alpha * share >= 1:  # I_D >= share·I_f, so I_f > α·I_D cannot hold: no work
+            return MethodResult(
+                model.eval(),
+                epoch_samples=ctx.epoch_samples(),
+                warnings=[
+                    f"SSD: D_f is {share:.0%} of the data, so no weight's importance on D_f "
+                    f"can exceed alpha={c.alpha:g} times its importance on D and the model "
+                    f"was left as it was; set alpha below {1 / share:.3g} (--set alpha=...)"
+                ],
+                details={"alpha": c.alpha, "lam": c.lam, "dampened": 0},
+            )
         budget = run_budget(ctx)
         gen = torch.Generator().manual_seed(ctx.seed)
         f_used = min(n_f, max(1, budget // 2))  # D_f whole unless the budget is tiny
@@ -95,25 +109,14 @@ class SSD(Method):
         uidx = torch.randperm(n_un, generator=gen)[:un_used].sort().values
         imp_f = importance(model, data.x_forget[fidx], data.y_forget[fidx], ctx, c.batch_size)
         imp_un = importance(model, data.x_remain[uidx], data.y_remain[uidx], ctx, c.batch_size)
-        # D = D_f ∪ D_un: each weighted by its number of batches in the whole set
-        b_f, b_un = math.ceil(n_f / c.batch_size), math.ceil(n_un / c.batch_size)
-        share = b_f / (b_f + b_un)
         imp_d = [share * f + (1 - share) * u for f, u in zip(imp_f, imp_un)]
-        params = list(model.parameters())
+        params = [p for p in model.parameters() if p.requires_grad]
         total = sum(p.numel() for p in params)
         dampened = dampen(params, imp_f, imp_d, c.alpha, c.lam)
-        warnings = []
-        if c.alpha * share >= 1:  # I_D >= share·I_f, so I_f > α·I_D cannot hold
-            warnings.append(
-                f"SSD: D_f is {share:.0%} of the data, so no weight's importance on D_f can "
-                f"exceed alpha={c.alpha:g} times its importance on D; set alpha below "
-                f"{1 / share:.3g} (--set alpha=...)"
-            )
         return MethodResult(
             model.eval(),
             samples=f_used + un_used,
             epoch_samples=ctx.epoch_samples(),
-            warnings=warnings,
             details={
                 "alpha": c.alpha,
                 "lam": c.lam,

@@ -128,7 +128,7 @@ class TARFConfig:
     # batch's loss reaches "chance" (ln of the number of labels: D_f's label no likelier
     # than a uniform guess) or the "floor" (the loss the original model gives a typical
     # wrong label), within one epoch's budget; "pass" is one pass of D_f at weight k(0),
-    # the paper's epoch (it needs k: set it, or preset=paper)
+    # the paper's epoch
     phase1: str = "chance"
     stop_after_identification: bool = False  # analysis: run Phase I, identify, stop
     # ablation (paper Fig. 4b): the first N layers with weights (tarf.methods.common.
@@ -294,6 +294,8 @@ class TARF(Method):
             "skipped_steps": 0,
             "seconds": {},  # wall time per phase and of identification: where RTE goes
         }  # fmt: skip
+        if c.preset == "paper":  # the report's config holds the fields as set, not as run
+            details["preset_applied"] = dict(PAPER_PRESET)
         if bounded is not None:
             details["ascent_ceiling_nats"] = floor
         secs = details["seconds"]

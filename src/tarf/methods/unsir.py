@@ -132,6 +132,12 @@ def UNSIR(loop: Loop, data: UnlearnData) -> dict[str, Any]:
     c, ctx = loop.config, loop.ctx
     labels = sorted(set(data.y_forget.tolist()))
     share = int(c.noise_fraction * loop.epochs * ctx.epoch_samples()) // max(len(labels), 1)
+    if share < 1:  # not one noise image per forget label fits in its share of the budget
+        raise ValueError(
+            f"unsir: the noise's share of the budget ({c.noise_fraction:g}) holds less than "
+            f"one image for each of the {len(labels)} forget labels; raise noise_fraction "
+            "(--set noise_fraction=...) or epochs"
+        )
     size = max(1, min(c.noise_batch_size, share // c.noise_steps))
     steps = max(1, min(c.noise_steps, share // size))
     stats = input_stats(loop.original, data)
