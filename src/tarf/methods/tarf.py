@@ -10,13 +10,12 @@ retained part of D_un (separation). Phase III (k(t) = 0): descent on the retaine
 only (approximation of the retrained model).
 
 Calibrated from the request alone (preset ``tarf``): Phase I ascends until D_f's label is
-no likelier than a uniform guess (``phase1=chance``), within one epoch's budget; in
-Phase II the forget batch weighs as much as the retained one (k = 1) and
-each forget sample stops being pushed once its label is as unlikely as a typical wrong
-label under the original model (``ascent_floor=wrong-label``). Nothing is read from the
-dataset's name. ``preset=paper`` is the paper's Algorithm 1 with its k per dataset and
-task (Appendix F.1). Identification
-itself is in :mod:`tarf.methods.tarf_identify`, the ascent's pieces in
+no likelier than a uniform guess (``phase1=chance``), within one epoch's budget; in Phase
+II the forget batch weighs as much as the retained one (k = 1) and each forget sample
+stops being pushed once its label is as unlikely as a typical wrong label under the
+original model (``ascent_floor=wrong-label``). Nothing is read from the dataset's name.
+``preset=paper`` is the paper's Algorithm 1 with its k per dataset and task (Appendix
+F.1). Identification itself is in :mod:`tarf.methods.tarf_identify`, the ascent's pieces in
 :mod:`tarf.methods.tarf_ascent`; every epoch runs under the budget rule
 (:mod:`tarf.methods.loop`).
 """
@@ -366,8 +365,9 @@ class TARF(Method):
         if (result.identification or {}).get("warning"):
             return (
                 "the classes set aside are doubtful (see the identification's warning), so "
-                "the concept's hidden classes may still be trained on: state the ones you "
-                "know as the target, or strengthen Phase I (--set phase1=floor)"
+                "the concept's hidden classes may still be trained on: hand over the images "
+                "of the classes you know the concept holds as forget data (--forget), or "
+                "strengthen Phase I (--set phase1=floor)"
             )
         k, lr = result.details.get("k") or 0.0, result.details.get("lr")
         stronger = f"--set k={10 * k:g}" if k > 0 else "--set k=..."
