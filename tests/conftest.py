@@ -11,6 +11,7 @@ import torch
 from tarf.data.core import ImageDataset
 from tarf.data.synthetic import prototype_dataset
 from tarf.hierarchy import LabelHierarchy
+from tarf.methods.base import UnlearnData
 
 os.environ.setdefault("TARF_QUIET", "1")
 # One intra-op thread: the tests' tensors are tiny, and on a machine whose cores are busy
@@ -74,3 +75,28 @@ def interrupted_training_state(ds: ImageDataset, tmp_path, monkeypatch, recipe) 
                                   resume_path=state, resume_every_s=0)  # fmt: skip
     monkeypatch.setattr(training, "train_step", real_step)
     return state
+
+
+# -- the baseline tests' five-class toy (test_baselines_b.py, test_baselines_c.py) ----------
+TOY_CLASSES, TOY_PER_CLASS, TOY_FORGET = 5, 40, 2
+
+
+def five_class_images(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """5 classes of 1x8x8 uint8 images: a random prototype per class plus noise."""
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.rand(TOY_CLASSES, 1, 8, 8, generator=g)
+    y = torch.arange(TOY_CLASSES).repeat_interleave(TOY_PER_CLASS)
+    x = protos[y] + 0.2 * torch.randn(len(y), 1, 8, 8, generator=g)
+    return (x.clamp(0, 1) * 255).to(torch.uint8), y
+
+
+def split_forget(x: torch.Tensor, y: torch.Tensor) -> UnlearnData:
+    """D_f = class TOY_FORGET, D_un = the rest."""
+    f = y == TOY_FORGET
+    names = tuple(f"c{i}" for i in range(TOY_CLASSES))
+    return UnlearnData(x[f], y[f], x[~f], y[~f], TOY_CLASSES, names)
+
+
+def flat(model: torch.nn.Module) -> torch.Tensor:
+    """Every parameter of a model in one vector."""
+    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])

@@ -11,43 +11,37 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import (
+    TOY_CLASSES,
+    TOY_FORGET,
+    TOY_PER_CLASS,
+    five_class_images,
+    flat,
+    split_forget,
+)
 
 from tarf.methods import get_method
 from tarf.methods.bad_teacher import bad_teacher_loss, incompetent_teacher
-from tarf.methods.base import UnlearnContext, UnlearnData
+from tarf.methods.base import UnlearnContext
 from tarf.recipes import get_recipe
 from tarf.training import train_classifier
 
 CPU = torch.device("cpu")
-C, PER_CLASS, FORGET = 5, 40, 2
-
-
-def make_images(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """5 classes of 1x8x8 uint8 images: a random prototype per class plus noise."""
-    g = torch.Generator().manual_seed(seed)
-    protos = torch.rand(C, 1, 8, 8, generator=g)
-    y = torch.arange(C).repeat_interleave(PER_CLASS)
-    x = protos[y] + 0.2 * torch.randn(len(y), 1, 8, 8, generator=g)
-    return (x.clamp(0, 1) * 255).to(torch.uint8), y
+C, PER_CLASS, FORGET = TOY_CLASSES, TOY_PER_CLASS, TOY_FORGET
 
 
 @pytest.fixture(scope="module")
 def setup():
-    x, y = make_images()
+    x, y = five_class_images()
     recipe = dataclasses.replace(get_recipe("tiny"), epochs=10, flip=False, crop_pad=0)
     model = train_classifier(x, y, C, recipe, 0, CPU).model
-    f = y == FORGET
-    data = UnlearnData(x[f], y[f], x[~f], y[~f], C, tuple(f"c{i}" for i in range(C)))
+    data = split_forget(x, y)
     # The tiny recipe's 30 training epochs; train_size 1000: 300 samples per epoch, more
     # than one pass over the 200 samples (the budget binds only in test_budget_rule).
     ctx = UnlearnContext(
         device=CPU, recipe=dataclasses.replace(recipe, epochs=30), seed=0, train_size=1000
     )
     return model, data, ctx
-
-
-def flat(model: nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in model.parameters()])
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
