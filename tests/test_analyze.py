@@ -59,11 +59,13 @@ def test_sweep_finds_the_hidden_class_writes_and_resumes(toy_dataset, tmp_path, 
     monkeypatch.setattr(tarf_mod, "class_stats", fake_stats)
     recipe = get_recipe("tiny", "toy")
     out = tmp_path / "ident"
-    results = ident.sweep(toy_dataset, recipe, [0], torch.device("cpu"), out, 2, ["animals"])
+    loss = {"class_signal": "loss"}  # the stub has no per-sample values, no representation
+    results = ident.sweep(toy_dataset, recipe, [0], torch.device("cpu"), out, 2, ["animals"], loss)
     assert fake_stats.calls == 2 and len(results) == 1
     r = results[0]
     assert r["given"] == given and r["truth"] == [hidden] and r["task"] == "target-mismatch"
-    for signal in ident.SIGNALS:
+    assert sorted(r["signals"]) == ["accuracy", "loss"] and r["signal"] == "loss"
+    for signal in r["signals"]:
         s = r["signals"][signal]
         assert list(s["top10"])[0] == hidden
         assert s["oracle"]["recall"] == 1.0 and s["oracle"]["ranks"] == {hidden: 1}
@@ -72,11 +74,11 @@ def test_sweep_finds_the_hidden_class_writes_and_resumes(toy_dataset, tmp_path, 
     on_disk = json.loads((out / "runs" / "animals_s0.json").read_text())
     assert on_disk["signals"]["loss"]["auto"]["n"] == 1
     csv_lines = (out / "identification.csv").read_text().strip().splitlines()
-    assert len(csv_lines) == 1 + len(ident.SIGNALS)
+    assert len(csv_lines) == 1 + 2
     assert "| loss | 1 | 1.000 |" in (out / "identification.md").read_text()
     assert (out / "identification.png").read_bytes()[:4] == b"\x89PNG"
     # rerun: read from disk, Phase I not run again
-    again = ident.sweep(toy_dataset, recipe, [0], torch.device("cpu"), out, 2, ["animals"])
+    again = ident.sweep(toy_dataset, recipe, [0], torch.device("cpu"), out, 2, ["animals"], loss)
     assert fake_stats.calls == 2 and again[0]["signals"] == r["signals"]
 
 

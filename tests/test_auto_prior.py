@@ -178,7 +178,7 @@ def test_tarf_class_level_auto(trained, toy_dataset, monkeypatch, task):
     acc0[0] = loss0[0] = float("nan")  # cat is not in D_un
     rise = torch.tensor([0, 2.0, 1.8, 0.05, -0.02, 0.01, 0.03])
     _replay(monkeypatch, tarf_mod, "class_stats", (acc0, loss0), (acc0 - 10 * rise, loss0 + rise))
-    res = get_method("tarf", stop_after_identification=True).run(
+    res = get_method("tarf", stop_after_identification=True, class_signal="loss").run(
         model, data, _ctx(recipe, toy_dataset, task)
     )
     ident = res.identification
@@ -206,9 +206,9 @@ def test_tarf_class_level_auto_weak_signal(trained, toy_dataset, monkeypatch, fl
     acc0[0] = loss0[0] = float("nan")
     rise = torch.tensor([0, 1.0, 0.6, 0.4, 0.2, 0.1, 0.0])
     _replay(monkeypatch, tarf_mod, "class_stats", (acc0, loss0), (acc0 - 10 * rise, loss0 + rise))
-    res = get_method("tarf", stop_after_identification=True, auto_floor=floor).run(
-        model, data, _ctx(recipe, toy_dataset, "target-mismatch")
-    )
+    res = get_method(
+        "tarf", stop_after_identification=True, auto_floor=floor, class_signal="loss"
+    ).run(model, data, _ctx(recipe, toy_dataset, "target-mismatch"))
     ident = res.identification
     assert ident["auto"]["data_estimate"] == 0 and ident["auto"]["margin"] < 0
     if floor == "largest-gap":

@@ -157,9 +157,9 @@ def test_identification_warns_when_phase_one_moved_nothing(trained, toy_dataset,
     acc1, loss1 = acc0 - torch.tensor([0, 1, 0, 0, 0, 0, 0.0]), loss0 + 0.01 * torch.arange(7)
     calls = iter([(acc0, loss0), (acc1, loss1)])
     monkeypatch.setattr(tarf_mod, "class_stats", lambda *a, **k: next(calls))
-    res = get_method("tarf", phase1="pass", k=0.5, lr=0.01, epochs=2, t0=0).run(
-        model, data, _ctx(recipe, toy_dataset, "target-mismatch")
-    )
+    res = get_method(
+        "tarf", phase1="pass", class_signal="loss", k=0.5, lr=0.01, epochs=2, t0=0
+    ).run(model, data, _ctx(recipe, toy_dataset, "target-mismatch"))
     ident = res.identification
     assert (
         ident["n"] == 2

@@ -394,7 +394,8 @@ def _signed(value: float | None, digits: int = 3) -> str:
 
 def identification_lines(report: dict[str, Any]) -> list[str]:
     """What TARF's identification set aside (how many, from the prior or estimated, and
-    why) and the top of its ranking after Phase I; nothing for other methods."""
+    why) and the top of its ranking (by representation, or after Phase I); nothing for
+    other methods."""
     ident = report.get("identification")
     if not ident:
         return []
@@ -423,7 +424,11 @@ def identification_lines(report: dict[str, Any]) -> list[str]:
         if auto.get("gap_between"):
             what += f", between {auto['gap_between'][0]} and {auto['gap_between'][1]}"
     lines = [what]
-    if ident.get("level") == "class" and ident.get("drops"):
+    near = ident.get("feature_nearness")
+    if ident.get("level") == "class" and ident.get("signal") == "features" and near:
+        top = ", ".join(f"{c} ({v:.3f})" for c, v in list(near.items())[:5])
+        lines.append(f"top of the features ranking (cosine to D_f, original model): {top}")
+    elif ident.get("level") == "class" and ident.get("drops"):
         loss = ident.get("loss_increase", {})
         top = ", ".join(
             f"{c} (loss {_signed(loss.get(c))} nats, accuracy {_signed(-d)} points)"

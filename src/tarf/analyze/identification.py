@@ -34,7 +34,10 @@ from tarf.methods.tarf import TARF
 from tarf.recipes import Recipe
 from tarf.request import UnlearningRequest
 
-SIGNALS = ("loss", "accuracy")  # ranked by: mean loss increase (nats) | accuracy drop (points)
+# ranked by: nearness to D_f in representation under the original model (the class mean
+# of tarf_identify.feature_nearness, a cosine) | mean loss increase over Phase I (nats) | accuracy drop (points);
+# "features" only where the run measured it (class_signal=features, the default)
+SIGNALS = ("features", "loss", "accuracy")
 
 
 def given_classes(hierarchy, superclass: int, given: int, seed: int) -> list[str]:
@@ -97,10 +100,13 @@ def identify_concept(
         "task": request.task.name,
         "k": result.details.get("k"),  # Phase II's k (Phase I's weight only with phase1=pass)
         "phase1": result.details.get("phase1"),  # phase1=chance or floor: steps and target
+        "signal": ident["signal"],  # the signal the run's identification ranked by
         "signals": {},
     }
     values = {"loss": ident["loss_increase"], "accuracy": ident["drops"]}
-    for signal in SIGNALS:
+    if "feature_nearness" in ident:
+        values["features"] = ident["feature_nearness"]
+    for signal in (s for s in SIGNALS if s in values):
         v = values[signal]
         ranked = sorted(v, key=lambda c: -v[c])
         decision = largest_gap([v[c] for c in ranked])
@@ -168,7 +174,7 @@ def sweep(
             r = identify_concept(ds, original, s, given, recipe, seed, device, tarf_params)
             r["recipe"] = recipe.name
             write_json(path, r)
-            sig = r["signals"]["loss"]
+            sig = r["signals"][_ranked_by(r)]
             log(
                 f"{r['concept']} (given {', '.join(r['given'])}): oracle recall "
                 f"{sig['oracle']['recall']:.2f}, auto n={sig['auto']['n']} "
@@ -177,6 +183,11 @@ def sweep(
             results.append(r)
     write_summary(results, out_dir)
     return results
+
+
+def _ranked_by(r: dict[str, Any]) -> str:
+    """The signal a run ranked by (runs written before it was recorded: ``loss``)."""
+    return r.get("signal", "loss") if r.get("signal") in r["signals"] else "loss"
 
 
 def _slug(name: str) -> str:
@@ -219,7 +230,7 @@ def write_summary(results: list[dict[str, Any]], out_dir: str | Path) -> None:
     w.writerows(rows)
     write_text(out_dir / "identification.csv", buf.getvalue())
     write_text(out_dir / "identification.md", markdown(rows))
-    plot_top10(results, out_dir / "identification.png")
+    plot_top10(results, out_dir / "identification.png", _ranked_by(results[0]))
 
 
 def _mean(xs: list[float]) -> float:
@@ -246,6 +257,13 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+PLOT_UNITS = {
+    "features": "nearness to D_f in representation, original model, cosine",
+    "loss": "mean loss increase over Phase I, nats",
+    "accuracy": "accuracy drop over Phase I, points",
+}
+
+
 def plot_top10(results: list[dict[str, Any]], path: str | Path, signal: str = "loss") -> None:
     """Paper Fig. 13 as one grid: a row per concept, its ten largest ``signal`` values
     left to right, the concept's other classes blue, everything else grey; the auto
@@ -260,7 +278,7 @@ def plot_top10(results: list[dict[str, Any]], path: str | Path, signal: str = "l
     rs = sorted((r for r in results), key=lambda r: (r["concept"], r["seed"]))
     fig, ax = plt.subplots(figsize=(13, 0.42 * len(rs) + 1.2))
     for i, r in enumerate(rs):
-        s = r["signals"][signal]
+        s = r["signals"].get(signal) or r["signals"][_ranked_by(r)]
         for j, (c, v) in enumerate(s["top10"].items()):
             colour = "#4a7fd6" if c in r["truth"] else "#d0d0d0"
             ax.add_patch(plt.Rectangle((j, i - 0.42), 0.96, 0.84, color=colour))
@@ -275,8 +293,8 @@ def plot_top10(results: list[dict[str, Any]], path: str | Path, signal: str = "l
                         for r in rs], fontsize=7)  # fmt: skip
     ax.set_xticks([x + 0.48 for x in range(10)])
     ax.set_xticklabels([str(x + 1) for x in range(10)])
-    unit = "mean loss increase, nats" if signal == "loss" else "accuracy drop, points"
-    ax.set_xlabel(f"rank after Phase I ({unit}); blue: the concept's other classes; "
+    unit = PLOT_UNITS[signal]
+    ax.set_xlabel(f"rank ({unit}); blue: the concept's other classes; "
                   "black bar: where --prior auto cuts")  # fmt: skip
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))

@@ -169,3 +169,49 @@ def predictions(
     from tarf.training import forward_logits
 
     return forward_logits(model, x, ctx.device, batch_size).argmax(1)
+
+
+@torch.no_grad()
+def representation(
+    model: nn.Module, x: torch.Tensor, ctx: UnlearnContext, batch_size: int | None = None
+) -> tuple[torch.Tensor, str]:
+    """Each sample's representation in eval mode, batched, full precision, float32 on the
+    CPU, and where it was read: ``features`` (the model's own ``features(x)``, as tarf's
+    models have), ``last-linear`` (the input of the model's last ``nn.Linear``, for a
+    user's model without ``features``) or ``logits`` (neither can be read, e.g. a
+    TorchScript model)."""
+    was = model.training
+    model.eval()
+    step_size = batch_size or eval_batch_size(ctx.device)
+    inner = getattr(model, "model", None)  # a user's model behind tarf.adapter.InputAdapter
+    inner = inner if isinstance(inner, nn.Module) else model
+    linears = [m for m in inner.modules() if isinstance(m, nn.Linear)]
+    scripted = isinstance(inner, torch.jit.ScriptModule)
+    if hasattr(model, "features") and callable(model.features):
+        source = "features"
+    elif linears and not scripted:
+        source = "last-linear"
+    else:
+        source = "logits"
+    seen: list[torch.Tensor] = []
+    hook = (
+        linears[-1].register_forward_pre_hook(lambda _m, args: seen.append(args[0].flatten(1)))
+        if source == "last-linear"
+        else None
+    )
+    out = []
+    try:
+        with full_precision(ctx.device):
+            for xb in x.split(step_size):
+                xf = to_float(xb, ctx.device)
+                if source == "features":
+                    out.append(model.features(xf).float())
+                else:
+                    logits = model(xf).float()
+                    out.append(seen.pop().float() if source == "last-linear" else logits)
+                    seen.clear()
+    finally:
+        if hook is not None:
+            hook.remove()
+        model.train(was)
+    return (torch.cat(out).cpu() if out else torch.empty(0, 0)), source

@@ -4,10 +4,13 @@
     k(t) = max(k (T − t − t0) / T, 0)
 
 Phase I (t < t1): gradient ascent on D_f only, which pulls the data that sits close to
-D_f in representation ("representational gravity") along with it; the accuracy drop it
-causes identifies the concept data hidden in D_un. Phase II: ascent plus descent on the
-retained part of D_un (separation). Phase III (k(t) = 0): descent on the retained part
-only (approximation of the retrained model).
+D_f in representation ("representational gravity") along with it. Identification sets
+aside the classes of D_un that sit closest to D_f in the original model's representation
+(``class_signal=features``), or those Phase I moved most (``loss``, ``icon``,
+``accuracy``). Phase II: ascent on D_f and on what was set aside, plus descent on the
+retained part of D_un (separation).
+Phase III (k(t) = 0): descent on the retained part only (approximation of the retrained
+model).
 
 Calibrated from the request alone (preset ``tarf``): Phase I ascends until D_f's label is
 no likelier than a uniform guess (``phase1=chance``), within one epoch's budget; in Phase
@@ -43,6 +46,7 @@ from tarf.methods.common import (
     frozen_batchnorm,
     param_blocks,
     per_sample_loss,
+    representation,
     step,
 )
 from tarf.methods.loop import Epoch, Loop
@@ -56,6 +60,7 @@ from tarf.methods.tarf_ascent import (  # noqa: F401 - re-exported
     wrong_label_floor,
 )
 from tarf.methods.tarf_identify import (
+    feature_nearness,
     identify_classes,
     identify_instances,
     nothing_to_identify,
@@ -115,12 +120,17 @@ class TARFConfig:
     k_schedule: str = "annealed"  # annealed | constant | increasing (ablation)
     lr: float | None = None  # None = the recipe's unlearning learning rate
     identification: str = "class"  # class (Algorithm 1) | instance (Algorithm 2, TARF-I)
-    identified_op: str = "zero"  # zero weight on identified data (paper) | ascent (ablation)
+    # what happens to the data identification set aside: "ascent" (ascended on with D_f,
+    # weight k(t): the concept's hidden classes are forgotten, not only left untrained)
+    # or "zero" weight (the paper's τ = 0)
+    identified_op: str = "ascent"
     id_samples_per_class: int = 100  # D_un samples per model class used to measure drops
-    # what ranks the classes after Phase I: "loss" (the class-mean loss rise, signed),
-    # "icon" (the class mean of the paper's I_con = |loss change|), "accuracy" (the
-    # accuracy drop, as the paper's Algorithm 1)
-    class_signal: str = "loss"
+    # what ranks the classes: "features" (representational gravity read directly: how
+    # closely each class's samples point the way D_f does in the original model's
+    # representation, tarf_identify.feature_nearness), or the change Phase I caused: "loss" (the class-mean loss rise,
+    # signed), "icon" (the class mean of the paper's I_con = |loss change|), "accuracy"
+    # (the accuracy drop, as the paper's Algorithm 1)
+    class_signal: str = "features"
     instance_pool: int = 10000  # D_un samples scored by I_con at instance level
     forget_batch_size: int = 64  # D_f batch of Phases I and II
     # Phase I's length, by the change it must cause: ascent on D_f (weight 1) until a
@@ -161,9 +171,14 @@ class TARFConfig:
     preset: str = "tarf"
 
 
-# What preset="paper" fixes: Algorithm 1 ranks by accuracy drop over one mixed batch of D.
+# class_signal=features: D_f samples (seeded) whose mean representation is D_f's centre.
+CENTRE_SAMPLES = 2000
+
+# What preset="paper" fixes: Algorithm 1 ranks by accuracy drop over one mixed batch of D
+# and gives the data it sets aside zero weight.
 PAPER_PRESET = {
     "class_signal": "accuracy", "phase2_batch": "mixed", "phase1": "pass", "ascent_floor": "none",
+    "identified_op": "zero",
 }  # fmt: skip
 
 
@@ -185,7 +200,7 @@ PHASE1_BATCHNORM = {"frozen": frozen_batchnorm, "batch": batch_statistics_batchn
 # The string options of TARFConfig and their values, checked before a run.
 CHOICES: dict[str, tuple[str, ...]] = {
     "identification": ("class", "instance"),
-    "class_signal": ("loss", "icon", "accuracy"),
+    "class_signal": ("features", "loss", "icon", "accuracy"),
     "phase2_batch": ("separate", "mixed", "retain-stats"),
     "preset": ("tarf", "paper"),
     "phase1": ("chance", "floor", "pass"),
@@ -250,6 +265,10 @@ class Probe:
     idx: torch.Tensor
     before: Any  # (accuracy %, mean loss) per class, or per-sample losses
     before_forget: torch.Tensor | None = None
+    # class_signal=features: each probe sample's nearness to D_f in representation under
+    # θ_o (feature_nearness), and where the representation was read
+    nearness: torch.Tensor | None = None
+    representation: str | None = None
 
 
 @register
@@ -437,7 +456,13 @@ class TARF(Method):
         x, y = data.x_remain, data.y_remain
         if c.identification == "class":
             idx = balanced_sample(y, c.id_samples_per_class, data.num_classes, gen)
-            return Probe(idx, class_stats(original, x[idx], y[idx], data.num_classes, ctx))
+            probe = Probe(idx, class_stats(original, x[idx], y[idx], data.num_classes, ctx))
+            if c.class_signal == "features":
+                centre_idx = torch.randperm(len(data.y_forget), generator=gen)[:CENTRE_SAMPLES]
+                forget_rep, _ = representation(original, data.x_forget[centre_idx], ctx)
+                rep, probe.representation = representation(original, x[idx], ctx)
+                probe.nearness = feature_nearness(rep, forget_rep)
+            return probe
         idx = torch.randperm(len(y), generator=gen)[: c.instance_pool].sort().values
         before = per_sample_loss(original, x[idx], y[idx], ctx)
         before_forget = None
@@ -461,7 +486,9 @@ class TARF(Method):
         x, y = data.x_remain[probe.idx], data.y_remain[probe.idx]
         if c.identification == "class":
             after = class_stats(model, x, y, data.num_classes, ctx)
-            return identify_classes(probe.before, after, data, c, ctx.task)
+            return identify_classes(
+                probe.before, after, data, c, ctx.task, probe.nearness, probe.representation
+            )
         icon = (per_sample_loss(model, x, y, ctx) - probe.before).abs()
         icon_forget = None
         if probe.before_forget is not None:

@@ -143,6 +143,7 @@ def ascend_to(
         out["warning"] = (
             f"Phase I did not bring D_f's loss to its target ({rule}) within its budget "
             f"({loss_value:.2f} of {target:.2f} nats after {out['steps']} steps): the "
-            "identification may rest on too small a change; raise lr (--set lr=...) or t1"
+            "forgetting, and an identification ranked by Phase I's change, may rest on too "
+            "small a change; raise lr (--set lr=...) or t1"
         )
     return out

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 
 from tarf.identify import (
     FORGET_RULE,
@@ -124,10 +125,24 @@ def _auto_classes(signal: torch.Tensor, c: TARFConfig, task: str) -> tuple[int, 
     return n, record
 
 
-def class_signals(before: Any, after: Any, num_classes: int) -> dict[str, torch.Tensor]:
-    """Per class, each signal identification can rank by (bigger: moved more), and, when
-    the probe kept per-sample values (:class:`tarf.methods.tarf.ClassStats`), the class
-    mean of I_con (``icon``) and each signal's standard error (``{name}_se``)."""
+def feature_nearness(rep: torch.Tensor, forget_rep: torch.Tensor) -> torch.Tensor:
+    """Representational gravity read directly: each probe sample's cosine between its
+    representation and D_f's centre, both taken from the probe's mean (``rep`` is a
+    class-balanced sample of D_un, so its mean is no class's). The cosine, not a
+    distance: a class whose features are small (near the origin) is near every centre
+    by distance, but points nowhere in particular."""
+    centre = rep.mean(0)
+    return F.cosine_similarity(rep - centre, (forget_rep.mean(0) - centre)[None], dim=1)
+
+
+def class_signals(
+    before: Any, after: Any, num_classes: int, nearness: torch.Tensor | None = None
+) -> dict[str, torch.Tensor]:
+    """Per class, each signal identification can rank by (bigger: nearer to D_f or moved
+    more), and, when the probe kept per-sample values (:class:`tarf.methods.tarf.
+    ClassStats`), the class mean of I_con (``icon``), with ``nearness`` (each probe
+    sample's :func:`feature_nearness`) its class mean (``features``), and each signal's
+    standard error (``{name}_se``)."""
     out = {"accuracy": before[0] - after[0], "loss": after[1] - before[1]}
     y = getattr(before, "labels", None)
     if y is None or getattr(after, "sample_loss", None) is None:
@@ -138,6 +153,8 @@ def class_signals(before: Any, after: Any, num_classes: int) -> dict[str, torch.
         "icon": dloss.abs(),
         "accuracy": 100.0 * (before.sample_correct.float() - after.sample_correct.float()),
     }
+    if nearness is not None:
+        per_sample["features"] = nearness
     count = torch.zeros(num_classes).index_add_(0, y, torch.ones(len(y)))
     present = count > 0
     for name, v in per_sample.items():
@@ -145,11 +162,24 @@ def class_signals(before: Any, after: Any, num_classes: int) -> dict[str, torch.
         sq = torch.zeros(num_classes).index_add_(0, y, (v - mean[y]) ** 2)
         se = (sq / (count - 1).clamp_min(1) / count.clamp_min(1)).sqrt()
         nan = torch.full_like(mean, float("nan"))
-        if name == "icon":
-            out["icon"] = torch.where(present, mean, nan)
+        if name in ("icon", "features"):
+            out[name] = torch.where(present, mean, nan)
         out[f"{name}_se"] = torch.where(present, se, nan)
     return out
 
+
+# Each class signal's units, for the report's lines.
+SIGNAL_UNITS = {
+    "features": "cosine", "loss": "nats", "icon": "nats", "accuracy": "points",
+}  # fmt: skip
+# What makes an unsure ranking surer, for a ranking by representation (True) or by the
+# change Phase I caused (False).
+UNSURE_FIX = {
+    True: "hand over images of more of the concept's classes as forget data (--forget), "
+    "or raise id_samples_per_class (--set id_samples_per_class=500) for a less noisy probe",
+    False: "raise id_samples_per_class (--set id_samples_per_class=500) for a less noisy "
+    "probe, or rank by representation (--set class_signal=features)",
+}
 
 # The margin between the n-th and the (n+1)-th class counts as noise below this many
 # standard errors of their difference.
@@ -181,17 +211,21 @@ def identify_classes(
     data: UnlearnData,
     c: TARFConfig,
     task: str,
+    nearness: torch.Tensor | None = None,
+    source: str | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Class level: from the probe's statistics under θ_o (``before``) and after Phase I
     (``after``): per class (accuracy %, mean loss, and per sample when kept, see
-    :class:`tarf.methods.tarf.ClassStats`), the classes that moved most are set aside,
-    ranked by ``c.class_signal``. Returns the mask of D_un kept and the report's dict."""
+    :class:`tarf.methods.tarf.ClassStats`), and each probe sample's nearness to D_f in
+    representation (``nearness``, :func:`feature_nearness`, read from ``source``), the
+    classes nearest to D_f or moved most are set aside, ranked by ``c.class_signal``.
+    Returns the mask of D_un kept and the report's dict."""
     prior = data.prior
     auto = prior is not None and prior.auto
-    signals = class_signals(before, after, data.num_classes)
+    signals = class_signals(before, after, data.num_classes, nearness)
     if c.class_signal not in signals:
         raise ValueError(
-            f"class_signal={c.class_signal!r} needs the probe's per-sample losses, which "
+            f"class_signal={c.class_signal!r} needs the probe's per-sample values, which "
             "this probe did not keep; use loss or accuracy"
         )
     acc_drops, loss_rise, signal = signals["accuracy"], signals["loss"], signals[c.class_signal]
@@ -222,18 +256,29 @@ def identify_classes(
         "loss_increase": {names[i]: round(float(loss_rise[i]), 3) for i in present},
         "set_aside_samples": int((~keep).sum()),
     }
+    if "features" in signals:
+        # the class mean of feature_nearness (a cosine), nearest first
+        ident["representation"] = source
+        ident["feature_nearness"] = {
+            names[i]: round(float(signals["features"][i]), 4)
+            for i in sorted(present, key=lambda i: -float(signals["features"][i]))
+        }
     margin = margin_record(signal, signals.get(f"{c.class_signal}_se"), present, n, names)
     if margin is not None:
         ident["margin"] = margin
-    warning = weak_phase1_warning(acc_drops, loss_rise, n, c.phase1)
+    # A ranking by representation does not depend on how far Phase I moved the model.
+    warning = (
+        None
+        if c.class_signal == "features"
+        else weak_phase1_warning(acc_drops, loss_rise, n, c.phase1)
+    )
     if warning is None and margin is not None and margin.get("within_noise"):
-        unit = "points" if c.class_signal == "accuracy" else "nats"
         warning = (
             f"identification is unsure: the last class set aside ({margin['between'][0]}) "
-            f"and the next ({margin['between'][1]}) are {margin['margin']:.3g} {unit} apart "
-            f"on the {c.class_signal} signal, within noise (±{margin['noise']:.2g}); the "
-            "classes set aside may be wrong: raise id_samples_per_class (--set "
-            "id_samples_per_class=500) for a less noisy probe, or k for a stronger Phase I"
+            f"and the next ({margin['between'][1]}) are {margin['margin']:.3g} "
+            f"{SIGNAL_UNITS[c.class_signal]} apart on the {c.class_signal} signal, within "
+            f"noise (±{margin['noise']:.2g}); the classes set aside may be wrong: "
+            + UNSURE_FIX[c.class_signal == "features"]
         )
     if warning:
         ident["warning"] = warning
