@@ -8,9 +8,8 @@ D_f in representation ("representational gravity") along with it. Identification
 aside the classes of D_un that sit closest to D_f in the original model's representation
 (``class_signal=features``), or those Phase I moved most (``loss``, ``icon``,
 ``accuracy``). Phase II: ascent on D_f and on what was set aside, plus descent on the
-retained part of D_un (separation).
-Phase III (k(t) = 0): descent on the retained part only (approximation of the retrained
-model).
+retained part of D_un (separation). Phase III (k(t) = 0): descent on the retained part
+only (approximation of the retrained model).
 
 Calibrated from the request alone (preset ``tarf``): Phase I ascends until D_f's label is
 no likelier than a uniform guess (``phase1=chance``), within one epoch's budget; in Phase
@@ -124,12 +123,12 @@ class TARFConfig:
     # weight k(t): the concept's hidden classes are forgotten, not only left untrained)
     # or "zero" weight (the paper's τ = 0)
     identified_op: str = "ascent"
-    id_samples_per_class: int = 100  # D_un samples per model class used to measure drops
+    id_samples_per_class: int = 100  # D_un samples per model class in identification's probe
     # what ranks the classes: "features" (representational gravity read directly: how
     # closely each class's samples point the way D_f does in the original model's
-    # representation, tarf_identify.feature_nearness), or the change Phase I caused: "loss" (the class-mean loss rise,
-    # signed), "icon" (the class mean of the paper's I_con = |loss change|), "accuracy"
-    # (the accuracy drop, as the paper's Algorithm 1)
+    # representation, tarf_identify.feature_nearness), or the change Phase I caused:
+    # "loss" (the class-mean loss rise, signed), "icon" (the class mean of the paper's
+    # I_con = |loss change|), "accuracy" (the accuracy drop, as the paper's Algorithm 1)
     class_signal: str = "features"
     instance_pool: int = 10000  # D_un samples scored by I_con at instance level
     forget_batch_size: int = 64  # D_f batch of Phases I and II
