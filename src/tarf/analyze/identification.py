@@ -35,8 +35,9 @@ from tarf.recipes import Recipe
 from tarf.request import UnlearningRequest
 
 # ranked by: nearness to D_f in representation under the original model (the class mean
-# of tarf_identify.feature_nearness, a cosine) | mean loss increase over Phase I (nats) | accuracy drop (points);
-# "features" only where the run measured it (class_signal=features, the default)
+# of tarf_identify.feature_nearness, a cosine) | mean loss increase over Phase I (nats) |
+# accuracy drop (points); "features" only where the run measured it (class_signal=features,
+# the default)
 SIGNALS = ("features", "loss", "accuracy")
 
 
@@ -187,7 +188,7 @@ def sweep(
 
 def _ranked_by(r: dict[str, Any]) -> str:
     """The signal a run ranked by (runs written before it was recorded: ``loss``)."""
-    return r.get("signal", "loss") if r.get("signal") in r["signals"] else "loss"
+    return r["signal"] if r.get("signal") in r["signals"] else "loss"
 
 
 def _slug(name: str) -> str:

@@ -11,7 +11,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tarf.methods.base import UnlearnContext
-from tarf.training import augment, eval_batch_size, full_precision, to_float, unlearn_autocast
+from tarf.training import (
+    augment,
+    eval_batch_size,
+    forward_features,
+    forward_logits,
+    full_precision,
+    to_float,
+    unlearn_autocast,
+)
 
 
 class Pool:
@@ -166,52 +174,30 @@ def per_sample_loss(
 def predictions(
     model: nn.Module, x: torch.Tensor, ctx: UnlearnContext, batch_size: int | None = None
 ) -> torch.Tensor:
-    from tarf.training import forward_logits
-
     return forward_logits(model, x, ctx.device, batch_size).argmax(1)
 
 
-@torch.no_grad()
 def representation(
     model: nn.Module, x: torch.Tensor, ctx: UnlearnContext, batch_size: int | None = None
 ) -> tuple[torch.Tensor, str]:
-    """Each sample's representation in eval mode, batched, full precision, float32 on the
-    CPU, and where it was read: ``features`` (the model's own ``features(x)``, as tarf's
+    """Each sample's representation (eval mode, batched, full precision, float32 on the
+    CPU) and where it was read: ``features`` (the model's own ``features(x)``, as tarf's
     models have), ``last-linear`` (the input of the model's last ``nn.Linear``, for a
     user's model without ``features``) or ``logits`` (neither can be read, e.g. a
     TorchScript model)."""
-    was = model.training
-    model.eval()
-    step_size = batch_size or eval_batch_size(ctx.device)
+    if callable(getattr(model, "features", None)):
+        return forward_features(model, x, ctx.device, batch_size), "features"
     inner = getattr(model, "model", None)  # a user's model behind tarf.adapter.InputAdapter
     inner = inner if isinstance(inner, nn.Module) else model
     linears = [m for m in inner.modules() if isinstance(m, nn.Linear)]
-    scripted = isinstance(inner, torch.jit.ScriptModule)
-    if hasattr(model, "features") and callable(model.features):
-        source = "features"
-    elif linears and not scripted:
-        source = "last-linear"
-    else:
-        source = "logits"
+    if not linears or isinstance(inner, torch.jit.ScriptModule):
+        return forward_logits(model, x, ctx.device, batch_size), "logits"
     seen: list[torch.Tensor] = []
-    hook = (
-        linears[-1].register_forward_pre_hook(lambda _m, args: seen.append(args[0].flatten(1)))
-        if source == "last-linear"
-        else None
+    hook = linears[-1].register_forward_pre_hook(
+        lambda _m, args: seen.append(args[0].flatten(1).float().cpu())
     )
-    out = []
     try:
-        with full_precision(ctx.device):
-            for xb in x.split(step_size):
-                xf = to_float(xb, ctx.device)
-                if source == "features":
-                    out.append(model.features(xf).float())
-                else:
-                    logits = model(xf).float()
-                    out.append(seen.pop().float() if source == "last-linear" else logits)
-                    seen.clear()
+        forward_logits(model, x, ctx.device, batch_size)
     finally:
-        if hook is not None:
-            hook.remove()
-        model.train(was)
-    return (torch.cat(out).cpu() if out else torch.empty(0, 0)), source
+        hook.remove()
+    return (torch.cat(seen) if seen else torch.empty(0, 0)), "last-linear"
