@@ -130,7 +130,7 @@ def test_feature_nearness_is_a_cosine_about_the_probe_mean_not_a_distance():
 
 
 def test_report_lines_show_the_features_ranking_not_phase_one():
-    from tarf.report import identification_lines
+    from tarf.identification_report import identification_lines
 
     ident = {
         "level": "class", "n": 1, "n_source": "prior", "classes": ["dog"], "signal": "features",
