@@ -233,6 +233,47 @@ def test_ascent_loss_stops_pushing_samples_past_the_ceiling():
     assert label_ceilings(None, torch.tensor([0]), 3) is None
 
 
+def test_a_retained_label_is_ascended_to_chance_at_most():
+    model = _FixedLogits([2.0, 0.0, -2.0])
+    x, y = torch.zeros(2, 3, 4, 4), torch.tensor([0, 2])  # about 0.14 and 4.14 nats
+    ctx = UnlearnContext(device=torch.device("cpu"), recipe=get_recipe("tiny"))
+    chance = math.log(3)
+    ceilings = label_ceilings(5.0, torch.tensor([2]), 3, retained=chance)
+    assert ceilings.tolist() == pytest.approx([5.0, 5.0, chance])
+    # label 2 is still trained on: its sample is past chance and pushes no further
+    only_first = torch.autograd.grad(ascent_loss(model, x[:1], y[:1], ctx, None), model.row)[0]
+    grad = torch.autograd.grad(ascent_loss(model, x, y, ctx, ceilings), model.row)[0]
+    assert torch.allclose(grad, only_first / 2, atol=1e-6)
+
+
+def test_retained_ceiling_spares_the_label_in_model_mismatch(toy_dataset):
+    """Model mismatch: cat is forgotten, dog and fox keep the label "animals". Ascent
+    without bound drives cat's loss far past chance and takes its siblings with it; with
+    the chance ceiling the push stops near ln 3 and the siblings keep their label."""
+    recipe = dataclasses.replace(get_recipe("tiny"), epochs=15, flip=False, crop_pad=0)
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "superclass", "cat")
+    y_super = req.model_labels(toy_dataset.y_train)
+    model = train_classifier(toy_dataset.x_train, y_super, 3, recipe, 0, torch.device("cpu")).model
+    data = unlearn_data(toy_dataset, req)
+    ctx = _ctx(recipe, toy_dataset, "model-mismatch")
+    runs = {
+        how: get_method("tarf", retained_ceiling=how).run(model, data, ctx)
+        for how in ("none", "chance")
+    }
+    assert runs["chance"].details["ascent_chance_labels"] == ["animals"]
+    assert "ascent_chance_labels" not in runs["none"].details
+    siblings = data.y_remain == data.y_forget[0]
+    loss, kept = {}, {}
+    for how, res in runs.items():
+        with torch.no_grad():
+            logits = res.model(data.x_forget.float() / 255)
+            loss[how] = torch.nn.functional.cross_entropy(logits, data.y_forget).item()
+            pred = res.model(data.x_remain[siblings].float() / 255).argmax(1)
+        kept[how] = (pred == data.y_remain[siblings]).float().mean().item()
+    assert loss["none"] > 2 * loss["chance"]  # about 22 against 5 nats
+    assert kept["chance"] > kept["none"] + 0.2  # about 0.96 against 0.57
+
+
 def ce_mean(model, x, y):
     return torch.nn.functional.cross_entropy(model(x), y)
 
@@ -261,23 +302,29 @@ def test_ascent_floor_leaves_forget_data_less_pushed(trained, toy_dataset):
     assert losses["wrong-label"] < 0.5 * losses["none"]
 
 
-def test_ascent_floor_leaves_labels_still_trained_on_alone(trained, toy_dataset):
-    """Half of "cat" forgotten, the other half retained: the label keeps training data,
-    so there is no floor to aim at and the run is the paper's, bit for bit."""
+def test_ascent_floor_leaves_labels_still_trained_on_to_the_chance_ceiling(trained, toy_dataset):
+    """Half of "cat" forgotten, the other half retained: the label keeps training data, so
+    the wrong-label floor does not apply; without the chance ceiling the run is the
+    paper's, bit for bit, and with it (the default) the label is bounded at chance."""
     model, recipe = trained
     req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", forget_fraction=0.5)
     data = unlearn_data(toy_dataset, req)
     ctx = _ctx(recipe, toy_dataset, req.task.name)
-    plain = get_method("tarf", phase1="pass", k=1.0, lr=0.05, ascent_floor="none").run(
-        model, data, ctx
-    )
-    floored = get_method("tarf", phase1="pass", k=1.0, lr=0.05, ascent_floor="wrong-label").run(
-        model, data, ctx
-    )
+    settings = dict(phase1="pass", k=1.0, lr=0.05)
+    plain = get_method("tarf", **settings, ascent_floor="none").run(model, data, ctx)
+    floored = get_method("tarf", **settings, retained_ceiling="none").run(model, data, ctx)
     assert floored.details["ascent_bounded_labels"] == []
+    assert "ascent_chance_labels" not in floored.details
     assert all(
         torch.equal(a, b)
         for a, b in zip(plain.model.state_dict().values(), floored.model.state_dict().values())
+    )
+    at_chance = get_method("tarf", **settings).run(model, data, ctx)
+    assert at_chance.details["ascent_chance_labels"] == ["cat"]
+    assert at_chance.details["ascent_chance_nats"] == pytest.approx(math.log(7))
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(plain.model.state_dict().values(), at_chance.model.state_dict().values())
     )
 
 

@@ -158,6 +158,12 @@ class TARFConfig:
     # sample once its label is as unlikely as a typical wrong label under the original
     # model (wrong_label_floor), for labels the retained data no longer carries
     ascent_floor: str = "wrong-label"
+    # with ascent_floor: how far the ascent pushes a label the retained data still
+    # carries (model mismatch: "boy" labelled "people" while "man" keeps the label):
+    # "chance" (until the label is no likelier than a uniform guess, ln of the number of
+    # labels; further, it only fights the descent on the label's other members) or
+    # "none" (without bound)
+    retained_ceiling: str = "chance"
     # Phase II's batches: "separate" forwards the forget and the retained batch one after
     # the other (both update batch-norm running statistics); "mixed" forwards them as one
     # batch with per-sample weights -k(t)/n_f and 1/n_r (the paper's Algorithm 1: one
@@ -208,6 +214,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "auto_instance_rule": ("forget", "gap"),
     "auto_floor": AUTO_FLOORS,
     "ascent_floor": ("none", "wrong-label"),
+    "retained_ceiling": ("chance", "none"),
 }
 
 
@@ -300,7 +307,8 @@ class TARF(Method):
         )
         # Before identification, only labels absent from all of D_un are bounded.
         bounded = floor if c.ascent_floor != "none" else None
-        ceilings = label_ceilings(bounded, data.y_remain, data.num_classes, ctx.device)
+        retained = math.log(data.num_classes) if c.retained_ceiling == "chance" else math.inf
+        ceilings = label_ceilings(bounded, data.y_remain, data.num_classes, ctx.device, retained)
         # A known prior of zero (all matched, model mismatch) leaves nothing to identify:
         # skip the probe's forward passes, which cannot change the result.
         skip = nothing_to_identify(data.prior, c.identification) and not c.stop_after_identification
@@ -330,13 +338,20 @@ class TARF(Method):
                     break
                 retain = Pool(data.x_remain[keep], data.y_remain[keep], ctx, seed_offset=2)
                 ceilings = label_ceilings(
-                    bounded, data.y_remain[keep], data.num_classes, ctx.device
+                    bounded, data.y_remain[keep], data.num_classes, ctx.device, retained
                 )
                 if ceilings is not None:
+                    # D_f's labels: bounded by the floor, or (still retained) by chance
+                    kept = set(data.y_remain[keep].unique().tolist())
+                    labels = data.y_forget.unique().tolist()
                     details["ascent_bounded_labels"] = [
-                        data.class_names[int(i)] for i in torch.isfinite(ceilings).nonzero().flatten().cpu()
-                        if bool((data.y_forget == i).any())
-                    ]  # fmt: skip
+                        data.class_names[i] for i in labels if i not in kept
+                    ]
+                    if math.isfinite(retained):
+                        details["ascent_chance_labels"] = [
+                            data.class_names[i] for i in labels if i in kept
+                        ]
+                        details["ascent_chance_nats"] = retained
                 frozen = self._freeze(loop.model, c.frozen_blocks)
                 if frozen:
                     details["frozen_blocks"] = frozen

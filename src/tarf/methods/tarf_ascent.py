@@ -4,6 +4,7 @@ loss over one mixed batch, and the step that skips a non-finite loss."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -45,15 +46,19 @@ def label_ceilings(
     retained_labels: torch.Tensor,
     num_classes: int,
     device: torch.device | None = None,
+    retained: float = math.inf,
 ) -> torch.Tensor | None:
     """Per-label cross-entropy ceiling of the ascent: ``floor`` for labels the descent
     no longer trains (a model that never saw them gives them wrong-label probability),
-    none (inf) for labels the retained data still carries (model mismatch: the reference
-    still calls much of D_f by its superclass, so there is no floor to aim at)."""
+    ``retained`` for labels the retained data still carries (model mismatch: the
+    reference still calls part of D_f by its superclass, so there is no floor to aim
+    at; ``math.log(num_classes)``, chance, stops the ascent where its label is no likelier
+    than a uniform guess, past which it only fights the descent on the label's other
+    members; inf, no ceiling)."""
     if floor is None:
         return None
     ceilings = torch.full((num_classes,), floor)
-    ceilings[retained_labels.unique()] = float("inf")
+    ceilings[retained_labels.unique()] = retained
     return ceilings.to(device) if device is not None else ceilings  # once, not per batch
 
 
