@@ -16,9 +16,10 @@ from tarf.request import UnlearningRequest
 from tarf.run import run_request
 
 # The settings that were the defaults before identification by representation.
-LOSS_RANKING = {"class_signal": "loss", "identified_op": "zero"}
+LOSS_RANKING = {"class_signal": "loss", "identified_op": "zero", "retained_ceiling": "none"}
 CANDIDATES = {
-    "the defaults (ranking by representation, ascent on what is set aside)": {},
+    "the defaults (ranking by representation, ascent on what is set aside, chance ceiling)": {},
+    "the defaults, `retained_ceiling=none`": {"retained_ceiling": "none"},
     "the earlier defaults (Phase I to chance, k = 1, wrong-label floor, ranking by loss rise)":
         LOSS_RANKING,
     "the demo's former hand-set values": {
@@ -31,7 +32,7 @@ CANDIDATES = {
         **LOSS_RANKING, "phase1_batchnorm": "batch",
     },
     "k = 1, wrong-label floor, ranking by loss rise, identified_op=ascent": {
-        "class_signal": "loss",
+        "class_signal": "loss", "retained_ceiling": "none",
     },
 }  # fmt: skip
 

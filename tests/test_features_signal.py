@@ -100,7 +100,7 @@ def test_features_margin_within_noise_warns_with_a_fix_for_representation():
     nearness = 0.2 + 0.3 * torch.randn(200, generator=g)
     loss = torch.ones(200)
     ones = torch.ones(200, dtype=torch.bool)
-    from tarf.methods.tarf import ClassStats
+    from tarf.methods.tarf_identify import ClassStats
 
     stats = ClassStats(torch.full((4,), 100.0), torch.ones(4), loss, ones, labels)
     data = UnlearnData(labels[:1], labels[:1], labels, labels, 4, ("a", "b", "c", "d"), Prior(1))

@@ -14,15 +14,18 @@ from tarf.methods.base import UnlearnContext, UnlearnData
 from tarf.methods.tarf import (
     TARFConfig,
     ascent_loss,
-    balanced_sample,
-    class_accuracy,
     k_schedule,
     label_ceilings,
     paper_k,
     phase_of,
     wrong_label_floor,
 )
-from tarf.methods.tarf_identify import rank_drops, weak_phase1_warning
+from tarf.methods.tarf_identify import (
+    balanced_sample,
+    class_accuracy,
+    rank_drops,
+    weak_phase1_warning,
+)
 from tarf.recipes import get_recipe
 from tarf.request import Prior, UnlearningRequest
 from tarf.run import unlearn_data
@@ -274,6 +277,17 @@ def test_retained_ceiling_spares_the_label_in_model_mismatch(toy_dataset):
     assert kept["chance"] > kept["none"] + 0.2  # about 0.96 against 0.57
 
 
+def test_weak_forgetting_hint_names_the_chance_ceiling():
+    from tarf.methods.base import MethodResult
+
+    tarf = get_method("tarf")
+    bounded = MethodResult(nn.Identity(), details={"ascent_chance_labels": ["people"], "k": 1.0})
+    assert "retained_ceiling=none" in tarf.weak_forgetting_hint(bounded)
+    assert "(people)" in tarf.weak_forgetting_hint(bounded)
+    plain = MethodResult(nn.Identity(), details={"k": 1.0, "lr": 0.01})
+    assert "--set k=10" in tarf.weak_forgetting_hint(plain)
+
+
 def ce_mean(model, x, y):
     return torch.nn.functional.cross_entropy(model(x), y)
 
@@ -477,7 +491,7 @@ def test_mixed_batch_loss_is_the_weighted_sum_of_the_parts():
 
 def _stats(loss_before, loss_after, labels, num_classes=4):
     """ClassStats from per-sample losses (every sample correct before, wrong after a rise)."""
-    from tarf.methods.tarf import ClassStats
+    from tarf.methods.tarf_identify import ClassStats
 
     def agg(loss, correct):
         count = torch.zeros(num_classes).index_add_(0, labels, torch.ones(len(labels)))

@@ -111,7 +111,7 @@ def class_distances(
     """Mean Euclidean distance of each class's penultimate features (``per_class``
     seeded train samples) to the centre of ``D_f``'s, nearest first; the forget classes
     themselves are left out."""
-    from tarf.methods.tarf import balanced_sample
+    from tarf.methods.tarf_identify import balanced_sample
 
     h = ds.hierarchy
     p = request.partitions(ds.y_train, ds.y_test)

@@ -29,11 +29,10 @@ import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from tarf.domains import MODEL_MISMATCH
 from tarf.identify import AUTO_FLOORS
@@ -59,13 +58,14 @@ from tarf.methods.tarf_ascent import (  # noqa: F401 - re-exported
     wrong_label_floor,
 )
 from tarf.methods.tarf_identify import (
+    balanced_sample,
+    class_stats,
     feature_nearness,
     identify_classes,
     identify_instances,
     nothing_to_identify,
     skipped,
 )
-from tarf.training import forward_logits
 
 # Paper Appendix F.1: k per dataset and task (t1 = 1, t0 = 2 everywhere). Only
 # preset=paper reads it: the calibrated default never looks at the dataset's name.
@@ -218,52 +218,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-def class_accuracy(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """Per-class accuracy in %, NaN where a class has no samples."""
-    correct = torch.zeros(num_classes).index_add_(0, y, (pred == y).float())
-    count = torch.zeros(num_classes).index_add_(0, y, torch.ones(len(y)))
-    return torch.where(
-        count > 0, 100 * correct / count.clamp_min(1), torch.full_like(count, float("nan"))
-    )
-
-
-class ClassStats(NamedTuple):
-    """The probe's statistics of a model: per class, and per sample (for the icon signal
-    and for the noise of the identification's margin)."""
-
-    accuracy: torch.Tensor  # per class, %, NaN where a class has no probe sample
-    loss: torch.Tensor  # per class, mean cross-entropy
-    sample_loss: torch.Tensor | None = None
-    sample_correct: torch.Tensor | None = None
-    labels: torch.Tensor | None = None  # each probe sample's model label
-
-
-def class_stats(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, ctx: UnlearnContext
-) -> ClassStats:
-    """Per-class accuracy (%) and mean cross-entropy, from one batched forward pass."""
-    logits = forward_logits(model, x, ctx.device)
-    loss = F.cross_entropy(logits, y, reduction="none")
-    count = torch.zeros(num_classes).index_add_(0, y, torch.ones(len(y))).clamp_min(1)
-    mean_loss = torch.zeros(num_classes).index_add_(0, y, loss) / count
-    correct = logits.argmax(1) == y
-    acc = class_accuracy(logits.argmax(1), y, num_classes)
-    return ClassStats(acc, torch.where(torch.isnan(acc), acc, mean_loss), loss, correct, y)
-
-
-def balanced_sample(
-    y: torch.Tensor, per_class: int, num_classes: int, generator: torch.Generator
-) -> torch.Tensor:
-    """Up to ``per_class`` indices of each label, seeded (vectorised: one sort)."""
-    perm = torch.randperm(len(y), generator=generator)
-    ys = y[perm]
-    order = torch.argsort(ys, stable=True)
-    ys_sorted = ys[order]
-    starts = torch.searchsorted(ys_sorted, torch.arange(num_classes))
-    rank = torch.arange(len(y)) - starts[ys_sorted]
-    return perm[order[rank < per_class]].sort().values
-
-
 @dataclass
 class Probe:
     """Identification's probe: indices into D_un and their statistics under θ_o."""
@@ -401,6 +355,13 @@ class TARF(Method):
                 "the concept's hidden classes may still be trained on: hand over the images "
                 "of the classes you know the concept holds as forget data (--forget), or "
                 "strengthen Phase I (--set phase1=floor)"
+            )
+        if result.details.get("ascent_chance_labels"):
+            return (
+                "the ascent stopped at chance for a label the retained data still carries "
+                f"({', '.join(result.details['ascent_chance_labels'])}), and the descent on "
+                "its other members brought the forget data back: --set retained_ceiling=none "
+                "ascends without bound (it can ruin the rest of the model: watch RA)"
             )
         k, lr = result.details.get("k") or 0.0, result.details.get("lr")
         stronger = f"--set k={10 * k:g}" if k > 0 else "--set k=..."

@@ -1,17 +1,18 @@
 """TARF's identification (paper Algorithms 1 and 2): which samples of D_un are set aside.
 
-The inputs are the probe's statistics under θ_o and after Phase I, which
-:class:`tarf.methods.tarf.TARF` measures; everything here is a decision on those numbers
-and the request's prior (or, with ``--prior auto``, the rules of :mod:`tarf.identify`).
+The inputs are the probe's statistics under θ_o and after Phase I (:func:`class_stats`,
+which :class:`tarf.methods.tarf.TARF` runs); everything else here is a decision on those
+numbers and the request's prior (or, with ``--prior auto``, the rules of :mod:`tarf.identify`).
 The result is the mask of D_un samples that keep τ = 1 and the dict the report shows
 as ``identification``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from tarf.identify import (
@@ -23,10 +24,58 @@ from tarf.identify import (
     largest_gap,
     log_icon,
 )
-from tarf.methods.base import UnlearnData
+from tarf.methods.base import UnlearnContext, UnlearnData
+from tarf.training import forward_logits
 
 if TYPE_CHECKING:
     from tarf.methods.tarf import TARFConfig
+
+
+def class_accuracy(pred: torch.Tensor, y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Per-class accuracy in %, NaN where a class has no samples."""
+    correct = torch.zeros(num_classes).index_add_(0, y, (pred == y).float())
+    count = torch.zeros(num_classes).index_add_(0, y, torch.ones(len(y)))
+    return torch.where(
+        count > 0, 100 * correct / count.clamp_min(1), torch.full_like(count, float("nan"))
+    )
+
+
+class ClassStats(NamedTuple):
+    """The probe's statistics of a model: per class, and per sample (for the icon signal
+    and for the noise of the identification's margin)."""
+
+    accuracy: torch.Tensor  # per class, %, NaN where a class has no probe sample
+    loss: torch.Tensor  # per class, mean cross-entropy
+    sample_loss: torch.Tensor | None = None
+    sample_correct: torch.Tensor | None = None
+    labels: torch.Tensor | None = None  # each probe sample's model label
+
+
+def class_stats(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, ctx: UnlearnContext
+) -> ClassStats:
+    """Per-class accuracy (%) and mean cross-entropy, from one batched forward pass."""
+    logits = forward_logits(model, x, ctx.device)
+    loss = F.cross_entropy(logits, y, reduction="none")
+    count = torch.zeros(num_classes).index_add_(0, y, torch.ones(len(y))).clamp_min(1)
+    mean_loss = torch.zeros(num_classes).index_add_(0, y, loss) / count
+    correct = logits.argmax(1) == y
+    acc = class_accuracy(logits.argmax(1), y, num_classes)
+    return ClassStats(acc, torch.where(torch.isnan(acc), acc, mean_loss), loss, correct, y)
+
+
+def balanced_sample(
+    y: torch.Tensor, per_class: int, num_classes: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Up to ``per_class`` indices of each label, seeded (vectorised: one sort)."""
+    perm = torch.randperm(len(y), generator=generator)
+    ys = y[perm]
+    order = torch.argsort(ys, stable=True)
+    ys_sorted = ys[order]
+    starts = torch.searchsorted(ys_sorted, torch.arange(num_classes))
+    rank = torch.arange(len(y)) - starts[ys_sorted]
+    return perm[order[rank < per_class]].sort().values
+
 
 # Largest class accuracy drop (points, on the probe's samples of each class) below which
 # Phase I counts as having moved no class, and the report warns (docs/identification.md).
@@ -139,8 +188,7 @@ def class_signals(
     before: Any, after: Any, num_classes: int, nearness: torch.Tensor | None = None
 ) -> dict[str, torch.Tensor]:
     """Per class, each signal identification can rank by (bigger: nearer to D_f or moved
-    more), and, when the probe kept per-sample values (:class:`tarf.methods.tarf.
-    ClassStats`), the class mean of I_con (``icon``), with ``nearness`` (each probe
+    more), and, when the probe kept per-sample values (:class:`ClassStats`), the class mean of I_con (``icon``), with ``nearness`` (each probe
     sample's :func:`feature_nearness`) its class mean (``features``), and each signal's
     standard error (``{name}_se``)."""
     out = {"accuracy": before[0] - after[0], "loss": after[1] - before[1]}
@@ -216,7 +264,7 @@ def identify_classes(
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Class level: from the probe's statistics under θ_o (``before``) and after Phase I
     (``after``): per class (accuracy %, mean loss, and per sample when kept, see
-    :class:`tarf.methods.tarf.ClassStats`), and each probe sample's nearness to D_f in
+    :class:`ClassStats`), and each probe sample's nearness to D_f in
     representation (``nearness``, :func:`feature_nearness`, read from ``source``), the
     classes nearest to D_f or moved most are set aside, ranked by ``c.class_signal``.
     Returns the mask of D_un kept and the report's dict."""
