@@ -81,9 +81,19 @@ def test_class_accuracy_and_balanced_sample():
     assert torch.bincount(yy[idx]).tolist() == [7] * 5 and len(idx.unique()) == 35
 
 
+def _toy_recipe():
+    """The tiny recipe, longer and without augmentation: a toy model that fits its data."""
+    return dataclasses.replace(get_recipe("tiny"), epochs=15, flip=False, crop_pad=0)
+
+
+def _same_state(a: nn.Module, b: nn.Module) -> bool:
+    """Bit-identical weights and buffers."""
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
 @pytest.fixture(scope="module")
 def trained(toy_dataset):
-    recipe = dataclasses.replace(get_recipe("tiny"), epochs=15, flip=False, crop_pad=0)
+    recipe = _toy_recipe()
     res = train_classifier(
         toy_dataset.x_train, toy_dataset.y_train, 7, recipe, 0, torch.device("cpu")
     )
@@ -253,7 +263,7 @@ def test_retained_ceiling_spares_the_label_in_model_mismatch(toy_dataset):
     """Model mismatch: cat is forgotten, dog and fox keep the label "animals". Ascent
     without bound drives cat's loss far past chance and takes its siblings with it; with
     the chance ceiling the push stops near ln 3 and the siblings keep their label."""
-    recipe = dataclasses.replace(get_recipe("tiny"), epochs=15, flip=False, crop_pad=0)
+    recipe = _toy_recipe()
     req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "superclass", "cat")
     y_super = req.model_labels(toy_dataset.y_train)
     model = train_classifier(toy_dataset.x_train, y_super, 3, recipe, 0, torch.device("cpu")).model
@@ -329,17 +339,11 @@ def test_ascent_floor_leaves_labels_still_trained_on_to_the_chance_ceiling(train
     floored = get_method("tarf", **settings, retained_ceiling="none").run(model, data, ctx)
     assert floored.details["ascent_bounded_labels"] == []
     assert "ascent_chance_labels" not in floored.details
-    assert all(
-        torch.equal(a, b)
-        for a, b in zip(plain.model.state_dict().values(), floored.model.state_dict().values())
-    )
+    assert _same_state(plain.model, floored.model)
     at_chance = get_method("tarf", **settings).run(model, data, ctx)
     assert at_chance.details["ascent_chance_labels"] == ["cat"]
     assert at_chance.details["ascent_chance_nats"] == pytest.approx(math.log(7))
-    assert not all(
-        torch.equal(a, b)
-        for a, b in zip(plain.model.state_dict().values(), at_chance.model.state_dict().values())
-    )
+    assert not _same_state(plain.model, at_chance.model)
 
 
 def test_phase_one_skips_remaining_data(trained, toy_dataset):

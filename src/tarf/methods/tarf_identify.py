@@ -188,9 +188,10 @@ def class_signals(
     before: Any, after: Any, num_classes: int, nearness: torch.Tensor | None = None
 ) -> dict[str, torch.Tensor]:
     """Per class, each signal identification can rank by (bigger: nearer to D_f or moved
-    more), and, when the probe kept per-sample values (:class:`ClassStats`), the class mean of I_con (``icon``), with ``nearness`` (each probe
-    sample's :func:`feature_nearness`) its class mean (``features``), and each signal's
-    standard error (``{name}_se``)."""
+    more), and, when the probe kept per-sample values (:class:`ClassStats`), the class
+    mean of I_con (``icon``), with ``nearness`` (each probe sample's
+    :func:`feature_nearness`) its class mean (``features``), and each signal's standard
+    error (``{name}_se``)."""
     out = {"accuracy": before[0] - after[0], "loss": after[1] - before[1]}
     y = getattr(before, "labels", None)
     if y is None or getattr(after, "sample_loss", None) is None:
@@ -264,9 +265,9 @@ def identify_classes(
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Class level: from the probe's statistics under θ_o (``before``) and after Phase I
     (``after``): per class (accuracy %, mean loss, and per sample when kept, see
-    :class:`ClassStats`), and each probe sample's nearness to D_f in
-    representation (``nearness``, :func:`feature_nearness`, read from ``source``), the
-    classes nearest to D_f or moved most are set aside, ranked by ``c.class_signal``.
+    :class:`ClassStats`), and each probe sample's nearness to D_f in representation
+    (``nearness``, :func:`feature_nearness`, read from ``source``), the classes nearest
+    to D_f or moved most are set aside, ranked by ``c.class_signal``.
     Returns the mask of D_un kept and the report's dict."""
     prior = data.prior
     auto = prior is not None and prior.auto
