@@ -19,9 +19,11 @@ from tarf.request import UnlearningRequest
 from tarf.run import run_request
 
 # The settings that were the defaults before identification by representation.
-LOSS_RANKING = {"class_signal": "loss", "identified_op": "zero", "retained_ceiling": "none"}
+LOSS_RANKING = {"class_signal": "loss", "identified_op": "zero", "retained_ceiling": "none",
+                "phase2_batch": "separate", "batchnorm_stats": "trained"}  # fmt: skip
 CANDIDATES = {
-    "the defaults (ranking by representation, ascent on what is set aside, chance ceiling)": {},
+    "the defaults (ranking by representation, ascent on what is set aside, chance ceiling, "
+    "one mixed Phase II batch, running statistics recomputed on the kept data)": {},
     "the defaults, `retained_ceiling=none`": {"retained_ceiling": "none"},
     "the earlier defaults (Phase I to chance, k = 1, wrong-label floor, ranking by loss rise)":
         LOSS_RANKING,
@@ -35,10 +37,19 @@ CANDIDATES = {
         **LOSS_RANKING, "phase1_batchnorm": "batch",
     },
     "k = 1, wrong-label floor, ranking by loss rise, identified_op=ascent": {
-        "class_signal": "loss", "retained_ceiling": "none",
+        "class_signal": "loss", "retained_ceiling": "none", "phase2_batch": "separate",
+        "batchnorm_stats": "trained",
     },
-    "the defaults, `phase2_batch=mixed` (Algorithm 1's one mini-batch)": {"phase2_batch": "mixed"},
+    "the defaults, `phase2_batch=separate` (the two batches one after the other)": {
+        "phase2_batch": "separate",
+    },
     "the defaults, `phase2_batch=retain-stats`": {"phase2_batch": "retain-stats"},
+    "the defaults, `batchnorm_stats=trained` (the running statistics as the steps left them)": {
+        "batchnorm_stats": "trained",
+    },
+    "the former defaults (`phase2_batch=separate batchnorm_stats=trained`)": {
+        "phase2_batch": "separate", "batchnorm_stats": "trained",
+    },
 }  # fmt: skip
 
 

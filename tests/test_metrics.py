@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tarf.metrics import evaluate, gap, mia_efficacy, true_label_confidence
+from tarf.metrics import evaluate, gap, mia_efficacy, mia_extrapolated, true_label_confidence
 from tarf.request import UnlearningRequest
 
 
@@ -23,6 +23,15 @@ def test_mia_inseparable():
     members, nonmembers = rng.uniform(0, 1, 1000), rng.uniform(0, 1, 1000)
     score = mia_efficacy(members, nonmembers, rng.uniform(0, 1, 1000))
     assert 20 < score < 80  # no signal: close to chance, far from either extreme
+
+
+def test_mia_extrapolated_counts_the_target_below_the_attack_s_range():
+    rng = np.random.default_rng(2)
+    members, nonmembers = rng.uniform(0.9, 1.0, 300), rng.uniform(0.5, 1.0, 300)
+    forgotten = np.concatenate([np.zeros(30), rng.uniform(0.6, 1.0, 10)])  # 30 of 40 below
+    assert mia_extrapolated(members, nonmembers, forgotten) == pytest.approx(75.0)
+    assert mia_extrapolated(members, nonmembers, rng.uniform(0.6, 1.0, 50)) == 0.0
+    assert np.isnan(mia_extrapolated(members, nonmembers, np.zeros(0)))
 
 
 def test_true_label_confidence():

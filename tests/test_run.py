@@ -68,3 +68,48 @@ def test_a_run_that_forgot_little_is_told_so():
     assert "still classifies the forget data at 100.0% (the original: 100.0%)" in line
     forgot = MethodResult(_Always(1))
     assert run.forgetting_warning(ft, forgot, _Always(0), data, ctx, {"metrics": {}}) is None
+
+
+def test_a_run_that_forgot_the_forget_data_but_not_the_target_is_told_why():
+    """Target mismatch: D_f is forgotten but UA on D_t stays high, so the cause is the rest
+    of the concept, not a weak ascent; TARF names the classes it set aside."""
+    from tarf.methods.base import MethodResult, UnlearnContext
+
+    ctx = UnlearnContext(torch.device("cpu"), get_recipe("tiny"))
+    data = _toy_data()
+    report = {"metrics": {"UA": 70.0}, "original": {"UA": 95.0}, "reference": {"UA": 0.0}}
+    forgot_df = MethodResult(_Always(1))  # D_f (label 0) at 0 %, the original at 100 %
+    line = run.forgetting_warning(get_method("ft"), forgot_df, _Always(0), data, ctx, report)
+    assert line.startswith("ft forgot little of the target: UA 70.0%")
+    assert "forget data itself is down to 0.0% (the original: 100.0%)" in line
+    assert "--method tarf" in line and "raise its learning rate" not in line
+    forgot_df.identification = {"classes": ["3", "8"]}
+    line = run.forgetting_warning(get_method("tarf"), forgot_df, _Always(0), data, ctx, report)
+    assert "identification set aside 3, 8" in line and "--forget" in line
+    # D_f not forgotten either: the weak-update hint, as before
+    kept = MethodResult(_Always(0))
+    line = run.forgetting_warning(get_method("ft"), kept, _Always(0), data, ctx, report)
+    assert "raise its learning rate" in line
+
+
+def test_an_extrapolated_mia_is_noted(toy_dataset):
+    """A report whose D_t lies below the attack's range says so in its notes."""
+    from tarf.methods.base import MethodResult, UnlearnContext
+
+    ctx = UnlearnContext(torch.device("cpu"), get_recipe("tiny"))
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "cat")
+    data = run.unlearn_data(toy_dataset, req)
+
+    class Fixed(get_method("ft").__class__):
+        def run(self, model, data, ctx):
+            return MethodResult(model)
+
+    def report(outside):
+        metrics = {"UA": 0.0, "RA": 90.0, "TA": 80.0, "MIA": 100.0, "MIA_extrapolated": outside}
+        return run.execute(
+            Fixed(), _Always(1), data, ctx, req, measure=lambda m: metrics, original=None,
+            reference=None, partition_sizes={}, recipe_name="tiny",
+        )[1]  # fmt: skip
+
+    assert any(n.startswith("MIA extrapolated: 100% of D_t") for n in report(100.0)["notes"])
+    assert not any("MIA extrapolated" in n for n in report(10.0)["notes"])

@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 from conftest import CLASSES
 
+import tarf.methods.common as common
 import tarf.methods.tarf as tarf_mod
 from tarf.methods import get_method
 from tarf.methods.base import UnlearnContext, UnlearnData
@@ -269,8 +270,10 @@ def test_retained_ceiling_spares_the_label_in_model_mismatch(toy_dataset):
     model = train_classifier(toy_dataset.x_train, y_super, 3, recipe, 0, torch.device("cpu")).model
     data = unlearn_data(toy_dataset, req)
     ctx = _ctx(recipe, toy_dataset, "model-mismatch")
+    # two batches, running statistics as the steps left them: the push itself is measured
+    isolated = dict(phase2_batch="separate", batchnorm_stats="trained")
     runs = {
-        how: get_method("tarf", retained_ceiling=how).run(model, data, ctx)
+        how: get_method("tarf", retained_ceiling=how, **isolated).run(model, data, ctx)
         for how in ("none", "chance")
     }
     assert runs["chance"].details["ascent_chance_labels"] == ["animals"]
@@ -285,6 +288,13 @@ def test_retained_ceiling_spares_the_label_in_model_mismatch(toy_dataset):
         kept[how] = (pred == data.y_remain[siblings]).float().mean().item()
     assert loss["none"] > 2 * loss["chance"]  # about 22 against 5 nats
     assert kept["chance"] > kept["none"] + 0.2  # about 0.96 against 0.57
+    # the defaults (one mixed batch, statistics recomputed): cat forgotten, siblings kept
+    res = get_method("tarf").run(model, data, ctx)
+    with torch.no_grad():
+        forget_acc = (res.model(data.x_forget.float() / 255).argmax(1) == data.y_forget).float()
+        pred = res.model(data.x_remain[siblings].float() / 255).argmax(1)
+    assert forget_acc.mean() < 0.1  # about 0.00
+    assert (pred == data.y_remain[siblings]).float().mean() > 0.9  # about 0.98
 
 
 def test_weak_forgetting_hint_names_the_chance_ceiling():
@@ -448,7 +458,7 @@ def test_batch_statistics_batchnorm_normalises_by_batch_and_keeps_running_stats(
     assert not bn.training and bn.momentum == before[2]
 
 
-def _bn_pull_toward_forget(how: str, toy_dataset) -> float:
+def _bn_pull_toward_forget(how: str, toy_dataset, stats: str = "trained") -> float:
     """How far Phase II moves the running mean of a batch-norm layer on the input from
     D_un's pixel mean toward D_f's (0: D_un's, 1: D_f's), with D_f much brighter."""
     torch.manual_seed(0)
@@ -462,24 +472,57 @@ def _bn_pull_toward_forget(how: str, toy_dataset) -> float:
     recipe = dataclasses.replace(get_recipe("tiny"), crop_pad=0, flip=False, unlearn_batch_size=32)
     # a budget of a full pass per epoch: 5 Phase II steps per epoch, 55 in all
     ctx = UnlearnContext(torch.device("cpu"), recipe, seed=0, train_size=5000)
-    cfg = dict(k=0.01, lr=1e-4, t0=0, epochs=12, forget_batch_size=16, phase2_batch=how)
+    cfg = dict(k=0.01, lr=1e-4, t0=0, epochs=12, forget_batch_size=16, phase2_batch=how,
+               batchnorm_stats=stats)  # fmt: skip
     out = get_method("tarf", **cfg).run(model, data, ctx).model
     r, f = (float(x.float().mean() / 255) for x in (data.x_remain, data.x_forget))
     return (float(out[0].running_mean) - r) / (f - r)
 
 
 def test_phase_two_batches_set_batchnorm_statistics(toy_dataset):
-    """One mixed batch (Algorithm 1) leaves the running statistics where a batch of a third
-    forget data puts them; separate forwards pull them further toward D_f; retain-stats
-    keeps them the retained data's."""
+    """One mixed batch (Algorithm 1) and retain-stats leave the running statistics the
+    retained data's; separate forwards pull them toward D_f. At the end,
+    batchnorm_stats=retained recomputes them from the kept data whatever the batches."""
     pulls = {
         how: _bn_pull_toward_forget(how, toy_dataset)
         for how in ("separate", "mixed", "retain-stats")
     }
     assert abs(pulls["retain-stats"]) < 0.02
-    assert 0.30 < pulls["mixed"] < 0.36  # 16 of 48 samples per step are forget data
+    # 16 of 48 samples per step are forget data, but only the retained 32 feed the statistics
+    assert abs(pulls["mixed"]) < 0.02
     # an EMA (momentum m) fed D_f, then D_un, settles at (1 - m) / (2 - m) = 0.47 of the way
     assert 0.44 < pulls["separate"] < 0.50
+    assert abs(_bn_pull_toward_forget("separate", toy_dataset, stats="retained")) < 0.02
+
+
+def test_tail_statistics_batchnorm_learns_from_the_last_rows_only():
+    """The running statistics move as a batch of the last rows alone would move them,
+    while the whole batch is normalised together (its output differs from the tail's)."""
+    torch.manual_seed(0)
+    x = torch.cat([torch.randn(5, 3, 4, 4) * 4 + 9, torch.randn(7, 3, 4, 4)])
+    for momentum in (0.1, None):
+        bn, alone = nn.BatchNorm2d(3, momentum=momentum), nn.BatchNorm2d(3, momentum=momentum)
+        with common.tail_statistics_batchnorm(bn, 7):
+            y = bn(x)
+        alone.train()
+        y_tail = alone(x[5:])
+        assert torch.allclose(bn.running_mean, alone.running_mean, atol=1e-6)
+        assert torch.allclose(bn.running_var, alone.running_var, atol=1e-5)
+        assert not torch.allclose(y[5:], y_tail, atol=1e-2)
+        assert bn.momentum == momentum and int(bn.num_batches_tracked) == 1
+
+
+def test_recompute_batchnorm_statistics_replaces_them_by_the_data_s():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 1), nn.BatchNorm2d(2), nn.Flatten()).eval()
+    net[1].running_mean.fill_(50.0)
+    x = torch.randint(0, 256, (320, 1, 3, 3), dtype=torch.uint8)  # 5 batches of 64
+    assert common.recompute_batchnorm_statistics(net, x, torch.device("cpu"), 64) == 1
+    h = net[0](x.float() / 255)
+    assert torch.allclose(net[1].running_mean, h.mean((0, 2, 3)), atol=1e-5)
+    assert torch.allclose(net[1].running_var, h.var((0, 2, 3)), atol=1e-4)
+    assert not net.training and not net[1].training and net[1].momentum == 0.1
+    assert common.recompute_batchnorm_statistics(nn.Linear(2, 2), x, torch.device("cpu")) == 0
 
 
 def test_mixed_batch_loss_is_the_weighted_sum_of_the_parts():

@@ -46,6 +46,19 @@ def mia_efficacy(
     return 100.0 * float((pred == 0).mean())
 
 
+def mia_extrapolated(
+    member_conf: np.ndarray, nonmember_conf: np.ndarray, target_conf: np.ndarray
+) -> float:
+    """Percent of the target's confidences below every confidence the MIA's attack was fit
+    on: there its verdict is the SVC's extrapolation, which can flip between 0 and 100
+    from one model to the next (a fully forgotten D_t on a model that is almost always
+    right)."""
+    fit = np.concatenate([member_conf, nonmember_conf])
+    if len(target_conf) == 0 or len(fit) == 0:
+        return float("nan")
+    return 100.0 * float((target_conf < fit.min()).mean())
+
+
 def evaluate(
     model: nn.Module,
     x_train: torch.Tensor,
@@ -57,7 +70,8 @@ def evaluate(
     seed: int,
     model_mismatch: bool = False,
 ) -> dict[str, float]:
-    """UA (on D_t), RA (on D_r), TA (on test_r), MIA (on D_t); UA-F / UA-R for model mismatch.
+    """UA (on D_t), RA (on D_r), TA (on test_r), MIA (on D_t; with MIA_extrapolated, the
+    percent of D_t outside the attack's range); UA-F / UA-R for model mismatch.
 
     Labels are in the model's domain. One batched forward pass over the train split
     and one over test_r; the MIA's members are |test_r| samples of D_r drawn with ``seed``.
@@ -77,11 +91,11 @@ def evaluate(
     g = torch.Generator().manual_seed(seed)
     n_mem = min(len(parts.test_remaining), len(parts.remaining))
     members = parts.remaining[torch.randperm(len(parts.remaining), generator=g)[:n_mem]]
-    out["MIA"] = mia_efficacy(
-        true_label_confidence(logits_train[members], y_train_model[members]),
-        true_label_confidence(logits_test, y_test_r),
-        true_label_confidence(logits_train[parts.target], y_train_model[parts.target]),
-    )
+    member_conf = true_label_confidence(logits_train[members], y_train_model[members])
+    test_conf = true_label_confidence(logits_test, y_test_r)
+    target_conf = true_label_confidence(logits_train[parts.target], y_train_model[parts.target])
+    out["MIA"] = mia_efficacy(member_conf, test_conf, target_conf)
+    out["MIA_extrapolated"] = mia_extrapolated(member_conf, test_conf, target_conf)
     if model_mismatch:
         out["UA-F"] = _acc(pred[parts.forget], y_train_model[parts.forget])
         out["UA-R"] = _acc(pred[parts.affected_remaining], y_train_model[parts.affected_remaining])

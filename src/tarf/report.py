@@ -369,7 +369,7 @@ def runs_summary(reports: Sequence[dict[str, Any]]) -> str:
     rows = [r for rep in reports for r in report_rows(rep)]
     lines = [markdown_table(["task", "model", *REPORT_COLUMNS], rows)]
     for rep in reports:
-        lines += [f"{rep['task']}: {line}" for line in run_lines(rep, notes=False)]
+        lines += [f"{rep['task']}: {line}" for line in run_lines(rep)]
     return "\n".join(lines)
 
 

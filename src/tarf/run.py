@@ -86,6 +86,9 @@ def gap_to(metrics: dict[str, Any], reference: dict[str, Any]) -> float:
     return gap({k: metrics[k] for k in keys}, {k: reference[k] for k in keys})
 
 
+# Percent of D_t outside the MIA attack's range (metrics.mia_extrapolated) from which the
+# report notes that the MIA is an extrapolation.
+MIA_EXTRAPOLATED = 50.0
 # The unlearned model counts as having forgotten little when it moved less than this
 # fraction of the way from the original toward the retrained reference on D_t (or, with
 # no reference, kept more than this fraction of the original's accuracy on D_f).
@@ -116,6 +119,17 @@ def forgetting_warning(
             f"UA {m['UA']:.1f}% against the original's {orig['UA']:.1f}% and the retrained "
             f"reference's {ref['UA']:.1f}%"
         )
+        # D_f itself forgotten: what is left of the target is its part outside D_f
+        before, after = (
+            accuracy(net, data.x_forget, data.y_forget, ctx.device)
+            for net in (original, result.model)
+        )
+        if before >= 20 and after <= WEAK_FORGETTING * before:
+            return (
+                f"{method.name} forgot little of the target: {what}, though the forget data "
+                f"itself is down to {after:.1f}% (the original: {before:.1f}%); "
+                f"{method.hidden_target_hint(result)}"
+            )
     else:
         gone = ~torch.isin(data.y_forget, data.y_remain.unique())
         if not bool(gone.any()):
@@ -204,6 +218,14 @@ def execute(
     weak = forgetting_warning(method, result, model, data, ctx, report)
     report["warnings"] = list(result.warnings) + ([weak] if weak else [])
     report["notes"] = list(notes or [])
+    outside = report["metrics"].get("MIA_extrapolated")
+    if outside is not None and outside >= MIA_EXTRAPOLATED:
+        report["notes"].append(
+            f"MIA extrapolated: {outside:.0f}% of D_t's true-label confidences lie below every "
+            "confidence the attack was fit on, so its verdict there is the SVC's guess and "
+            "can flip between 0 and 100 from one model to the next: read UA, RA and TA "
+            "first (docs/design.md, Metrics)"
+        )
     report["machine"] = machine_info(ctx.device)
     report["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return result, report

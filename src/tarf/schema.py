@@ -42,6 +42,8 @@ class Metrics(TypedDict, total=False):
     RA: float | None
     TA: float | None
     MIA: float | None
+    # percent of D_t below every confidence the MIA's attack was fit on (its extrapolation)
+    MIA_extrapolated: float | None
     Gap: float  # mean |metric - reference's| over UA, RA, TA, MIA
     RTE_s: float
     RTE_ratio: float  # RTE_s / the reference's training time

@@ -126,6 +126,15 @@ class Method:
             "(--set lr=...) or its epochs"
         )
 
+    def hidden_target_hint(self, result: MethodResult) -> str:
+        """The likely cause and the fix when a run forgot the forget data but not the rest
+        of the target concept (target or data mismatch: the target holds more than D_f)."""
+        return (
+            f"{self.name} forgets what it is given, and the target concept holds more: hand "
+            "over images of its other classes as forget data (--forget), or use a "
+            "target-aware method (--method tarf)"
+        )
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
 

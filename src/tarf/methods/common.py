@@ -129,6 +129,78 @@ def batch_statistics_batchnorm(model: nn.Module) -> contextlib.AbstractContextMa
     return _batchnorm_mode(model, training=True, momentum=0.0)
 
 
+@contextlib.contextmanager
+def tail_statistics_batchnorm(model: nn.Module, rows: int) -> Iterator[None]:
+    """Batch norm normalises each batch with its own statistics (as in training), but the
+    running statistics learn from the batch's last ``rows`` rows only: one forward of a
+    mixed batch (forget rows first, retained rows last) keeps them the retained data's.
+    Without this, an ascent through shared batch statistics can raise the forget loss by
+    making the forget rows' activations extreme, and those outliers then sit in the
+    running variance that every class is evaluated with."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    states = [(m.training, m.momentum) for m in bns]
+    momenta = {m: momentum for m, (_, momentum) in zip(bns, states)}
+
+    def update(m: nn.modules.batchnorm._BatchNorm, args: tuple[torch.Tensor, ...]) -> None:
+        if not m.track_running_stats or m.running_mean is None:
+            return
+        x = args[0].detach()[-rows:].float()
+        dims = [0, *range(2, x.dim())]
+        n = x.numel() / x.shape[1]
+        mean, var = x.mean(dims), x.var(dims, unbiased=n > 1)
+        momentum = momenta[m]
+        # momentum None: a cumulative average, as batch norm's own (the call itself counts
+        # the batch in num_batches_tracked)
+        f = 1.0 / float(m.num_batches_tracked + 1) if momentum is None else momentum
+        m.running_mean.mul_(1 - f).add_(mean.to(m.running_mean.dtype), alpha=f)
+        m.running_var.mul_(1 - f).add_(var.to(m.running_var.dtype), alpha=f)
+
+    hooks = [m.register_forward_pre_hook(update) for m in bns]
+    for m in bns:
+        m.train(True)
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for h in hooks:
+            h.remove()
+        for m, (was_training, was_momentum) in zip(bns, states):
+            m.train(was_training)
+            m.momentum = was_momentum
+
+
+@torch.no_grad()
+def recompute_batchnorm_statistics(
+    model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 256
+) -> int:
+    """Replace every batch-norm layer's running statistics by those of ``x`` (uint8
+    images, unaugmented; a cumulative average over its batches), weights untouched.
+    Returns the number of layers reset (0: the model has no batch norm).
+
+    After unlearning the running statistics are an average over steps whose weights kept
+    changing, and over batches that held forget data; the model is evaluated on the
+    retained data, so their statistics under the final weights are the ones to keep."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = [m for m in bns if m.track_running_stats and m.running_mean is not None]
+    if not bns or not len(x):
+        return 0
+    states = [(m.training, m.momentum) for m in bns]
+    was_training = model.training
+    model.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.train(True)
+        m.momentum = None
+    with full_precision(device):
+        for chunk in x.split(batch_size):
+            model(to_float(chunk, device))
+    for m, (training, momentum) in zip(bns, states):
+        m.train(training)
+        m.momentum = momentum
+    model.train(was_training)
+    return len(bns)
+
+
 def param_blocks(model: nn.Module) -> list[nn.Module]:
     """The model's layers with weights, input to output: the children of its feature
     extractor (``body``, as in tarf.models) that have parameters, then the head; for

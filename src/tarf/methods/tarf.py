@@ -44,6 +44,7 @@ from tarf.methods.common import (
     frozen_batchnorm,
     param_blocks,
     per_sample_loss,
+    recompute_batchnorm_statistics,
     representation,
     step,
 )
@@ -164,26 +165,33 @@ class TARFConfig:
     # labels; further, it only fights the descent on the label's other members) or
     # "none" (without bound)
     retained_ceiling: str = "chance"
-    # Phase II's batches: "separate" forwards the forget and the retained batch one after
-    # the other (both update batch-norm running statistics); "mixed" forwards them as one
-    # batch with per-sample weights -k(t)/n_f and 1/n_r (the paper's Algorithm 1: one
-    # mini-batch of D); "retain-stats" normalises the forget batch by its own statistics
-    # and leaves the running ones to the retained data
-    phase2_batch: str = "separate"
+    # Phase II's batches: "mixed" forwards the forget and the retained batch as one batch
+    # with per-sample weights -k(t)/n_f and 1/n_r (the paper's Algorithm 1: one mini-batch
+    # of D), the running statistics fed by its retained rows only; "separate" forwards them
+    # one after the other (both update the running statistics); "retain-stats" forwards
+    # them one after the other, the forget batch normalised by its own statistics and the
+    # running ones left to the retained data
+    phase2_batch: str = "mixed"
+    # batch norm's running statistics at the end: "retained" recomputes them from (a seeded
+    # sample of BATCHNORM_SAMPLES of) the data TARF kept, under the final weights;
+    # "trained" keeps what the unlearning steps left (the paper's Algorithm 1)
+    batchnorm_stats: str = "retained"
     # "paper": the paper's Algorithm 1 as written (PAPER_PRESET: accuracy-drop ranking,
-    # one mixed Phase II batch, one pass of D_f in Phase I, the paper's k per dataset and
-    # task); "tarf": the fields as set
+    # one mixed Phase II batch, one pass of D_f in Phase I, the running statistics as
+    # trained, the paper's k per dataset and task); "tarf": the fields as set
     preset: str = "tarf"
 
 
 # class_signal=features: D_f samples (seeded) whose mean representation is D_f's centre.
 CENTRE_SAMPLES = 2000
+# batchnorm_stats=retained: kept samples (seeded) the running statistics are recomputed from.
+BATCHNORM_SAMPLES = 4096
 
-# What preset="paper" fixes: Algorithm 1 ranks by accuracy drop over one mixed batch of D
-# and gives the data it sets aside zero weight.
+# What preset="paper" fixes: Algorithm 1 ranks by accuracy drop over one mixed batch of D,
+# gives the data it sets aside zero weight and keeps the running statistics its steps left.
 PAPER_PRESET = {
     "class_signal": "accuracy", "phase2_batch": "mixed", "phase1": "pass", "ascent_floor": "none",
-    "identified_op": "zero",
+    "identified_op": "zero", "batchnorm_stats": "trained",
 }  # fmt: skip
 
 
@@ -207,6 +215,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "identification": ("class", "instance"),
     "class_signal": ("features", "loss", "icon", "accuracy"),
     "phase2_batch": ("separate", "mixed", "retain-stats"),
+    "batchnorm_stats": ("retained", "trained"),
     "preset": ("tarf", "paper"),
     "phase1": ("chance", "floor", "pass"),
     "identified_op": ("zero", "ascent"),
@@ -337,6 +346,14 @@ class TARF(Method):
             tick = now
         if ident is None:  # t1 >= T: Phase I only (identification analysis)
             ident = self._identify(loop.model, data, ctx, probe, c)[1]
+        elif c.batchnorm_stats == "retained" and not c.stop_after_identification:
+            gen = torch.Generator().manual_seed(ctx.seed + 4099)
+            kept = keep.nonzero().squeeze(1)
+            kept = kept[torch.randperm(len(kept), generator=gen)[:BATCHNORM_SAMPLES]]
+            layers = recompute_batchnorm_statistics(loop.model, data.x_remain[kept], ctx.device)
+            if layers:
+                details["batchnorm_recomputed"] = {"layers": layers, "samples": len(kept)}
+                secs["batchnorm"] = time.perf_counter() - tick
         for p in loop.model.parameters():
             p.requires_grad_(True)
         result = loop.result(**details)
@@ -346,6 +363,23 @@ class TARF(Method):
         if "warning" in ident:
             result.warnings.append(ident["warning"])
         return result
+
+    def hidden_target_hint(self, result: MethodResult) -> str:
+        """The forget data is forgotten, the rest of the target is not: identification set
+        aside the wrong classes, or too few."""
+        ident = result.identification or {}
+        if ident.get("classes"):
+            found = f"identification set aside {', '.join(map(str, ident['classes']))}"
+        elif ident.get("set_aside_samples"):
+            found = f"identification set aside {ident['set_aside_samples']} samples"
+        else:
+            found = "identification set nothing aside"
+        doubt = " (its margin is within noise)" if ident.get("warning") else ""
+        return (
+            f"{found}{doubt}, and the concept's other members are still trained on: if you "
+            "know classes the concept holds, hand over their images as forget data "
+            "(--forget); if the number set aside is wrong, give it (--prior)"
+        )
 
     def weak_forgetting_hint(self, result: MethodResult) -> str:
         """The likely cause and the fix when a run forgot little (:mod:`tarf.run`)."""

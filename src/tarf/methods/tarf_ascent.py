@@ -11,7 +11,13 @@ import torch
 import torch.nn as nn
 
 from tarf.methods.base import UnlearnContext, UnlearnData
-from tarf.methods.common import Pool, ce, step
+from tarf.methods.common import (
+    Pool,
+    batch_statistics_batchnorm,
+    ce,
+    step,
+    tail_statistics_batchnorm,
+)
 from tarf.methods.loop import Epoch, Loop
 from tarf.training import forward_logits
 
@@ -87,12 +93,15 @@ def mixed_batch_loss(
     ceilings: torch.Tensor | None,
 ) -> torch.Tensor:
     """Phase II as the paper's Algorithm 1 writes it: one forward pass of one mini-batch
-    (the forget batches and the retained batch together, so batch norm sees one batch of
-    D), each part weighted by its own mean: ``-k(t) · mean ℓ_f + mean ℓ_r``."""
+    (the forget batches and the retained batch together, so batch norm normalises one
+    batch of D), each part weighted by its own mean: ``-k(t) · mean ℓ_f + mean ℓ_r``.
+    The running statistics learn from the retained rows alone
+    (:func:`tail_statistics_batchnorm`): the model is evaluated on the retained data's."""
     parts = ascend + ([descend] if descend is not None else [])
-    losses = ce(
-        model, torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts]), ctx, "none"
-    )
+    x, y = torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+    bn = tail_statistics_batchnorm(model, len(descend[1])) if descend is not None else None
+    with bn or batch_statistics_batchnorm(model):
+        losses = ce(model, x, y, ctx, "none")
     loss, start = losses.new_zeros(()), 0
     for i, (_, y) in enumerate(parts):
         part = losses[start : start + len(y)]
