@@ -104,12 +104,16 @@ def test_an_extrapolated_mia_is_noted(toy_dataset):
         def run(self, model, data, ctx):
             return MethodResult(model)
 
-    def report(outside):
-        metrics = {"UA": 0.0, "RA": 90.0, "TA": 80.0, "MIA": 100.0, "MIA_extrapolated": outside}
+    def report(outside, mia=0.0):
+        metrics = {"UA": 0.0, "RA": 90.0, "TA": 80.0, "MIA": mia, "MIA_extrapolated": outside}
         return run.execute(
             Fixed(), _Always(1), data, ctx, req, measure=lambda m: metrics, original=None,
             reference=None, partition_sizes={}, recipe_name="tiny",
         )[1]  # fmt: skip
 
-    assert any(n.startswith("MIA extrapolated: 100% of D_t") for n in report(100.0)["notes"])
+    notes = report(100.0)["notes"]
+    assert any(n.startswith("MIA extrapolated: 100% of D_t") for n in notes)
+    assert any("calls 100% of D_t members" in n for n in notes)
     assert not any("MIA extrapolated" in n for n in report(10.0)["notes"])
+    # called non-member, as a confidence of 0 should be: nothing to note
+    assert not any("MIA extrapolated" in n for n in report(100.0, mia=100.0)["notes"])

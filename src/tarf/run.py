@@ -86,8 +86,8 @@ def gap_to(metrics: dict[str, Any], reference: dict[str, Any]) -> float:
     return gap({k: metrics[k] for k in keys}, {k: reference[k] for k in keys})
 
 
-# Percent of D_t outside the MIA attack's range (metrics.mia_extrapolated) from which the
-# report notes that the MIA is an extrapolation.
+# Percent of D_t below the MIA attack's range (metrics.mia_extrapolated) from which the
+# report notes an MIA that still calls most of D_t members: an extrapolation, not evidence.
 MIA_EXTRAPOLATED = 50.0
 # The unlearned model counts as having forgotten little when it moved less than this
 # fraction of the way from the original toward the retrained reference on D_t (or, with
@@ -218,13 +218,13 @@ def execute(
     weak = forgetting_warning(method, result, model, data, ctx, report)
     report["warnings"] = list(result.warnings) + ([weak] if weak else [])
     report["notes"] = list(notes or [])
-    outside = report["metrics"].get("MIA_extrapolated")
-    if outside is not None and outside >= MIA_EXTRAPOLATED:
+    outside, mia = (report["metrics"].get(k) for k in ("MIA_extrapolated", "MIA"))
+    if outside is not None and mia is not None and outside >= MIA_EXTRAPOLATED and mia < 50:
         report["notes"].append(
             f"MIA extrapolated: {outside:.0f}% of D_t's true-label confidences lie below every "
-            "confidence the attack was fit on, so its verdict there is the SVC's guess and "
-            "can flip between 0 and 100 from one model to the next: read UA, RA and TA "
-            "first (docs/design.md, Metrics)"
+            f"confidence the attack was fit on, yet it calls {100 - mia:.0f}% of D_t members: "
+            "its verdict there is the SVC's extrapolation and can flip between 0 and 100 "
+            "from one model to the next; read UA, RA and TA first (docs/design.md, Metrics)"
         )
     report["machine"] = machine_info(ctx.device)
     report["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
