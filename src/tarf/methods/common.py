@@ -97,11 +97,15 @@ def step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> None:
     opt.step()
 
 
+def _batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 @contextlib.contextmanager
 def _batchnorm_mode(model: nn.Module, training: bool, momentum: float | None = None):
     """Put every batch-norm layer in ``training`` mode (and, if given, set its running-
     statistics ``momentum``) for the block, then restore both."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = _batchnorms(model)
     states = [(m.training, m.momentum) for m in bns]
     for m in bns:
         m.train(training)
@@ -137,9 +141,7 @@ def tail_statistics_batchnorm(model: nn.Module, rows: int) -> Iterator[None]:
     Without this, an ascent through shared batch statistics can raise the forget loss by
     making the forget rows' activations extreme, and those outliers then sit in the
     running variance that every class is evaluated with."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    states = [(m.training, m.momentum) for m in bns]
-    momenta = {m: momentum for m, (_, momentum) in zip(bns, states)}
+    momenta = {m: m.momentum for m in _batchnorms(model)}  # before the block zeroes them
 
     def update(m: nn.modules.batchnorm._BatchNorm, args: tuple[torch.Tensor, ...]) -> None:
         if not m.track_running_stats or m.running_mean is None:
@@ -148,25 +150,19 @@ def tail_statistics_batchnorm(model: nn.Module, rows: int) -> Iterator[None]:
         dims = [0, *range(2, x.dim())]
         n = x.numel() / x.shape[1]
         mean, var = x.mean(dims), x.var(dims, unbiased=n > 1)
-        momentum = momenta[m]
         # momentum None: a cumulative average, as batch norm's own (the call itself counts
         # the batch in num_batches_tracked)
-        f = 1.0 / float(m.num_batches_tracked + 1) if momentum is None else momentum
+        f = 1.0 / float(m.num_batches_tracked + 1) if momenta[m] is None else momenta[m]
         m.running_mean.mul_(1 - f).add_(mean.to(m.running_mean.dtype), alpha=f)
         m.running_var.mul_(1 - f).add_(var.to(m.running_var.dtype), alpha=f)
 
-    hooks = [m.register_forward_pre_hook(update) for m in bns]
-    for m in bns:
-        m.train(True)
-        m.momentum = 0.0
+    hooks = [m.register_forward_pre_hook(update) for m in momenta]
     try:
-        yield
+        with batch_statistics_batchnorm(model):  # the call itself leaves them alone
+            yield
     finally:
         for h in hooks:
             h.remove()
-        for m, (was_training, was_momentum) in zip(bns, states):
-            m.train(was_training)
-            m.momentum = was_momentum
 
 
 @torch.no_grad()
@@ -180,23 +176,17 @@ def recompute_batchnorm_statistics(
     After unlearning the running statistics are an average over steps whose weights kept
     changing, and over batches that held forget data; the model is evaluated on the
     retained data, so their statistics under the final weights are the ones to keep."""
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    bns = [m for m in bns if m.track_running_stats and m.running_mean is not None]
+    bns = [m for m in _batchnorms(model) if m.track_running_stats and m.running_mean is not None]
     if not bns or not len(x):
         return 0
-    states = [(m.training, m.momentum) for m in bns]
     was_training = model.training
-    model.eval()
-    for m in bns:
-        m.reset_running_stats()
-        m.train(True)
-        m.momentum = None
-    with full_precision(device):
+    model.eval()  # dropout and the like as in evaluation; batch norm in training mode below
+    with _batchnorm_mode(model, training=True), full_precision(device):
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # restored with the mode
         for chunk in x.split(batch_size):
             model(to_float(chunk, device))
-    for m, (training, momentum) in zip(bns, states):
-        m.train(training)
-        m.momentum = momentum
     model.train(was_training)
     return len(bns)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,7 +47,7 @@ from tarf.methods.common import (
     representation,
     step,
 )
-from tarf.methods.loop import Epoch, Loop
+from tarf.methods.loop import Loop
 from tarf.methods.tarf_ascent import (  # noqa: F401 - re-exported
     FLOOR_SAMPLES,
     ascend_to,
@@ -56,6 +55,7 @@ from tarf.methods.tarf_ascent import (  # noqa: F401 - re-exported
     guarded_step,
     label_ceilings,
     mixed_batch_loss,
+    phase_two_epoch,
     wrong_label_floor,
 )
 from tarf.methods.tarf_identify import (
@@ -335,7 +335,7 @@ class TARF(Method):
                             loss = -ks[t] * ascent_loss(loop.model, xf, yf, ctx, ceilings)
                             details["skipped_steps"] += guarded_step(loop.opt, loss)
             elif phase == "II":
-                details["skipped_steps"] += self._separate(
+                details["skipped_steps"] += phase_two_epoch(
                     loop, epoch, forget, retain, extra, ks[t], ceilings
                 )
             else:
@@ -400,39 +400,6 @@ class TARF(Method):
         k, lr = result.details.get("k") or 0.0, result.details.get("lr")
         stronger = f"--set k={10 * k:g}" if k > 0 else "--set k=..."
         return f"the ascent was too weak for this model (k={k:g}, lr={lr:g}): raise k ({stronger}) or lr"
-
-    def _separate(
-        self,
-        loop: Loop,
-        epoch: Epoch,
-        forget: Pool,
-        retain: Pool,
-        extra: Pool | None,
-        k_t: float,
-        ceilings: torch.Tensor | None,
-    ) -> int:
-        """One Phase II epoch: steps of a forget batch (ascent, weight k_t) and a retained
-        batch (descent); with ``extra``, also a batch of it (ascent). Returns the steps
-        skipped as non-finite."""
-        model, ctx, how = loop.model, loop.ctx, loop.config.phase2_batch
-        fb, bs = loop.config.forget_batch_size, ctx.recipe.unlearn_batch_size
-        data = len(forget) + len(retain) + (len(extra) if extra is not None else 0)
-        cost = fb + bs + (fb if extra is not None else 0)
-        skipped_steps = 0
-        for _ in epoch.steps(fb + bs, data, cost):
-            ascend = [forget.batch(fb)] + ([extra.batch(fb)] if extra is not None else [])
-            descend = retain.batch(bs) if len(retain) else None
-            if how == "mixed":
-                loss = mixed_batch_loss(model, ascend, descend, k_t, ctx, ceilings)
-            else:
-                with batch_statistics_batchnorm(model) if how == "retain-stats" else nullcontext():
-                    loss = -k_t * ascent_loss(model, *ascend[0], ctx, ceilings)
-                    for x, y in ascend[1:]:
-                        loss = loss - k_t * ascent_loss(model, x, y, ctx, ceilings)
-                if descend is not None:
-                    loss = loss + ce(model, *descend, ctx)
-            skipped_steps += guarded_step(loop.opt, loss)
-        return skipped_steps
 
     @staticmethod
     def _freeze(model: nn.Module, n: int) -> list[str]:

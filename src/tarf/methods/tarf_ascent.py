@@ -1,10 +1,11 @@
 """TARF's ascent on the forget data: Phase I run to its target (``phase1=chance`` or
-``floor``), the floor the ascent stops at (``ascent_floor=wrong-label``), the Phase II
-loss over one mixed batch, and the step that skips a non-finite loss."""
+``floor``), the floor the ascent stops at (``ascent_floor=wrong-label``), a Phase II
+epoch and its loss over one mixed batch, and the step that skips a non-finite loss."""
 
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from typing import Any
 
 import torch
@@ -99,8 +100,12 @@ def mixed_batch_loss(
     (:func:`tail_statistics_batchnorm`): the model is evaluated on the retained data's."""
     parts = ascend + ([descend] if descend is not None else [])
     x, y = torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
-    bn = tail_statistics_batchnorm(model, len(descend[1])) if descend is not None else None
-    with bn or batch_statistics_batchnorm(model):
+    batchnorm = (
+        tail_statistics_batchnorm(model, len(descend[1]))
+        if descend is not None
+        else batch_statistics_batchnorm(model)  # forget rows only: no running statistics
+    )
+    with batchnorm:
         losses = ce(model, x, y, ctx, "none")
     loss, start = losses.new_zeros(()), 0
     for i, (_, y) in enumerate(parts):
@@ -113,6 +118,40 @@ def mixed_batch_loss(
         else:
             loss = loss + part.mean()
     return loss
+
+
+def phase_two_epoch(
+    loop: Loop,
+    epoch: Epoch,
+    forget: Pool,
+    retain: Pool,
+    extra: Pool | None,
+    k_t: float,
+    ceilings: torch.Tensor | None,
+) -> int:
+    """One Phase II epoch: steps of a forget batch (ascent, weight k_t) and a retained
+    batch (descent); with ``extra`` (the set-aside data), also a batch of it (ascent).
+    ``phase2_batch`` decides how they meet batch norm. Returns the steps skipped as
+    non-finite."""
+    model, ctx, how = loop.model, loop.ctx, loop.config.phase2_batch
+    fb, bs = loop.config.forget_batch_size, ctx.recipe.unlearn_batch_size
+    data = len(forget) + len(retain) + (len(extra) if extra is not None else 0)
+    cost = fb + bs + (fb if extra is not None else 0)
+    skipped_steps = 0
+    for _ in epoch.steps(fb + bs, data, cost):
+        ascend = [forget.batch(fb)] + ([extra.batch(fb)] if extra is not None else [])
+        descend = retain.batch(bs) if len(retain) else None
+        if how == "mixed":
+            loss = mixed_batch_loss(model, ascend, descend, k_t, ctx, ceilings)
+        else:
+            with batch_statistics_batchnorm(model) if how == "retain-stats" else nullcontext():
+                loss = -k_t * ascent_loss(model, *ascend[0], ctx, ceilings)
+                for x, y in ascend[1:]:
+                    loss = loss - k_t * ascent_loss(model, x, y, ctx, ceilings)
+            if descend is not None:
+                loss = loss + ce(model, *descend, ctx)
+        skipped_steps += guarded_step(loop.opt, loss)
+    return skipped_steps
 
 
 def guarded_step(opt: torch.optim.Optimizer, loss: torch.Tensor) -> int:
