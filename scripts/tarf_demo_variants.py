@@ -22,8 +22,9 @@ from tarf.run import run_request
 LOSS_RANKING = {"class_signal": "loss", "identified_op": "zero", "retained_ceiling": "none",
                 "phase2_batch": "separate", "batchnorm_stats": "trained"}  # fmt: skip
 CANDIDATES = {
-    "the defaults (ranking by representation, ascent on what is set aside, chance ceiling, "
-    "one mixed Phase II batch, running statistics recomputed on the kept data)": {},
+    "the defaults (ranking by the model's outputs, ascent on what is set aside, chance "
+    "ceiling, one mixed Phase II batch where D_f's label stays, separate batches otherwise)":
+        {},
     "the defaults, `retained_ceiling=none`": {"retained_ceiling": "none"},
     "the earlier defaults (Phase I to chance, k = 1, wrong-label floor, ranking by loss rise)":
         LOSS_RANKING,
@@ -47,8 +48,14 @@ CANDIDATES = {
     "the defaults, `batchnorm_stats=trained` (the running statistics as the steps left them)": {
         "batchnorm_stats": "trained",
     },
-    "the former defaults (`phase2_batch=separate batchnorm_stats=trained`)": {
+    "separate batches everywhere (`phase2_batch=separate batchnorm_stats=trained`)": {
         "phase2_batch": "separate", "batchnorm_stats": "trained",
+    },
+    "one mixed batch everywhere (`phase2_batch=mixed batchnorm_stats=retained`)": {
+        "phase2_batch": "mixed", "batchnorm_stats": "retained",
+    },
+    "the defaults, ranking by representation (`class_signal=features`)": {
+        "class_signal": "features",
     },
 }  # fmt: skip
 

@@ -1,5 +1,6 @@
-"""TARF's default identification: classes ranked by nearness to D_f in representation
-(class_signal=features), read from any model, and the report and warnings that go with it."""
+"""TARF's identification by nearness to D_f under the original model: in its outputs
+(class_signal=outputs, the default) or its representation (features), read from any
+model, and the report and warnings that go with them."""
 
 import pytest
 import torch
@@ -68,7 +69,7 @@ def test_representation_reads_features_else_the_last_linear_input_else_logits():
 
 
 @pytest.mark.parametrize("model_kind", ["features", "plain"])
-def test_default_tarf_sets_aside_the_classes_nearest_to_the_forget_data(model_kind):
+def test_tarf_by_features_sets_aside_the_classes_nearest_to_the_forget_data(model_kind):
     """An untrained network keeps the inputs' geometry: dog and fox sit next to cat, so
     the default ranking by representation sets them aside, whatever Phase I did."""
     torch.manual_seed(0)
@@ -78,7 +79,9 @@ def test_default_tarf_sets_aside_the_classes_nearest_to_the_forget_data(model_ki
         else nn.Sequential(nn.Flatten(), nn.Linear(16, 32), nn.ReLU(), nn.Linear(32, 6))
     )
     data = _concept_data()
-    res = get_method("tarf", stop_after_identification=True).run(model, data, _ctx())
+    res = get_method("tarf", stop_after_identification=True, class_signal="features").run(
+        model, data, _ctx()
+    )
     ident = res.identification
     assert ident["signal"] == "features" and sorted(ident["classes"]) == ["dog", "fox"]
     assert ident["representation"] == ("features" if model_kind == "features" else "last-linear")
@@ -89,7 +92,9 @@ def test_default_tarf_sets_aside_the_classes_nearest_to_the_forget_data(model_ki
     by_loss = get_method("tarf", stop_after_identification=True, class_signal="loss").run(
         model, data, _ctx()
     )
-    assert "feature_nearness" not in by_loss.identification
+    assert by_loss.identification["signal"] == "loss"
+    # both nearness rankings are recorded whichever signal ranks
+    assert set(by_loss.identification["output_nearness"]) == set(NAMES[1:])
 
 
 def test_features_margin_within_noise_warns_with_a_fix_for_representation():
@@ -104,9 +109,11 @@ def test_features_margin_within_noise_warns_with_a_fix_for_representation():
 
     stats = ClassStats(torch.full((4,), 100.0), torch.ones(4), loss, ones, labels)
     data = UnlearnData(labels[:1], labels[:1], labels, labels, 4, ("a", "b", "c", "d"), Prior(1))
-    signals = class_signals(stats, stats, 4, nearness)
+    signals = class_signals(stats, stats, 4, {"features": nearness})
     assert torch.allclose(signals["features"][0], nearness[:50].mean())
-    _, ident = identify_classes(stats, stats, data, TARFConfig(), "target-mismatch", nearness, "x")
+    near = {"features": nearness}
+    by_features = TARFConfig(class_signal="features")
+    _, ident = identify_classes(stats, stats, data, by_features, "target-mismatch", near, "x")
     assert ident["margin"]["within_noise"]
     assert "cosine" in ident["warning"] and "--forget" in ident["warning"]
     assert "Phase I barely moved" not in ident["warning"]  # no Phase I in this ranking
@@ -143,3 +150,68 @@ def test_report_lines_show_the_features_ranking_not_phase_one():
     )
     ident["signal"] = "loss"
     assert "after Phase I: fox" in identification_lines({"identification": ident})[1]
+
+
+def test_output_nearness_is_what_the_model_answers_for_the_forget_data_otherwise():
+    """Label 0 is D_f's. Its samples' second choice is 1 (strongly) or 2; 3 gets nothing:
+    1 is nearest, then 2, then 3. D_f's own label sits at the top (0), and the mean is
+    of log-probabilities among the labels other than D_f's."""
+    from tarf.methods.tarf_identify import output_nearness
+
+    logits = torch.tensor([
+        [9.0, 4.0, 2.0, 0.0],
+        [20.0, 5.0, 1.0, 1.0],  # the own label's confidence plays no part
+        [7.0, 1.0, 3.0, 0.0],
+    ])  # fmt: skip
+    mean, se = output_nearness(logits, torch.tensor([0]))
+    assert mean[0] == 0 and se[0] == 0
+    assert mean[1] > mean[2] > mean[3]
+    logq = torch.log_softmax(logits[:, 1:], 1)
+    assert torch.allclose(mean[1:], logq.mean(0))
+    assert torch.allclose(se[1:], logq.std(0) / 3**0.5)
+    logits[1, 0] = 90.0
+    assert torch.allclose(output_nearness(logits, torch.tensor([0]))[0], mean)
+
+
+class NearestCentroid(nn.Module):
+    """Logits = minus the squared distance to each class's mean input: a classifier whose
+    second choices follow the inputs' geometry."""
+
+    def __init__(self, data: UnlearnData) -> None:
+        super().__init__()
+        x = torch.cat([data.x_forget, data.x_remain]).flatten(1).float() / 255
+        y = torch.cat([data.y_forget, data.y_remain])
+        means = torch.stack([x[y == c].mean(0) for c in range(data.num_classes)])
+        self.register_buffer("means", means)
+        self.scale = nn.Parameter(torch.tensor(200.0))  # something for Phase I to move
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return -self.scale * torch.cdist(x.flatten(1).float() / 255, self.means) ** 2
+
+
+def test_tarf_ranks_by_outputs_by_default():
+    """A model whose second choice for cat (D_f) is dog or fox: ranked by its outputs (the
+    default), they are set aside, with a margin well outside noise, and the summary shows
+    the outputs ranking."""
+    from tarf.identification_report import identification_lines
+
+    # dog and fox lie next to cat, each along its own pixels, so each takes cat (not the
+    # other) for its second choice; the vehicles lie far away, next to each other
+    g = torch.Generator().manual_seed(0)
+    protos = torch.full((6, 16), 0.3)
+    protos[1, :4] += 0.15
+    protos[2, 4:8] += 0.15
+    protos[3:] = 0.8 + 0.1 * torch.rand(3, 16, generator=g)
+    y = torch.arange(6).repeat_interleave(60)
+    x = protos[y] + 0.03 * torch.randn(len(y), 16, generator=g)
+    x = (x.clamp(0, 1) * 255).to(torch.uint8).reshape(-1, 1, 4, 4)
+    f = y == 0
+    data = UnlearnData(x[f], y[f], x[~f], y[~f], 6, NAMES, Prior(2))
+    model = NearestCentroid(data)
+    res = get_method("tarf", stop_after_identification=True).run(model, data, _ctx())
+    ident = res.identification
+    assert ident["signal"] == "outputs" and sorted(ident["classes"]) == ["dog", "fox"]
+    assert list(ident["output_nearness"])[:2] == list(ident["top10"])[:2]
+    assert not ident["margin"]["within_noise"]
+    lines = identification_lines({"identification": ident})
+    assert lines[1].startswith("top of the outputs ranking (D_f's mean log-probability of it")

@@ -658,3 +658,55 @@ def test_phase_one_ascends_until_the_change_it_must_cause(trained, toy_dataset, 
         model, data, tight
     )
     assert not res.details["phase1"]["reached"] and "did not bring D_f" in res.warnings[0]
+
+
+@pytest.mark.parametrize("schedule", ["constant", "anneal"])
+def test_phase_three_lr_anneals_to_zero_only_when_asked(
+    trained, toy_dataset, monkeypatch, schedule
+):
+    """phase3_lr=anneal: Phase III's steps run at a learning rate falling linearly from
+    the run's to (nearly) zero; constant keeps the run's lr throughout."""
+    model, recipe = trained
+    recipe = dataclasses.replace(recipe, unlearn_batch_size=16)  # several steps per epoch
+    lrs: list[float] = []
+    real_step = tarf_mod.step
+    monkeypatch.setattr(
+        tarf_mod,
+        "step",
+        lambda opt, loss: lrs.append(opt.param_groups[0]["lr"]) or real_step(opt, loss),
+    )
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "cat")
+    data = unlearn_data(toy_dataset, req)
+    get_method("tarf", epochs=4, t0=2, lr=0.05, phase3_lr=schedule).run(
+        model, data, _ctx(recipe, toy_dataset, "all-matched")
+    )
+    assert len(lrs) >= 4  # Phase III's steps, two epochs of them
+    if schedule == "constant":
+        assert lrs == [0.05] * len(lrs)
+    else:
+        assert lrs[0] == pytest.approx(0.05)
+        assert all(a > b for a, b in zip(lrs, lrs[1:]))
+        assert lrs[-1] < 0.05 * 2.5 / len(lrs)
+
+
+def test_auto_batches_mix_only_where_the_forget_label_stays():
+    """phase2_batch=auto: one mixed batch (statistics recomputed on the kept data) when
+    the kept data still carries a label of D_f's, as in model mismatch; separate batches
+    (statistics as trained) when it does not; a value set by hand is kept."""
+    from tarf.methods.tarf import resolve_batches
+
+    x = torch.zeros(6, 1, 2, 2, dtype=torch.uint8)
+    y_remain = torch.tensor([0, 1, 1, 2, 2, 2])
+    data = UnlearnData(x[:2], torch.tensor([0, 0]), x, y_remain, 3, ("a", "b", "c"), Prior(0))
+    keep_all = torch.ones(6, dtype=torch.bool)
+    details: dict = {}
+    c = resolve_batches(TARFConfig(), data, keep_all, details)
+    assert (c.phase2_batch, c.batchnorm_stats) == ("mixed", "retained")
+    assert details["phase2"]["labels_kept"] == ["a"]
+    without_a = y_remain != 0  # identification set label 0 aside (data mismatch)
+    c = resolve_batches(TARFConfig(), data, without_a, details)
+    assert (c.phase2_batch, c.batchnorm_stats) == ("separate", "trained")
+    c = resolve_batches(TARFConfig(batchnorm_stats="retained"), data, without_a, {})
+    assert (c.phase2_batch, c.batchnorm_stats) == ("separate", "retained")
+    set_by_hand = TARFConfig(phase2_batch="mixed", batchnorm_stats="trained")
+    assert resolve_batches(set_by_hand, data, without_a, {}) is set_by_hand

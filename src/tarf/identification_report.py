@@ -6,6 +6,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tarf.methods.tarf_identify import NEARNESS
+
+# How each nearness signal's values read in the summary.
+NEARNESS_UNITS = {
+    "features": "cosine to D_f, original model",
+    "outputs": "D_f's mean log-probability of it, D_f's labels ruled out, original model",
+}
+
 
 def _signed(value: float | None, digits: int = 3) -> str:
     """A signed number with ``digits`` significant digits: small differences stay visible."""
@@ -45,10 +53,11 @@ def identification_lines(report: dict[str, Any]) -> list[str]:
         if auto.get("gap_between"):
             what += f", between {auto['gap_between'][0]} and {auto['gap_between'][1]}"
     lines = [what]
-    near = ident.get("feature_nearness")
-    if ident.get("level") == "class" and ident.get("signal") == "features" and near:
+    signal = ident.get("signal")
+    near = ident.get(NEARNESS.get(signal, ""))
+    if ident.get("level") == "class" and near:
         top = ", ".join(f"{c} ({v:.3f})" for c, v in list(near.items())[:5])
-        lines.append(f"top of the features ranking (cosine to D_f, original model): {top}")
+        lines.append(f"top of the {signal} ranking ({NEARNESS_UNITS[signal]}): {top}")
     elif ident.get("level") == "class" and ident.get("drops"):
         loss = ident.get("loss_increase", {})
         top = ", ".join(

@@ -31,14 +31,16 @@ from tarf.identify import auto_count, largest_gap
 from tarf.io import write_json, write_text
 from tarf.methods.base import UnlearnContext
 from tarf.methods.tarf import TARF
+from tarf.methods.tarf_identify import NEARNESS
 from tarf.recipes import Recipe
 from tarf.request import UnlearningRequest
 
-# ranked by: nearness to D_f in representation under the original model (the class mean
-# of tarf_identify.feature_nearness, a cosine) | mean loss increase over Phase I (nats) |
-# accuracy drop (points); "features" only where the run measured it (class_signal=features,
-# the default)
-SIGNALS = ("features", "loss", "accuracy")
+# ranked by: nearness to D_f under the original model, in representation (the class mean
+# of tarf_identify.feature_nearness, a cosine) or in its outputs (output_nearness: D_f's
+# mean log-probability of the class with D_f's labels ruled out, nats) | mean loss
+# increase over Phase I (nats) | accuracy drop (points); the nearness signals only where
+# the run measured them (runs made before they were recorded lack them)
+SIGNALS = ("features", "outputs", "loss", "accuracy")
 
 
 def given_classes(hierarchy, superclass: int, given: int, seed: int) -> list[str]:
@@ -105,8 +107,9 @@ def identify_concept(
         "signals": {},
     }
     values = {"loss": ident["loss_increase"], "accuracy": ident["drops"]}
-    if "feature_nearness" in ident:
-        values["features"] = ident["feature_nearness"]
+    for signal, key in NEARNESS.items():
+        if key in ident:
+            values[signal] = ident[key]
     for signal in (s for s in SIGNALS if s in values):
         v = values[signal]
         ranked = sorted(v, key=lambda c: -v[c])
@@ -260,6 +263,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 
 PLOT_UNITS = {
     "features": "nearness to D_f in representation, original model, cosine",
+    "outputs": "D_f's mean log-probability of the class, D_f's labels ruled out, original model, nats",
     "loss": "mean loss increase over Phase I, nats",
     "accuracy": "accuracy drop over Phase I, points",
 }

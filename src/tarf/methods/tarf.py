@@ -5,9 +5,10 @@
 
 Phase I (t < t1): gradient ascent on D_f only, which pulls the data that sits close to
 D_f in representation ("representational gravity") along with it. Identification sets
-aside the classes of D_un that sit closest to D_f in the original model's representation
-(``class_signal=features``), or those Phase I moved most (``loss``, ``icon``,
-``accuracy``). Phase II: ascent on D_f and on what was set aside, plus descent on the
+aside the classes of D_un the original model holds closest to D_f: those it would answer
+for D_f's samples if D_f's labels were ruled out (``class_signal=outputs``), or those
+nearest in its representation (``features``); or those Phase I moved most (``loss``,
+``icon``, ``accuracy``). Phase II: ascent on D_f and on what was set aside, plus descent on the
 retained part of D_un (separation). Phase III (k(t) = 0): descent on the retained part
 only (approximation of the retrained model).
 
@@ -56,6 +57,7 @@ from tarf.methods.tarf_ascent import (  # noqa: F401 - re-exported
     label_ceilings,
     mixed_batch_loss,
     phase_two_epoch,
+    resolve_batches,
     wrong_label_floor,
 )
 from tarf.methods.tarf_identify import (
@@ -65,8 +67,10 @@ from tarf.methods.tarf_identify import (
     identify_classes,
     identify_instances,
     nothing_to_identify,
+    output_nearness,
     skipped,
 )
+from tarf.training import forward_logits
 
 # Paper Appendix F.1: k per dataset and task (t1 = 1, t0 = 2 everywhere). Only
 # preset=paper reads it: the calibrated default never looks at the dataset's name.
@@ -125,12 +129,14 @@ class TARFConfig:
     # or "zero" weight (the paper's τ = 0)
     identified_op: str = "ascent"
     id_samples_per_class: int = 100  # D_un samples per model class in identification's probe
-    # what ranks the classes: "features" (representational gravity read directly: how
-    # closely each class's samples point the way D_f does in the original model's
-    # representation, tarf_identify.feature_nearness), or the change Phase I caused:
+    # what ranks the classes: nearness to D_f under the original model, "outputs" (what
+    # the model answers for D_f's samples with D_f's labels ruled out: each class's mean
+    # log-probability, tarf_identify.output_nearness) or "features" (representational
+    # gravity read in the representation: how closely each class's samples point the way
+    # D_f's do, tarf_identify.feature_nearness); or the change Phase I caused:
     # "loss" (the class-mean loss rise, signed), "icon" (the class mean of the paper's
     # I_con = |loss change|), "accuracy" (the accuracy drop, as the paper's Algorithm 1)
-    class_signal: str = "features"
+    class_signal: str = "outputs"
     instance_pool: int = 10000  # D_un samples scored by I_con at instance level
     forget_batch_size: int = 64  # D_f batch of Phases I and II
     # Phase I's length, by the change it must cause: ascent on D_f (weight 1) until a
@@ -170,19 +176,28 @@ class TARFConfig:
     # of D), the running statistics fed by its retained rows only; "separate" forwards them
     # one after the other (both update the running statistics); "retain-stats" forwards
     # them one after the other, the forget batch normalised by its own statistics and the
-    # running ones left to the retained data
-    phase2_batch: str = "mixed"
+    # running ones left to the retained data; "auto": mixed where the retained data still
+    # carries one of D_f's labels (model mismatch: the ascent must separate D_f from the
+    # label's other members under the normalisation evaluation uses), else separate
+    # (the shared batch costs retained accuracy where nothing needs separating)
+    phase2_batch: str = "auto"
     # batch norm's running statistics at the end: "retained" recomputes them from (a seeded
     # sample of BATCHNORM_SAMPLES of) the data TARF kept, under the final weights;
-    # "trained" keeps what the unlearning steps left (the paper's Algorithm 1)
-    batchnorm_stats: str = "retained"
+    # "trained" keeps what the unlearning steps left (the paper's Algorithm 1); "auto":
+    # retained after a mixed Phase II, trained after separate batches
+    batchnorm_stats: str = "auto"
+    # Phase III's learning rate: "constant" (the run's lr, as every other epoch), or
+    # "anneal" (linearly from lr to zero over Phase III's steps, so that the model settles
+    # on the retained data as training ended, instead of stopping mid-stride)
+    phase3_lr: str = "constant"
     # "paper": the paper's Algorithm 1 as written (PAPER_PRESET: accuracy-drop ranking,
     # one mixed Phase II batch, one pass of D_f in Phase I, the running statistics as
     # trained, the paper's k per dataset and task); "tarf": the fields as set
     preset: str = "tarf"
 
 
-# class_signal=features: D_f samples (seeded) whose mean representation is D_f's centre.
+# D_f samples (seeded) whose mean representation is D_f's centre (class_signal=features)
+# and whose outputs give output_nearness (class_signal=outputs).
 CENTRE_SAMPLES = 2000
 # batchnorm_stats=retained: kept samples (seeded) the running statistics are recomputed from.
 BATCHNORM_SAMPLES = 4096
@@ -213,9 +228,9 @@ PHASE1_BATCHNORM = {"frozen": frozen_batchnorm, "batch": batch_statistics_batchn
 # The string options of TARFConfig and their values, checked before a run.
 CHOICES: dict[str, tuple[str, ...]] = {
     "identification": ("class", "instance"),
-    "class_signal": ("features", "loss", "icon", "accuracy"),
-    "phase2_batch": ("separate", "mixed", "retain-stats"),
-    "batchnorm_stats": ("retained", "trained"),
+    "class_signal": ("features", "outputs", "loss", "icon", "accuracy"),
+    "phase2_batch": ("auto", "separate", "mixed", "retain-stats"),
+    "batchnorm_stats": ("auto", "retained", "trained"),
     "preset": ("tarf", "paper"),
     "phase1": ("chance", "floor", "pass"),
     "identified_op": ("zero", "ascent"),
@@ -224,6 +239,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "auto_floor": AUTO_FLOORS,
     "ascent_floor": ("none", "wrong-label"),
     "retained_ceiling": ("chance", "none"),
+    "phase3_lr": ("constant", "anneal"),
 }
 
 
@@ -234,10 +250,12 @@ class Probe:
     idx: torch.Tensor
     before: Any  # (accuracy %, mean loss) per class, or per-sample losses
     before_forget: torch.Tensor | None = None
-    # class_signal=features: each probe sample's nearness to D_f in representation under
-    # θ_o (feature_nearness), and where the representation was read
-    nearness: torch.Tensor | None = None
+    # class level: each probe sample's nearness to D_f under θ_o, by signal
+    # (tarf_identify.NEARNESS), and where the representation was read
+    nearness: dict[str, torch.Tensor] | None = None
     representation: str | None = None
+    # class level: nearness measured per class from D_f's samples, (mean, standard error)
+    class_nearness: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 @register
@@ -299,6 +317,7 @@ class TARF(Method):
                 tick = time.perf_counter()
                 if c.stop_after_identification:
                     break
+                c = loop.config = resolve_batches(c, data, keep, details)
                 retain = Pool(data.x_remain[keep], data.y_remain[keep], ctx, seed_offset=2)
                 ceilings = label_ceilings(
                     bounded, data.y_remain[keep], data.num_classes, ctx.device, retained
@@ -339,7 +358,15 @@ class TARF(Method):
                     loop, epoch, forget, retain, extra, ks[t], ceilings
                 )
             else:
+                if c.phase3_lr == "anneal" and "phase3_samples" not in details:
+                    epochs3 = sum(1 for u in range(t, c.epochs) if ks[u] == 0)
+                    details["phase3_samples"] = [0, epochs3 * min(epoch.cap, len(retain))]
                 for xr, yr in epoch.batches(retain):
+                    if c.phase3_lr == "anneal":
+                        done, total = details["phase3_samples"]
+                        for group in loop.opt.param_groups:
+                            group["lr"] = loop.lr * max(0.0, 1 - done / total)
+                        details["phase3_samples"][0] += len(yr)
                     step(loop.opt, ce(loop.model, xr, yr, ctx))
             now = time.perf_counter()
             secs[phase] = secs.get(phase, 0.0) + now - tick
@@ -433,11 +460,17 @@ class TARF(Method):
         if c.identification == "class":
             idx = balanced_sample(y, c.id_samples_per_class, data.num_classes, gen)
             probe = Probe(idx, class_stats(original, x[idx], y[idx], data.num_classes, ctx))
-            if c.class_signal == "features":
-                centre_idx = torch.randperm(len(data.y_forget), generator=gen)[:CENTRE_SAMPLES]
-                forget_rep, _ = representation(original, data.x_forget[centre_idx], ctx)
-                rep, probe.representation = representation(original, x[idx], ctx)
-                probe.nearness = feature_nearness(rep, forget_rep)
+            # both nearness signals, whichever ranks: cheap next to Phase I, and the report
+            # shows both rankings
+            centre_idx = torch.randperm(len(data.y_forget), generator=gen)[:CENTRE_SAMPLES]
+            x_centre = data.x_forget[centre_idx]
+            forget_rep, _ = representation(original, x_centre, ctx)
+            rep, probe.representation = representation(original, x[idx], ctx)
+            probe.nearness = {"features": feature_nearness(rep, forget_rep)}
+            forget_logits = forward_logits(original, x_centre, ctx.device)
+            probe.class_nearness = {
+                "outputs": output_nearness(forget_logits, data.y_forget.unique())
+            }
             return probe
         idx = torch.randperm(len(y), generator=gen)[: c.instance_pool].sort().values
         before = per_sample_loss(original, x[idx], y[idx], ctx)
@@ -463,7 +496,14 @@ class TARF(Method):
         if c.identification == "class":
             after = class_stats(model, x, y, data.num_classes, ctx)
             return identify_classes(
-                probe.before, after, data, c, ctx.task, probe.nearness, probe.representation
+                probe.before,
+                after,
+                data,
+                c,
+                ctx.task,
+                probe.nearness,
+                probe.representation,
+                probe.class_nearness,
             )
         icon = (per_sample_loss(model, x, y, ctx) - probe.before).abs()
         icon_forget = None

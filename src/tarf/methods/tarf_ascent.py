@@ -1,12 +1,14 @@
 """TARF's ascent on the forget data: Phase I run to its target (``phase1=chance`` or
-``floor``), the floor the ascent stops at (``ascent_floor=wrong-label``), a Phase II
-epoch and its loss over one mixed batch, and the step that skips a non-finite loss."""
+``floor``), the floor the ascent stops at (``ascent_floor=wrong-label``), which batches
+Phase II uses (``phase2_batch=auto``), a Phase II epoch and its loss over one mixed
+batch, and the step that skips a non-finite loss."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from contextlib import nullcontext
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
@@ -21,6 +23,9 @@ from tarf.methods.common import (
 )
 from tarf.methods.loop import Epoch, Loop
 from tarf.training import forward_logits
+
+if TYPE_CHECKING:
+    from tarf.methods.tarf import TARFConfig
 
 # D_un samples whose wrong-label probabilities set the ascent floor ("wrong-label").
 FLOOR_SAMPLES = 2000
@@ -200,3 +205,26 @@ def ascend_to(
             "small a change; raise lr (--set lr=...) or t1"
         )
     return out
+
+
+def resolve_batches(
+    c: TARFConfig, data: UnlearnData, keep: torch.Tensor, details: dict[str, Any]
+) -> TARFConfig:
+    """``c`` with ``phase2_batch`` and ``batchnorm_stats`` of ``auto`` decided once
+    identification has said what is kept: one mixed batch (and the running statistics
+    recomputed on the kept data) where the kept data still carries a label of D_f's,
+    separate batches (statistics as trained) otherwise. The decision goes in
+    ``details["phase2"]``."""
+    if c.phase2_batch != "auto" and c.batchnorm_stats != "auto":
+        return c
+    kept = set(data.y_remain[keep].unique().tolist())
+    shared = sorted(set(data.y_forget.unique().tolist()) & kept)
+    batch = c.phase2_batch if c.phase2_batch != "auto" else ("mixed" if shared else "separate")
+    stats = c.batchnorm_stats
+    if stats == "auto":
+        stats = "retained" if batch == "mixed" else "trained"
+    details["phase2"] = {
+        "batch": batch, "batchnorm_stats": stats,
+        "labels_kept": [data.class_names[i] for i in shared],
+    }  # fmt: skip
+    return dataclasses.replace(c, phase2_batch=batch, batchnorm_stats=stats)

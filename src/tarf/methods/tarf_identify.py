@@ -184,14 +184,43 @@ def feature_nearness(rep: torch.Tensor, forget_rep: torch.Tensor) -> torch.Tenso
     return F.cosine_similarity(rep - centre, (forget_rep.mean(0) - centre)[None], dim=1)
 
 
+def output_nearness(
+    forget_logits: torch.Tensor, forget_labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Representational gravity as the model's own outputs show it: per model class, the
+    mean over D_f's samples of the log-probability the original model gives that class
+    among the labels that are not D_f's (what the model would answer for D_f if not
+    D_f's label), and its standard error over the samples. D_f's own labels get 0, the
+    top (the concept's own model class, as in data mismatch, is D_f's label). Read from
+    D_f's samples, not the probe's: thousands of samples answer for every class at once,
+    where the probe has a hundred per class."""
+    logits = forget_logits.float()
+    is_forget = torch.zeros(logits.shape[1], dtype=torch.bool)
+    is_forget[forget_labels] = True
+    logq = torch.log_softmax(logits.masked_fill(is_forget[None], float("-inf")), 1)
+    logq = logq[:, ~is_forget]
+    mean = torch.zeros(logits.shape[1])
+    se = torch.zeros(logits.shape[1])
+    mean[~is_forget] = logq.mean(0)
+    if len(logq) > 1:
+        se[~is_forget] = logq.std(0) / len(logq) ** 0.5
+    return mean, se
+
+
 def class_signals(
-    before: Any, after: Any, num_classes: int, nearness: torch.Tensor | None = None
+    before: Any,
+    after: Any,
+    num_classes: int,
+    nearness: dict[str, torch.Tensor] | None = None,
+    class_nearness: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Per class, each signal identification can rank by (bigger: nearer to D_f or moved
     more), and, when the probe kept per-sample values (:class:`ClassStats`), the class
-    mean of I_con (``icon``), with ``nearness`` (each probe sample's
-    :func:`feature_nearness`) its class mean (``features``), and each signal's standard
-    error (``{name}_se``)."""
+    mean of I_con (``icon``), the class mean of each per-sample nearness to D_f under θ_o
+    in ``nearness`` (``features``: :func:`feature_nearness`), and each signal's standard
+    error (``{name}_se``). ``class_nearness`` holds nearness signals measured per class
+    already, as (mean, standard error) (``outputs``: :func:`output_nearness`); they are
+    kept for the classes the probe holds."""
     out = {"accuracy": before[0] - after[0], "loss": after[1] - before[1]}
     y = getattr(before, "labels", None)
     if y is None or getattr(after, "sample_loss", None) is None:
@@ -202,8 +231,7 @@ def class_signals(
         "icon": dloss.abs(),
         "accuracy": 100.0 * (before.sample_correct.float() - after.sample_correct.float()),
     }
-    if nearness is not None:
-        per_sample["features"] = nearness
+    per_sample.update(nearness or {})
     count = torch.zeros(num_classes).index_add_(0, y, torch.ones(len(y)))
     present = count > 0
     for name, v in per_sample.items():
@@ -211,23 +239,31 @@ def class_signals(
         sq = torch.zeros(num_classes).index_add_(0, y, (v - mean[y]) ** 2)
         se = (sq / (count - 1).clamp_min(1) / count.clamp_min(1)).sqrt()
         nan = torch.full_like(mean, float("nan"))
-        if name in ("icon", "features"):
+        if name in ("icon", *NEARNESS):
             out[name] = torch.where(present, mean, nan)
+        out[f"{name}_se"] = torch.where(present, se, nan)
+    for name, (mean, se) in (class_nearness or {}).items():
+        nan = torch.full_like(mean, float("nan"))
+        out[name] = torch.where(present, mean, nan)
         out[f"{name}_se"] = torch.where(present, se, nan)
     return out
 
 
 # Each class signal's units, for the report's lines.
 SIGNAL_UNITS = {
-    "features": "cosine", "loss": "nats", "icon": "nats", "accuracy": "points",
+    "features": "cosine", "outputs": "nats", "loss": "nats", "icon": "nats", "accuracy": "points",
 }  # fmt: skip
-# What makes an unsure ranking surer, for a ranking by representation (True) or by the
-# change Phase I caused (False).
+# The signals read from the original model before Phase I (nearness to D_f), and the
+# report's key for each one's class means.
+NEARNESS = {"features": "feature_nearness", "outputs": "output_nearness"}
+# What makes an unsure ranking surer, by the signal that ranked.
+MORE_FORGET = "hand over images of more of the concept's classes as forget data (--forget)"
+LARGER_PROBE = "raise id_samples_per_class (--set id_samples_per_class=500) for a less noisy probe"
 UNSURE_FIX = {
-    True: "hand over images of more of the concept's classes as forget data (--forget), "
-    "or raise id_samples_per_class (--set id_samples_per_class=500) for a less noisy probe",
-    False: "raise id_samples_per_class (--set id_samples_per_class=500) for a less noisy "
-    "probe, or rank by representation (--set class_signal=features)",
+    "outputs": MORE_FORGET + " (more forget samples also steady this signal), or give "
+    "the count if you know it (--prior N)",
+    "features": MORE_FORGET + ", or " + LARGER_PROBE,
+    "phase1": LARGER_PROBE + ", or rank by nearness to D_f (--set class_signal=outputs)",
 }
 
 # The margin between the n-th and the (n+1)-th class counts as noise below this many
@@ -260,18 +296,20 @@ def identify_classes(
     data: UnlearnData,
     c: TARFConfig,
     task: str,
-    nearness: torch.Tensor | None = None,
+    nearness: dict[str, torch.Tensor] | None = None,
     source: str | None = None,
+    class_nearness: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """Class level: from the probe's statistics under θ_o (``before``) and after Phase I
     (``after``): per class (accuracy %, mean loss, and per sample when kept, see
-    :class:`ClassStats`), and each probe sample's nearness to D_f in representation
-    (``nearness``, :func:`feature_nearness`, read from ``source``), the classes nearest
-    to D_f or moved most are set aside, ranked by ``c.class_signal``.
+    :class:`ClassStats`), and nearness to D_f under θ_o (:data:`NEARNESS`: per probe
+    sample in ``nearness``, the representation read from ``source``; per class in
+    ``class_nearness``), the classes nearest to D_f or moved most are set aside, ranked
+    by ``c.class_signal``.
     Returns the mask of D_un kept and the report's dict."""
     prior = data.prior
     auto = prior is not None and prior.auto
-    signals = class_signals(before, after, data.num_classes, nearness)
+    signals = class_signals(before, after, data.num_classes, nearness, class_nearness)
     if c.class_signal not in signals:
         raise ValueError(
             f"class_signal={c.class_signal!r} needs the probe's per-sample values, which "
@@ -305,20 +343,22 @@ def identify_classes(
         "loss_increase": {names[i]: round(float(loss_rise[i]), 3) for i in present},
         "set_aside_samples": int((~keep).sum()),
     }
+    for name, key in NEARNESS.items():
+        if name in signals:
+            # the class means of the nearness (cosine or nats), nearest first
+            ident[key] = {
+                names[i]: round(float(signals[name][i]), 4)
+                for i in sorted(present, key=lambda i: -float(signals[name][i]))
+            }
     if "features" in signals:
-        # the class mean of feature_nearness (a cosine), nearest first
         ident["representation"] = source
-        ident["feature_nearness"] = {
-            names[i]: round(float(signals["features"][i]), 4)
-            for i in sorted(present, key=lambda i: -float(signals["features"][i]))
-        }
     margin = margin_record(signal, signals.get(f"{c.class_signal}_se"), present, n, names)
     if margin is not None:
         ident["margin"] = margin
-    # A ranking by representation does not depend on how far Phase I moved the model.
+    # A ranking by nearness under θ_o does not depend on how far Phase I moved the model.
     warning = (
         None
-        if c.class_signal == "features"
+        if c.class_signal in NEARNESS
         else weak_phase1_warning(acc_drops, loss_rise, n, c.phase1)
     )
     if warning is None and margin is not None and margin.get("within_noise"):
@@ -327,7 +367,7 @@ def identify_classes(
             f"and the next ({margin['between'][1]}) are {margin['margin']:.3g} "
             f"{SIGNAL_UNITS[c.class_signal]} apart on the {c.class_signal} signal, within "
             f"noise (±{margin['noise']:.2g}); the classes set aside may be wrong: "
-            + UNSURE_FIX[c.class_signal == "features"]
+            + UNSURE_FIX.get(c.class_signal, UNSURE_FIX["phase1"])
         )
     if warning:
         ident["warning"] = warning
