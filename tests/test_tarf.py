@@ -698,12 +698,12 @@ def test_auto_batches_mix_only_where_the_forget_label_stays():
     x = torch.zeros(6, 1, 2, 2, dtype=torch.uint8)
     y_remain = torch.tensor([0, 1, 1, 2, 2, 2])
     data = UnlearnData(x[:2], torch.tensor([0, 0]), x, y_remain, 3, ("a", "b", "c"), Prior(0))
-    keep_all = torch.ones(6, dtype=torch.bool)
+    keep_all = {0, 1, 2}  # the labels the kept data carries
     details: dict = {}
     c = resolve_batches(TARFConfig(), data, keep_all, details)
     assert (c.phase2_batch, c.batchnorm_stats) == ("mixed", "retained")
     assert details["phase2"]["labels_kept"] == ["a"]
-    without_a = y_remain != 0  # identification set label 0 aside (data mismatch)
+    without_a = {1, 2}  # identification set label 0 aside (data mismatch)
     c = resolve_batches(TARFConfig(), data, without_a, details)
     assert (c.phase2_batch, c.batchnorm_stats) == ("separate", "trained")
     c = resolve_batches(TARFConfig(batchnorm_stats="retained"), data, without_a, {})

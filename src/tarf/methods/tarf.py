@@ -309,6 +309,7 @@ class TARF(Method):
         retain: Pool | None = None
         extra: Pool | None = None  # the set-aside samples, for identified_op="ascent"
         ident: dict[str, Any] | None = None
+        phase3: list[int] | None = None
         for epoch in loop:
             t = epoch.t
             if t == c.t1 or (retain is None and t >= c.t1):
@@ -317,14 +318,13 @@ class TARF(Method):
                 tick = time.perf_counter()
                 if c.stop_after_identification:
                     break
-                c = loop.config = resolve_batches(c, data, keep, details)
-                retain = Pool(data.x_remain[keep], data.y_remain[keep], ctx, seed_offset=2)
-                ceilings = label_ceilings(
-                    bounded, data.y_remain[keep], data.num_classes, ctx.device, retained
-                )
+                y_kept = data.y_remain[keep]
+                kept = set(y_kept.unique().tolist())  # the labels the kept data carries
+                c = loop.config = resolve_batches(c, data, kept, details)
+                retain = Pool(data.x_remain[keep], y_kept, ctx, seed_offset=2)
+                ceilings = label_ceilings(bounded, y_kept, data.num_classes, ctx.device, retained)
                 if ceilings is not None:
                     # D_f's labels: bounded by the floor, or (still retained) by chance
-                    kept = set(data.y_remain[keep].unique().tolist())
                     labels = data.y_forget.unique().tolist()
                     details["ascent_bounded_labels"] = [
                         data.class_names[i] for i in labels if i not in kept
@@ -358,15 +358,14 @@ class TARF(Method):
                     loop, epoch, forget, retain, extra, ks[t], ceilings
                 )
             else:
-                if c.phase3_lr == "anneal" and "phase3_samples" not in details:
-                    epochs3 = sum(1 for u in range(t, c.epochs) if ks[u] == 0)
-                    details["phase3_samples"] = [0, epochs3 * min(epoch.cap, len(retain))]
+                if phase3 is None:  # Phase III's samples so far and in all (phase3_lr=anneal)
+                    epochs3 = sum(ks[u] == 0 for u in range(t, c.epochs))
+                    phase3 = [0, epochs3 * min(epoch.cap, len(retain))]
                 for xr, yr in epoch.batches(retain):
                     if c.phase3_lr == "anneal":
-                        done, total = details["phase3_samples"]
                         for group in loop.opt.param_groups:
-                            group["lr"] = loop.lr * max(0.0, 1 - done / total)
-                        details["phase3_samples"][0] += len(yr)
+                            group["lr"] = loop.lr * max(0.0, 1 - phase3[0] / phase3[1])
+                        phase3[0] += len(yr)
                     step(loop.opt, ce(loop.model, xr, yr, ctx))
             now = time.perf_counter()
             secs[phase] = secs.get(phase, 0.0) + now - tick

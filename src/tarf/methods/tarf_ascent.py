@@ -208,16 +208,15 @@ def ascend_to(
 
 
 def resolve_batches(
-    c: TARFConfig, data: UnlearnData, keep: torch.Tensor, details: dict[str, Any]
+    c: TARFConfig, data: UnlearnData, kept: set[int], details: dict[str, Any]
 ) -> TARFConfig:
     """``c`` with ``phase2_batch`` and ``batchnorm_stats`` of ``auto`` decided once
-    identification has said what is kept: one mixed batch (and the running statistics
-    recomputed on the kept data) where the kept data still carries a label of D_f's,
-    separate batches (statistics as trained) otherwise. The decision goes in
-    ``details["phase2"]``."""
+    identification has said what is kept (``kept``: the labels the kept data carries):
+    one mixed batch (and the running statistics recomputed on the kept data) where it
+    still carries a label of D_f's, separate batches (statistics as trained) otherwise.
+    The decision goes in ``details["phase2"]``."""
     if c.phase2_batch != "auto" and c.batchnorm_stats != "auto":
         return c
-    kept = set(data.y_remain[keep].unique().tolist())
     shared = sorted(set(data.y_forget.unique().tolist()) & kept)
     batch = c.phase2_batch if c.phase2_batch != "auto" else ("mixed" if shared else "separate")
     stats = c.batchnorm_stats
