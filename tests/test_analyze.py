@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-import tarf.methods.tarf as tarf_mod
+import tarf.methods.tarf_probe as tarf_probe
 from tarf.analyze import identification as ident
 from tarf.recipes import get_recipe
 
@@ -56,7 +56,7 @@ def test_sweep_finds_the_hidden_class_writes_and_resumes(toy_dataset, tmp_path, 
         return acc, loss
 
     fake_stats.calls = 0
-    monkeypatch.setattr(tarf_mod, "class_stats", fake_stats)
+    monkeypatch.setattr(tarf_probe, "class_stats", fake_stats)
     recipe = get_recipe("tiny", "toy")
     out = tmp_path / "ident"
     loss = {"class_signal": "loss"}  # the stub has no per-sample values, no representation

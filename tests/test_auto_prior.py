@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+import tarf.methods.tarf_probe as tarf_probe
 from tarf.cli import main
 from tarf.identify import (
     auto_count,
@@ -169,7 +170,6 @@ def test_tarf_class_level_auto(trained, toy_dataset, monkeypatch, task):
     """Planted signal: dog and fox rise far above the rest after Phase I. Auto sets them
     aside in target mismatch; in all matched the task says nothing can hide (n = 0), and
     the data's estimate is still recorded."""
-    import tarf.methods.tarf as tarf_mod
 
     model, recipe = trained
     req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", prior_classes="auto")
@@ -177,7 +177,7 @@ def test_tarf_class_level_auto(trained, toy_dataset, monkeypatch, task):
     acc0, loss0 = torch.full((7,), 90.0), torch.full((7,), 0.3)
     acc0[0] = loss0[0] = float("nan")  # cat is not in D_un
     rise = torch.tensor([0, 2.0, 1.8, 0.05, -0.02, 0.01, 0.03])
-    _replay(monkeypatch, tarf_mod, "class_stats", (acc0, loss0), (acc0 - 10 * rise, loss0 + rise))
+    _replay(monkeypatch, tarf_probe, "class_stats", (acc0, loss0), (acc0 - 10 * rise, loss0 + rise))
     res = get_method("tarf", stop_after_identification=True, class_signal="loss").run(
         model, data, _ctx(recipe, toy_dataset, task)
     )
@@ -197,7 +197,6 @@ def test_tarf_class_level_auto(trained, toy_dataset, monkeypatch, task):
 def test_tarf_class_level_auto_weak_signal(trained, toy_dataset, monkeypatch, floor):
     """dog rises a little above a broad bulk: the gap test declines; in target mismatch
     the default floor still sets dog aside (the concept is wider than D_f), "none" not."""
-    import tarf.methods.tarf as tarf_mod
 
     model, recipe = trained
     req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", prior_classes="auto")
@@ -205,7 +204,7 @@ def test_tarf_class_level_auto_weak_signal(trained, toy_dataset, monkeypatch, fl
     acc0, loss0 = torch.full((7,), 90.0), torch.full((7,), 0.3)
     acc0[0] = loss0[0] = float("nan")
     rise = torch.tensor([0, 1.0, 0.6, 0.4, 0.2, 0.1, 0.0])
-    _replay(monkeypatch, tarf_mod, "class_stats", (acc0, loss0), (acc0 - 10 * rise, loss0 + rise))
+    _replay(monkeypatch, tarf_probe, "class_stats", (acc0, loss0), (acc0 - 10 * rise, loss0 + rise))
     res = get_method(
         "tarf", stop_after_identification=True, auto_floor=floor, class_signal="loss"
     ).run(model, data, _ctx(recipe, toy_dataset, "target-mismatch"))
@@ -219,7 +218,6 @@ def test_tarf_class_level_auto_weak_signal(trained, toy_dataset, monkeypatch, fl
 
 
 def test_tarf_instance_level_auto(trained, toy_dataset, monkeypatch):
-    import tarf.methods.tarf as tarf_mod
 
     model, recipe = trained
     req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", prior_classes="auto")
@@ -230,7 +228,7 @@ def test_tarf_instance_level_auto(trained, toy_dataset, monkeypatch):
     delta = torch.exp(torch.randn(n, generator=g) * 0.3 - 5)
     planted = data.y_remain == 1  # dog: 40 samples whose loss jumps
     delta[planted] = torch.exp(torch.randn(int(planted.sum()), generator=g) * 0.3)
-    _replay(monkeypatch, tarf_mod, "per_sample_loss", before, before + delta)
+    _replay(monkeypatch, tarf_probe, "per_sample_loss", before, before + delta)
     res = get_method(
         "tarf", identification="instance", auto_instance_rule="gap", stop_after_identification=True
     ).run(model, data, _ctx(recipe, toy_dataset, "target-mismatch"))
@@ -322,7 +320,7 @@ def test_tarf_instance_auto_calibrated_on_forget_data(trained, toy_dataset, monk
         seen.add(n)
         return deltas[n] if after else torch.zeros(n)
 
-    monkeypatch.setattr(tarf_mod, "per_sample_loss", fake_loss)
+    monkeypatch.setattr(tarf_probe, "per_sample_loss", fake_loss)
     monkeypatch.setattr(
         tarf_mod.torch, "randperm", lambda n, generator=None, **kw: torch.arange(n, **kw)
     )

@@ -10,6 +10,7 @@ from conftest import CLASSES
 
 import tarf.methods.common as common
 import tarf.methods.tarf as tarf_mod
+import tarf.methods.tarf_probe as tarf_probe
 from tarf.methods import get_method
 from tarf.methods.base import UnlearnContext, UnlearnData
 from tarf.methods.tarf import (
@@ -131,7 +132,7 @@ def test_identification_sets_aside_the_classes_that_moved(
         loss0 + torch.tensor([0, 2.0, 1.5, 0.1, 0.2, 0.0, 0.1]),
     )
     calls = iter([(acc0, loss0), (acc1, loss1)])
-    monkeypatch.setattr(tarf_mod, "class_stats", lambda *a, **k: next(calls))
+    monkeypatch.setattr(tarf_probe, "class_stats", lambda *a, **k: next(calls))
     seen_labels: list[torch.Tensor] = []
     orig_init = tarf_mod.Pool.__init__
 
@@ -162,7 +163,6 @@ def test_identification_sets_aside_the_classes_that_moved(
 def test_identification_warns_when_phase_one_moved_nothing(trained, toy_dataset, monkeypatch):
     """A Phase I too weak to move any class (Fashion-MNIST at k = 0.0005) still yields
     n classes; the report must say they were ranked on noise."""
-    import tarf.methods.tarf as tarf_mod
 
     model, recipe = trained
     req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "animals")
@@ -170,7 +170,7 @@ def test_identification_warns_when_phase_one_moved_nothing(trained, toy_dataset,
     acc0, loss0 = torch.full((7,), 90.0), torch.full((7,), 0.3)
     acc1, loss1 = acc0 - torch.tensor([0, 1, 0, 0, 0, 0, 0.0]), loss0 + 0.01 * torch.arange(7)
     calls = iter([(acc0, loss0), (acc1, loss1)])
-    monkeypatch.setattr(tarf_mod, "class_stats", lambda *a, **k: next(calls))
+    monkeypatch.setattr(tarf_probe, "class_stats", lambda *a, **k: next(calls))
     res = get_method(
         "tarf", phase1="pass", class_signal="loss", k=0.5, lr=0.01, epochs=2, t0=0
     ).run(model, data, _ctx(recipe, toy_dataset, "target-mismatch"))
@@ -417,12 +417,11 @@ def test_bad_options_are_rejected(trained, toy_dataset):
 def test_known_zero_prior_skips_the_probe(trained, toy_dataset, monkeypatch):
     """All matched (prior n = 0): no identification passes at all; with a nonzero prior
     or auto, the probe is measured before and after Phase I."""
-    import tarf.methods.tarf as tarf_mod
 
     model, recipe = trained
     calls = []
-    real = tarf_mod.class_stats
-    monkeypatch.setattr(tarf_mod, "class_stats", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = tarf_probe.class_stats
+    monkeypatch.setattr(tarf_probe, "class_stats", lambda *a, **k: calls.append(1) or real(*a, **k))
     h = toy_dataset.hierarchy
     for target, prior, want_calls in (("cat", None, 0), ("animals", None, 2), ("cat", "auto", 2)):
         calls.clear()

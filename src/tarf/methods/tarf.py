@@ -18,7 +18,8 @@ II the forget batch weighs as much as the retained one (k = 1) and each forget s
 stops being pushed once its label is as unlikely as a typical wrong label under the
 original model (``ascent_floor=wrong-label``). Nothing is read from the dataset's name.
 ``preset=paper`` is the paper's Algorithm 1 with its k per dataset and task (Appendix
-F.1). Identification itself is in :mod:`tarf.methods.tarf_identify`, the ascent's pieces in
+F.1). Identification's probe is in :mod:`tarf.methods.tarf_probe`, its decisions in
+:mod:`tarf.methods.tarf_identify`, the ascent's pieces in
 :mod:`tarf.methods.tarf_ascent`; every epoch runs under the budget rule
 (:mod:`tarf.methods.loop`).
 """
@@ -43,9 +44,7 @@ from tarf.methods.common import (
     ce,
     frozen_batchnorm,
     param_blocks,
-    per_sample_loss,
     recompute_batchnorm_statistics,
-    representation,
     step,
 )
 from tarf.methods.loop import Loop
@@ -60,17 +59,8 @@ from tarf.methods.tarf_ascent import (  # noqa: F401 - re-exported
     resolve_batches,
     wrong_label_floor,
 )
-from tarf.methods.tarf_identify import (
-    balanced_sample,
-    class_stats,
-    feature_nearness,
-    identify_classes,
-    identify_instances,
-    nothing_to_identify,
-    output_nearness,
-    skipped,
-)
-from tarf.training import forward_logits
+from tarf.methods.tarf_identify import nothing_to_identify
+from tarf.methods.tarf_probe import identify, measure_probe
 
 # Paper Appendix F.1: k per dataset and task (t1 = 1, t0 = 2 everywhere). Only
 # preset=paper reads it: the calibrated default never looks at the dataset's name.
@@ -196,9 +186,6 @@ class TARFConfig:
     preset: str = "tarf"
 
 
-# D_f samples (seeded) whose mean representation is D_f's centre (class_signal=features)
-# and whose outputs give output_nearness (class_signal=outputs).
-CENTRE_SAMPLES = 2000
 # batchnorm_stats=retained: kept samples (seeded) the running statistics are recomputed from.
 BATCHNORM_SAMPLES = 4096
 
@@ -243,21 +230,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-@dataclass
-class Probe:
-    """Identification's probe: indices into D_un and their statistics under θ_o."""
-
-    idx: torch.Tensor
-    before: Any  # (accuracy %, mean loss) per class, or per-sample losses
-    before_forget: torch.Tensor | None = None
-    # class level: each probe sample's nearness to D_f under θ_o, by signal
-    # (tarf_identify.NEARNESS), and where the representation was read
-    nearness: dict[str, torch.Tensor] | None = None
-    representation: str | None = None
-    # class level: nearness measured per class from D_f's samples, (mean, standard error)
-    class_nearness: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
-
-
 @register
 class TARF(Method):
     """TARF: annealed ascent on D_f, identification of the concept in D_un, separation."""
@@ -293,7 +265,7 @@ class TARF(Method):
         # A known prior of zero (all matched, model mismatch) leaves nothing to identify:
         # skip the probe's forward passes, which cannot change the result.
         skip = nothing_to_identify(data.prior, c.identification) and not c.stop_after_identification
-        probe = None if skip else self._probe(model, data, ctx, c)
+        probe = None if skip else measure_probe(model, data, ctx, c)
 
         details: dict[str, Any] = {
             "k": k, "k_rule": k_rule, "lr": loop.lr, "k_schedule": ks, "phases": [],
@@ -313,7 +285,7 @@ class TARF(Method):
         for epoch in loop:
             t = epoch.t
             if t == c.t1 or (retain is None and t >= c.t1):
-                keep, ident = self._identify(loop.model, data, ctx, probe, c)
+                keep, ident = identify(loop.model, data, ctx, probe, c)
                 secs["identify"] = time.perf_counter() - tick
                 tick = time.perf_counter()
                 if c.stop_after_identification:
@@ -371,7 +343,7 @@ class TARF(Method):
             secs[phase] = secs.get(phase, 0.0) + now - tick
             tick = now
         if ident is None:  # t1 >= T: Phase I only (identification analysis)
-            ident = self._identify(loop.model, data, ctx, probe, c)[1]
+            ident = identify(loop.model, data, ctx, probe, c)[1]
         elif c.batchnorm_stats == "retained" and not c.stop_after_identification:
             gen = torch.Generator().manual_seed(ctx.seed + 4099)
             kept = keep.nonzero().squeeze(1)
@@ -446,67 +418,3 @@ class TARF(Method):
             for p in b.parameters():
                 p.requires_grad_(False)
         return [type(b).__name__ for b in blocks[:n]]
-
-    def _probe(
-        self, original: nn.Module, data: UnlearnData, ctx: UnlearnContext, c: TARFConfig
-    ) -> Probe:
-        """What identification will compare against, measured under θ_o before any update:
-        the class statistics (class level) or per-sample losses (instance level) of a
-        seeded sample of D_un, and D_f's own losses for the instance-level ``forget``
-        auto rule."""
-        gen = torch.Generator().manual_seed(ctx.seed)
-        x, y = data.x_remain, data.y_remain
-        if c.identification == "class":
-            idx = balanced_sample(y, c.id_samples_per_class, data.num_classes, gen)
-            probe = Probe(idx, class_stats(original, x[idx], y[idx], data.num_classes, ctx))
-            # both nearness signals, whichever ranks: cheap next to Phase I, and the report
-            # shows both rankings
-            centre_idx = torch.randperm(len(data.y_forget), generator=gen)[:CENTRE_SAMPLES]
-            x_centre = data.x_forget[centre_idx]
-            forget_rep, _ = representation(original, x_centre, ctx)
-            rep, probe.representation = representation(original, x[idx], ctx)
-            probe.nearness = {"features": feature_nearness(rep, forget_rep)}
-            forget_logits = forward_logits(original, x_centre, ctx.device)
-            probe.class_nearness = {
-                "outputs": output_nearness(forget_logits, data.y_forget.unique())
-            }
-            return probe
-        idx = torch.randperm(len(y), generator=gen)[: c.instance_pool].sort().values
-        before = per_sample_loss(original, x[idx], y[idx], ctx)
-        before_forget = None
-        if data.prior is not None and data.prior.auto and c.auto_instance_rule == "forget":
-            before_forget = per_sample_loss(original, data.x_forget, data.y_forget, ctx)
-        return Probe(idx, before, before_forget)
-
-    def _identify(
-        self,
-        model: nn.Module,
-        data: UnlearnData,
-        ctx: UnlearnContext,
-        probe: Probe | None,
-        c: TARFConfig,
-    ) -> tuple[torch.Tensor, dict[str, Any]]:
-        """Which samples of D_un keep τ = 1: the probe measured again after Phase I, and
-        the decision of :mod:`tarf.methods.tarf_identify` (``probe`` None: the prior says
-        there is nothing to identify)."""
-        if probe is None:
-            return skipped(c.identification, len(data.y_remain))
-        x, y = data.x_remain[probe.idx], data.y_remain[probe.idx]
-        if c.identification == "class":
-            after = class_stats(model, x, y, data.num_classes, ctx)
-            return identify_classes(
-                probe.before,
-                after,
-                data,
-                c,
-                ctx.task,
-                probe.nearness,
-                probe.representation,
-                probe.class_nearness,
-            )
-        icon = (per_sample_loss(model, x, y, ctx) - probe.before).abs()
-        icon_forget = None
-        if probe.before_forget is not None:
-            after_forget = per_sample_loss(model, data.x_forget, data.y_forget, ctx)
-            icon_forget = (after_forget - probe.before_forget).abs()
-        return identify_instances(icon, probe.idx, data, c, ctx.task, icon_forget)

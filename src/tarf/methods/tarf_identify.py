@@ -1,7 +1,7 @@
 """TARF's identification (paper Algorithms 1 and 2): which samples of D_un are set aside.
 
 The inputs are the probe's statistics under θ_o and after Phase I (:func:`class_stats`,
-which :class:`tarf.methods.tarf.TARF` runs); everything else here is a decision on those
+which :mod:`tarf.methods.tarf_probe` runs); everything else here is a decision on those
 numbers and the request's prior (or, with ``--prior auto``, the rules of :mod:`tarf.identify`).
 The result is the mask of D_un samples that keep τ = 1 and the dict the report shows
 as ``identification``.
