@@ -18,15 +18,31 @@ from tarf.recipes import get_recipe
 from tarf.request import UnlearningRequest
 from tarf.run import run_request
 
-# The settings that were the defaults before identification by representation.
+# The first calibrated defaults: Phase I to chance, k = 1, the wrong-label floor, the
+# ranking by loss rise (before identification by nearness, ascent on what is set aside,
+# the chance ceiling and the mixed Phase II batch).
 LOSS_RANKING = {"class_signal": "loss", "identified_op": "zero", "retained_ceiling": "none",
                 "phase2_batch": "separate", "batchnorm_stats": "trained"}  # fmt: skip
 CANDIDATES = {
     "the defaults (ranking by the model's outputs, ascent on what is set aside, chance "
     "ceiling, one mixed Phase II batch where D_f's label stays, separate batches otherwise)":
         {},
-    "the defaults, `retained_ceiling=none`": {"retained_ceiling": "none"},
-    "the earlier defaults (Phase I to chance, k = 1, wrong-label floor, ranking by loss rise)":
+    "the defaults, `retained_ceiling=none` (a retained label's ascent unbounded)": {
+        "retained_ceiling": "none",
+    },
+    "the defaults, `batchnorm_stats=trained` (after a mixed Phase II, the running statistics as the steps left them)": {
+        "batchnorm_stats": "trained",
+    },
+    "one mixed batch everywhere (`phase2_batch=mixed batchnorm_stats=retained`)": {
+        "phase2_batch": "mixed", "batchnorm_stats": "retained",
+    },
+    "separate batches everywhere (`phase2_batch=separate batchnorm_stats=trained`)": {
+        "phase2_batch": "separate", "batchnorm_stats": "trained",
+    },
+    "the defaults, ranking by representation (`class_signal=features`)": {
+        "class_signal": "features",
+    },
+    "the first calibrated defaults (Phase I to chance, k = 1, wrong-label floor, ranking by loss rise)":
         LOSS_RANKING,
     "the demo's former hand-set values": {
         **LOSS_RANKING, "lr": 0.02, "k": 0.1, "forget_batch_size": 16, "phase1": "pass",
@@ -41,21 +57,8 @@ CANDIDATES = {
         "class_signal": "loss", "retained_ceiling": "none", "phase2_batch": "separate",
         "batchnorm_stats": "trained",
     },
-    "the defaults, `phase2_batch=separate` (the two batches one after the other)": {
-        "phase2_batch": "separate",
-    },
-    "the defaults, `phase2_batch=retain-stats`": {"phase2_batch": "retain-stats"},
-    "the defaults, `batchnorm_stats=trained` (the running statistics as the steps left them)": {
-        "batchnorm_stats": "trained",
-    },
-    "separate batches everywhere (`phase2_batch=separate batchnorm_stats=trained`)": {
-        "phase2_batch": "separate", "batchnorm_stats": "trained",
-    },
-    "one mixed batch everywhere (`phase2_batch=mixed batchnorm_stats=retained`)": {
-        "phase2_batch": "mixed", "batchnorm_stats": "retained",
-    },
-    "the defaults, ranking by representation (`class_signal=features`)": {
-        "class_signal": "features",
+    "one mixed batch everywhere, the running statistics as the steps left them (`phase2_batch=mixed batchnorm_stats=trained`)": {
+        "phase2_batch": "mixed", "batchnorm_stats": "trained",
     },
 }  # fmt: skip
 

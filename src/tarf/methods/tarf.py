@@ -102,13 +102,15 @@ def phase_of(t: int, t1: int, k_t: float) -> str:
 
 @dataclass
 class TARFConfig:
-    """TARF hyperparameters (defaults: paper Appendix F.1; ``None`` = derived)."""
+    """TARF hyperparameters. The defaults come from what the run is given (docs/methods.md,
+    "Calibrated, not tuned"); ``preset="paper"`` takes Appendix F.1's; ``None`` = derived."""
 
     epochs: int = 10  # T, the number of unlearning epochs
     t1: int = 1  # end of Phase I: identification happens at θ_{t1}
     t0: int = 2  # k(t) reaches zero at T - t0: Phase III's length
-    # Phase II's initial ascent weight; None = 1 under preset tarf (the forget batch's
-    # mean loss weighs as much as the retained batch's; ascent_floor bounds it), the
+    # Phase II's ascent weight before annealing; None = 1 under preset tarf (the scale on
+    # which k(t) = 1 would weigh a forget batch's mean loss as much as the retained
+    # batch's; the annealed k(t) runs from 0.7 to 0.1; ascent_floor bounds it), the
     # paper's k for the dataset and task under preset paper
     k: float | None = None
     k_schedule: str = "annealed"  # annealed | constant | increasing (ablation)

@@ -1,0 +1,80 @@
+"""TARF's design cells side by side: the Gap per task and seed for each folder of TARF
+runs given, beside the best of the eight original baselines in the committed grid of the
+same seed (other models: that grid's references) and the untouched original (the first
+folder's reports), as a Markdown table (docs/methods.md, "What TARF achieves").
+
+    python scripts/tarf_design_table.py [--seeds 0,1] [--columns defaults,former=.]
+
+A column is a folder under docs/results/tarf-design/<case>/, or ``label=folder`` (``.``:
+the case's folder itself: TARF with its settings of 2026-12-02 on earlier models). Reads only committed reports;
+seconds. A cell whose run is missing shows "—".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from statistics import mean
+
+REPO = Path(__file__).resolve().parent.parent
+DESIGN = {  # dataset folder under docs/results/tarf-design -> (label, committed grid)
+    "fashion-mnist-footwear": ("Fashion-MNIST", REPO / "docs/results/fashion-mnist"),
+    "cifar100-people": ("CIFAR-100", REPO / "docs/results/cifar100"),
+}
+TASKS = ["all-matched", "target-mismatch", "model-mismatch", "data-mismatch"]
+BASELINES = ["ft", "rl", "ga", "iu", "bs", "l1-sparse", "salun", "scrub"]
+NAMES = {"l1-sparse": "L1-sparse", "salun": "SalUn", "scrub": "SCRUB"}
+
+
+def report(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def gap(path: Path) -> float | None:
+    r = report(path)
+    return None if r is None else float(r["metrics"]["Gap"])
+
+
+def best_baseline(grid: Path, task: str, seed: int) -> str:
+    gaps = {m: gap(grid / f"{m}_{task}_s{seed}.json") for m in BASELINES}
+    gaps = {m: g for m, g in gaps.items() if g is not None}
+    if not gaps:
+        return "—"
+    m = min(gaps, key=gaps.get)
+    return f"{NAMES.get(m, m.upper())} {gaps[m]:.2f}"
+
+
+def cell(values: list[float | None]) -> str:
+    shown = " / ".join("—" if v is None else f"{v:.2f}" for v in values)
+    done = [v for v in values if v is not None]
+    return shown + (f" ({mean(done):.2f})" if len(done) > 1 else "")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seeds", default="0,1")
+    ap.add_argument("--columns", default="defaults,mixed-retained,separate-trained")
+    args = ap.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+    columns = dict(c.split("=", 1) if "=" in c else (c, c) for c in args.columns.split(","))
+    seed_label = " / ".join(str(s) for s in seeds)
+    head = [f"design cell, Gap at seeds {seed_label} (mean)", *columns]
+    head += ["best original baseline", "untouched original"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
+    for folder, (label, grid) in DESIGN.items():
+        for task in TASKS:
+            row = [f"{label} {task.replace('-', ' ')}"]
+            for column in columns.values():
+                runs = REPO / "docs/results/tarf-design" / folder / column
+                row.append(cell([gap(runs / f"tarf_{task}_s{s}.json") for s in seeds]))
+            row.append(" / ".join(best_baseline(grid, task, s) for s in seeds))
+            first = REPO / "docs/results/tarf-design" / folder / next(iter(columns.values()))
+            originals = [report(first / f"tarf_{task}_s{s}.json") for s in seeds]
+            row.append(cell([None if r is None else r["original"]["Gap"] for r in originals]))
+            print("| " + " | ".join(row) + " |")
+
+
+if __name__ == "__main__":
+    main()
