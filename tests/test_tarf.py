@@ -709,3 +709,18 @@ def test_auto_batches_mix_only_where_the_forget_label_stays():
     assert (c.phase2_batch, c.batchnorm_stats) == ("separate", "retained")
     set_by_hand = TARFConfig(phase2_batch="mixed", batchnorm_stats="trained")
     assert resolve_batches(set_by_hand, data, without_a, {}) is set_by_hand
+
+
+def test_ascent_on_what_is_set_aside_stays_within_the_budget(trained, toy_dataset):
+    """With the set-aside classes ascended on (the default), each Phase II step forwards
+    a third batch; the step count must shrink for it, so that no epoch passes its cap."""
+    model, recipe = trained
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "animals")
+    data = unlearn_data(toy_dataset, req)
+    # an epoch's cap of a few Phase II steps, below one pass of the data
+    ctx = dataclasses.replace(_ctx(recipe, toy_dataset, "target-mismatch"), train_size=1200)
+    cap, fb = ctx.epoch_samples(), 16
+    assert recipe.unlearn_batch_size + 2 * fb < cap < len(data.y_remain) + len(data.y_forget)
+    res = get_method("tarf", forget_batch_size=fb).run(model, data, ctx)
+    assert res.identification["classes"]  # something was set aside and ascended on
+    assert 0 < res.epoch_samples <= cap and res.samples <= len(res.details["k_schedule"]) * cap

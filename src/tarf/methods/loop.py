@@ -164,10 +164,12 @@ class Epoch:
     def steps(self, size: int, data: int, cost: int | None = None) -> range:
         """Steps of ``size`` samples each, for methods that build one step from several
         pools (TARF's Phase II): as many as fit in the cap and in one pass of ``data``
-        samples, and at least one. Each is counted as ``cost`` samples when given (a step
-        that uses more than it is sized by: TARF's ``identified_op=ascent`` ablation)."""
-        n = max(1, min(self.remaining, data) // size)
-        self._spend(n * (size if cost is None else cost))
+        samples, and at least one. A step that forwards more than it is sized by (TARF's
+        ascent on the set-aside data) gives its ``cost``: the count and the charge both
+        use it, so the epoch stays within its cap."""
+        per_step = size if cost is None else cost
+        n = max(1, min(self.remaining, data) // per_step)
+        self._spend(n * per_step)
         return range(n)
 
     def _spend(self, n: int) -> None:
