@@ -6,16 +6,18 @@ folder's reports), as a Markdown table (docs/methods.md, "What TARF achieves").
     python scripts/tarf_design_table.py [--seeds 0,1] [--columns defaults,former=.]
 
 A column is a folder under docs/results/tarf-design/<case>/, or ``label=folder`` (``.``:
-the case's folder itself: TARF with its settings of 2026-12-02 on earlier models). Reads only committed reports;
-seconds. A cell whose run is missing shows "—".
+the case's folder itself: TARF with its settings of 2026-12-02 on earlier models). Reads
+only committed reports; seconds. A cell whose run is missing shows "—".
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from statistics import mean
+
+from tarf.bench.results import read_report
+from tarf.report import TABLE1_METHODS
 
 REPO = Path(__file__).resolve().parent.parent
 DESIGN = {  # dataset folder under docs/results/tarf-design -> (label, committed grid)
@@ -23,21 +25,17 @@ DESIGN = {  # dataset folder under docs/results/tarf-design -> (label, committed
     "cifar100-people": ("CIFAR-100", REPO / "docs/results/cifar100"),
 }
 TASKS = ["all-matched", "target-mismatch", "model-mismatch", "data-mismatch"]
-BASELINES = ["ft", "rl", "ga", "iu", "bs", "l1-sparse", "salun", "scrub"]
+BASELINES = TABLE1_METHODS[:8]  # the paper's eight
 NAMES = {"l1-sparse": "L1-sparse", "salun": "SalUn", "scrub": "SCRUB"}
 
 
-def report(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
-
-
-def gap(path: Path) -> float | None:
-    r = report(path)
-    return None if r is None else float(r["metrics"]["Gap"])
+def gap(report: dict | None, part: str = "metrics") -> float | None:
+    """A report's Gap (``part="original"``: the untouched original's); None without one."""
+    return None if report is None else float(report[part]["Gap"])
 
 
 def best_baseline(grid: Path, task: str, seed: int) -> str:
-    gaps = {m: gap(grid / f"{m}_{task}_s{seed}.json") for m in BASELINES}
+    gaps = {m: gap(read_report(grid / f"{m}_{task}_s{seed}.json")) for m in BASELINES}
     gaps = {m: g for m, g in gaps.items() if g is not None}
     if not gaps:
         return "—"
@@ -65,14 +63,14 @@ def main() -> None:
     print("|" + "---|" * len(head))
     for folder, (label, grid) in DESIGN.items():
         for task in TASKS:
-            row = [f"{label} {task.replace('-', ' ')}"]
-            for column in columns.values():
-                runs = REPO / "docs/results/tarf-design" / folder / column
-                row.append(cell([gap(runs / f"tarf_{task}_s{s}.json") for s in seeds]))
+            case = REPO / "docs/results/tarf-design" / folder
+            runs = [
+                [read_report(case / column / f"tarf_{task}_s{s}.json") for s in seeds]
+                for column in columns.values()
+            ]
+            row = [f"{label} {task.replace('-', ' ')}", *(cell([gap(r) for r in c]) for c in runs)]
             row.append(" / ".join(best_baseline(grid, task, s) for s in seeds))
-            first = REPO / "docs/results/tarf-design" / folder / next(iter(columns.values()))
-            originals = [report(first / f"tarf_{task}_s{s}.json") for s in seeds]
-            row.append(cell([None if r is None else r["original"]["Gap"] for r in originals]))
+            row.append(cell([gap(r, "original") for r in runs[0]]))  # the first column's
             print("| " + " | ".join(row) + " |")
 
 

@@ -92,11 +92,12 @@ def test_paired_steps_fit_the_cap_and_count_their_cost(ctx):
     loop = Loop(counting_model()[0], ctx, LoopConfig(epochs=3))
     epochs = iter(loop)
     assert len(next(epochs).steps(size=20, data=1000)) == CAP // 20  # the cap binds
-    # a step that forwards 30 samples while sized by 20 fits the cap by its 30
-    assert len(next(epochs).steps(size=20, data=1000, cost=30)) == CAP // 30
-    assert len(next(epochs).steps(size=20, data=70, cost=30)) == 2  # one pass of 70 binds
+    # a step of batches of 20 and 10 (TARF's Phase II with the set-aside batch) fits the
+    # cap by all 30 it forwards
+    assert len(next(epochs).steps(size=20 + 10, data=1000)) == CAP // 30
+    assert len(next(epochs).steps(size=20 + 10, data=70)) == 2  # one pass of 70 binds
     assert loop.samples == (CAP // 20) * 20 + (CAP // 30) * 30 + 2 * 30
-    assert (CAP // 20) * 30 > CAP  # sized by 20 alone, the second epoch would pass its cap
+    assert (CAP // 20) * 30 > CAP  # sized by its batch of 20 alone, it would pass the cap
     one = next(iter(Loop(counting_model()[0], ctx, LoopConfig(epochs=1))))
     assert len(one.steps(size=100, data=1000)) == 1  # at least one step
 

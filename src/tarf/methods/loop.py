@@ -161,15 +161,14 @@ class Epoch:
             self._spend(len(y))
             yield x, y
 
-    def steps(self, size: int, data: int, cost: int | None = None) -> range:
+    def steps(self, size: int, data: int) -> range:
         """Steps of ``size`` samples each, for methods that build one step from several
         pools (TARF's Phase II): as many as fit in the cap and in one pass of ``data``
-        samples, and at least one. A step that forwards more than it is sized by (TARF's
-        ascent on the set-aside data) gives its ``cost``: the count and the charge both
-        use it, so the epoch stays within its cap."""
-        per_step = size if cost is None else cost
-        n = max(1, min(self.remaining, data) // per_step)
-        self._spend(n * per_step)
+        samples, and at least one. ``size`` is every sample a step forwards, all its
+        batches together, so that the count and the charge agree and the epoch stays
+        within its cap."""
+        n = max(1, min(self.remaining, data) // size)
+        self._spend(n * size)
         return range(n)
 
     def _spend(self, n: int) -> None:

@@ -141,9 +141,9 @@ def phase_two_epoch(
     model, ctx, how = loop.model, loop.ctx, loop.config.phase2_batch
     fb, bs = loop.config.forget_batch_size, ctx.recipe.unlearn_batch_size
     data = len(forget) + len(retain) + (len(extra) if extra is not None else 0)
-    cost = fb + bs + (fb if extra is not None else 0)
+    size = fb + bs + (fb if extra is not None else 0)  # every sample a step forwards
     skipped_steps = 0
-    for _ in epoch.steps(fb + bs, data, cost):
+    for _ in epoch.steps(size, data):
         ascend = [forget.batch(fb)] + ([extra.batch(fb)] if extra is not None else [])
         descend = retain.batch(bs) if len(retain) else None
         if how == "mixed":
