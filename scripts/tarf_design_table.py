@@ -4,6 +4,7 @@ same seed (other models: that grid's references) and the untouched original (the
 folder's reports), as a Markdown table (docs/methods.md, "What TARF achieves").
 
     python scripts/tarf_design_table.py [--seeds 0,1] [--columns defaults,former=.]
+        [--baselines ssd,neggrad-plus]   # methods of the committed grid as columns too
 
 A column is a folder under docs/results/tarf-design/<case>/, or ``label=folder`` (``.``:
 the case's folder itself: TARF with its settings of 2026-12-02 on earlier models). Reads
@@ -26,7 +27,11 @@ DESIGN = {  # dataset folder under docs/results/tarf-design -> (label, committed
 }
 TASKS = ["all-matched", "target-mismatch", "model-mismatch", "data-mismatch"]
 BASELINES = TABLE1_METHODS[:8]  # the paper's eight
-NAMES = {"l1-sparse": "L1-sparse", "salun": "SalUn", "scrub": "SCRUB"}
+NAMES = {
+    "l1-sparse": "L1-sparse", "salun": "SalUn", "scrub": "SCRUB", "ssd": "SSD",
+    "neggrad-plus": "NegGrad+", "bad-teacher": "Bad Teacher", "unsir": "UNSIR",
+    "lotus": "LoTUS", "rfe": "RFE",
+}  # fmt: skip
 
 
 def gap(report: dict | None, part: str = "metrics") -> float | None:
@@ -53,11 +58,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default="0,1")
     ap.add_argument("--columns", default="defaults,mixed-retained,separate-trained")
+    ap.add_argument(
+        "--baselines", default="", help="methods of the committed grid shown as columns too"
+    )
     args = ap.parse_args()
+    extra = [m for m in args.baselines.split(",") if m]
     seeds = [int(s) for s in args.seeds.split(",")]
     columns = dict(c.split("=", 1) if "=" in c else (c, c) for c in args.columns.split(","))
     seed_label = " / ".join(str(s) for s in seeds)
     head = [f"design cell, Gap at seeds {seed_label} (mean)", *columns]
+    head += [NAMES.get(m, m) for m in extra]
     head += ["best original baseline", "untouched original"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -69,6 +79,8 @@ def main() -> None:
                 for column in columns.values()
             ]
             row = [f"{label} {task.replace('-', ' ')}", *(cell([gap(r) for r in c]) for c in runs)]
+            for m in extra:
+                row.append(cell([gap(read_report(grid / f"{m}_{task}_s{s}.json")) for s in seeds]))
             row.append(" / ".join(best_baseline(grid, task, s) for s in seeds))
             row.append(cell([gap(r, "original") for r in runs[0]]))  # the first column's
             print("| " + " | ".join(row) + " |")

@@ -691,24 +691,55 @@ def test_phase_three_lr_anneals_to_zero_only_when_asked(
 def test_auto_batches_mix_only_where_the_forget_label_stays():
     """phase2_batch=auto: one mixed batch (statistics recomputed on the kept data) when
     the kept data still carries a label of D_f's, as in model mismatch; separate batches
-    (statistics as trained) when it does not; a value set by hand is kept."""
-    from tarf.methods.tarf import resolve_batches
+    (statistics as trained) when it does not; a value set by hand is kept. Phase III
+    likewise: three annealed epochs where the label stays, two at a constant rate
+    otherwise."""
+    from tarf.methods.tarf import resolve_by_kept_labels
 
     x = torch.zeros(6, 1, 2, 2, dtype=torch.uint8)
     y_remain = torch.tensor([0, 1, 1, 2, 2, 2])
     data = UnlearnData(x[:2], torch.tensor([0, 0]), x, y_remain, 3, ("a", "b", "c"), Prior(0))
     keep_all = {0, 1, 2}  # the labels the kept data carries
     details: dict = {}
-    c = resolve_batches(TARFConfig(), data, keep_all, details)
+    c = resolve_by_kept_labels(TARFConfig(), data, keep_all, details)
     assert (c.phase2_batch, c.batchnorm_stats) == ("mixed", "retained")
-    assert details["phase2"]["labels_kept"] == ["a"]
+    assert (c.t0, c.phase3_lr) == (3, "anneal")
+    assert details["phase2"]["labels_kept"] == ["a"] == details["phase3"]["labels_kept"]
     without_a = {1, 2}  # identification set label 0 aside (data mismatch)
-    c = resolve_batches(TARFConfig(), data, without_a, details)
+    c = resolve_by_kept_labels(TARFConfig(), data, without_a, details)
     assert (c.phase2_batch, c.batchnorm_stats) == ("separate", "trained")
-    c = resolve_batches(TARFConfig(batchnorm_stats="retained"), data, without_a, {})
+    assert (c.t0, c.phase3_lr) == (2, "constant")
+    c = resolve_by_kept_labels(TARFConfig(batchnorm_stats="retained"), data, without_a, {})
     assert (c.phase2_batch, c.batchnorm_stats) == ("separate", "retained")
-    set_by_hand = TARFConfig(phase2_batch="mixed", batchnorm_stats="trained")
-    assert resolve_batches(set_by_hand, data, without_a, {}) is set_by_hand
+    c = resolve_by_kept_labels(TARFConfig(t0=1), data, keep_all, {})
+    assert (c.t0, c.phase3_lr) == (1, "anneal")
+    set_by_hand = TARFConfig(
+        phase2_batch="mixed", batchnorm_stats="trained", t0=2, phase3_lr="constant"
+    )
+    assert resolve_by_kept_labels(set_by_hand, data, without_a, {}) is set_by_hand
+
+
+def test_model_mismatch_gets_the_longer_annealed_phase_three(toy_dataset):
+    """The run itself: in model mismatch k(t) reaches zero three epochs before the end
+    and the record says why; in all matched, two; preset=paper keeps the paper's two."""
+    recipe = _toy_recipe()
+    runs = {}
+    for task, labels in (("model-mismatch", "superclass"), ("all-matched", "class")):
+        req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", labels, "cat")
+        y = req.model_labels(toy_dataset.y_train)
+        n = len(y.unique())
+        model = train_classifier(toy_dataset.x_train, y, n, recipe, 0, torch.device("cpu")).model
+        data = unlearn_data(toy_dataset, req)
+        ctx = _ctx(recipe, toy_dataset, task)
+        runs[task] = get_method("tarf").run(model, data, ctx).details
+        if task == "model-mismatch":
+            runs["paper"] = get_method("tarf", preset="paper").run(model, data, ctx).details
+    assert runs["model-mismatch"]["phases"][-3:] == ["III"] * 3
+    assert runs["model-mismatch"]["phases"][-4] == "II"
+    assert runs["model-mismatch"]["phase3"] == {"t0": 3, "lr": "anneal", "labels_kept": ["animals"]}
+    assert runs["all-matched"]["phases"][-3:] == ["II", "III", "III"]
+    assert runs["all-matched"]["phase3"]["lr"] == "constant"
+    assert runs["paper"]["phases"][-3:] == ["II", "III", "III"] and "phase3" not in runs["paper"]
 
 
 def test_ascent_on_what_is_set_aside_stays_within_the_budget(trained, toy_dataset):
@@ -724,3 +755,68 @@ def test_ascent_on_what_is_set_aside_stays_within_the_budget(trained, toy_datase
     res = get_method("tarf", forget_batch_size=fb).run(model, data, ctx)
     assert res.identification["classes"]  # something was set aside and ascended on
     assert 0 < res.epoch_samples <= cap and res.samples <= len(res.details["k_schedule"]) * cap
+
+
+def test_matching_temperature_reaches_the_target_on_the_rising_side():
+    """The head's temperature makes its mean cross-entropy the original model's: past the
+    best-calibrated temperature, where it rises; a target under the minimum gets that."""
+    from tarf.methods.tarf_kept_head import matching_temperature
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 5, (400,), generator=g)
+    logits = torch.randn(400, 5, generator=g)
+    logits[torch.arange(400), y] += 3.0  # right most of the time
+    logits[:40] = torch.randn(40, 5, generator=g) * 4  # and some confidently wrong
+
+    def nll(t: float) -> float:
+        return float(torch.nn.functional.cross_entropy(logits / t, y))
+
+    best = matching_temperature(logits, y, 0.0)  # unreachable: the calibrated temperature
+    assert nll(best) <= min(nll(best * 0.9), nll(best * 1.1))
+    t = matching_temperature(logits, y, nll(best) + 0.3)
+    assert t > best and abs(nll(t) - (nll(best) + 0.3)) < 1e-3
+
+
+def test_kept_head_answers_with_the_kept_labels_only(trained, toy_dataset):
+    """The head is fit on D_un alone: a forget class whose label D_un does not carry gets
+    probability zero, its rows sum to one, and the record says how often D_f's own label
+    is kept."""
+    from tarf.methods.tarf_kept_head import kept_head_targets
+
+    model, recipe = trained
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "class", "cat")
+    data = unlearn_data(toy_dataset, req)
+    ctx = _ctx(recipe, toy_dataset, "all-matched")
+    probs, record = kept_head_targets(model, data, ctx, torch.arange(len(data.y_forget)))
+    cat = CLASSES.index("cat")
+    assert probs.shape == (len(data.y_forget), len(CLASSES))
+    assert torch.allclose(probs.sum(1), torch.ones(len(probs)))
+    assert probs[:, cat].max() == 0 and record["label_kept_pct"] == 0
+    assert record["representation"] == "features" and record["temperature"] > 0
+
+
+def test_kept_head_teaches_instead_of_ascending_in_model_mismatch(toy_dataset):
+    """retained_label=kept-head in model mismatch: every D_f label is kept, so nothing is
+    ascended (Phase I skipped, Phase II from the first epoch) and D_f's loss stays far
+    under the ascent's chance ceiling; the defaults push it to about ln 3."""
+    recipe = _toy_recipe()
+    req = UnlearningRequest.from_names(toy_dataset.hierarchy, "cat", "superclass", "cat")
+    y_super = req.model_labels(toy_dataset.y_train)
+    model = train_classifier(toy_dataset.x_train, y_super, 3, recipe, 0, torch.device("cpu")).model
+    data = unlearn_data(toy_dataset, req)
+    # an epoch's cap of a few Phase II steps (as in the budget test above)
+    ctx = dataclasses.replace(_ctx(recipe, toy_dataset, "model-mismatch"), train_size=1200)
+    taught = get_method("tarf", retained_label="kept-head", forget_batch_size=16).run(
+        model, data, ctx
+    )
+    pushed = get_method("tarf", forget_batch_size=16).run(model, data, ctx)
+    assert taught.details["phases"][0] == "II" and pushed.details["phases"][0] == "I"
+    assert taught.details["kept_head"]["taught"] == len(data.y_forget)
+    assert "kept_head" not in pushed.details
+    assert 0 < taught.epoch_samples <= ctx.epoch_samples()
+    with torch.no_grad():
+        before = pushed.details["phase1"]["target_nats"]  # ln 3, chance
+        loss = torch.nn.functional.cross_entropy(
+            taught.model(data.x_forget.float() / 255), data.y_forget
+        ).item()
+    assert loss < 0.5 * before

@@ -50,16 +50,18 @@ from tarf.methods.common import (
 from tarf.methods.loop import Loop
 from tarf.methods.tarf_ascent import (  # noqa: F401 - re-exported
     FLOOR_SAMPLES,
+    PHASE3_OTHERWISE,
     ascend_to,
     ascent_loss,
     guarded_step,
     label_ceilings,
     mixed_batch_loss,
     phase_two_epoch,
-    resolve_batches,
+    resolve_by_kept_labels,
     wrong_label_floor,
 )
 from tarf.methods.tarf_identify import nothing_to_identify
+from tarf.methods.tarf_kept_head import kept_head_targets
 from tarf.methods.tarf_probe import identify, measure_probe
 
 # Paper Appendix F.1: k per dataset and task (t1 = 1, t0 = 2 everywhere). Only
@@ -107,7 +109,9 @@ class TARFConfig:
 
     epochs: int = 10  # T, the number of unlearning epochs
     t1: int = 1  # end of Phase I: identification happens at θ_{t1}
-    t0: int = 2  # k(t) reaches zero at T - t0: Phase III's length
+    # Phase III's length: k(t) reaches zero at T - t0; None: 3 where the kept data still
+    # carries a label of D_f's (model mismatch), else 2 (resolve_by_kept_labels)
+    t0: int | None = None
     # Phase II's ascent weight before annealing; None = 1 under preset tarf (the scale on
     # which k(t) = 1 would weigh a forget batch's mean loss as much as the retained
     # batch's; the annealed k(t) runs from 0.7 to 0.1; ascent_floor bounds it), the
@@ -163,6 +167,12 @@ class TARFConfig:
     # labels; further, it only fights the descent on the label's other members) or
     # "none" (without bound)
     retained_ceiling: str = "chance"
+    # what the forget samples whose label the kept data still carries (model mismatch)
+    # are pushed to: "ascent" (ascended, up to retained_ceiling) or "kept-head" (taught
+    # what a linear head fit on the kept data's representation answers for them, the
+    # estimate of a model retrained without them, tarf_kept_head; Phase I is skipped when
+    # it leaves nothing to ascend and nothing to identify)
+    retained_label: str = "ascent"
     # Phase II's batches: "mixed" forwards the forget and the retained batch as one batch
     # with per-sample weights -k(t)/n_f and 1/n_r (the paper's Algorithm 1: one mini-batch
     # of D), the running statistics fed by its retained rows only; "separate" forwards them
@@ -180,8 +190,9 @@ class TARFConfig:
     batchnorm_stats: str = "auto"
     # Phase III's learning rate: "constant" (the run's lr, as every other epoch), or
     # "anneal" (linearly from lr to zero over Phase III's steps, so that the model settles
-    # on the retained data as training ended, instead of stopping mid-stride)
-    phase3_lr: str = "constant"
+    # on the retained data as training ended, instead of stopping mid-stride); "auto":
+    # anneal where the kept data still carries a label of D_f's, else constant
+    phase3_lr: str = "auto"
     # "paper": the paper's Algorithm 1 as written (PAPER_PRESET: accuracy-drop ranking,
     # one mixed Phase II batch, one pass of D_f in Phase I, the running statistics as
     # trained, the paper's k per dataset and task); "tarf": the fields as set
@@ -209,7 +220,11 @@ def paper_preset(c: TARFConfig) -> TARFConfig:
             raise ValueError(
                 f"preset=paper fixes {name}={value!r}, but {name}={mine!r} was set; drop one"
             )
-    return dataclasses.replace(c, **PAPER_PRESET)
+    c = dataclasses.replace(c, **PAPER_PRESET)
+    # the paper's Phase III (t0 = 2 everywhere, the run's rate), unless set by hand
+    t0 = c.t0 if c.t0 is not None else PHASE3_OTHERWISE["t0"]
+    lr = c.phase3_lr if c.phase3_lr != "auto" else PHASE3_OTHERWISE["phase3_lr"]
+    return dataclasses.replace(c, t0=t0, phase3_lr=lr)
 
 
 # Batch norm during Phase I, by TARFConfig.phase1_batchnorm.
@@ -228,7 +243,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "auto_floor": AUTO_FLOORS,
     "ascent_floor": ("none", "wrong-label"),
     "retained_ceiling": ("chance", "none"),
-    "phase3_lr": ("constant", "anneal"),
+    "retained_label": ("ascent", "kept-head"),
+    "phase3_lr": ("auto", "constant", "anneal"),
 }
 
 
@@ -252,7 +268,9 @@ class TARF(Method):
             k, k_rule = (
                 (paper_k(ctx.dataset, ctx.task), "paper") if c.preset == "paper" else (1.0, "equal")
             )
-        ks = k_schedule(k, c.epochs, c.t0, c.k_schedule)
+        # before identification decides an auto t0, Phase I's k(0) takes the other tasks'
+        t0 = c.t0 if c.t0 is not None else PHASE3_OTHERWISE["t0"]
+        ks = k_schedule(k, c.epochs, t0, c.k_schedule)
         loop = Loop(model, ctx, c)
         forget = Pool(data.x_forget, data.y_forget, ctx, seed_offset=1)
         floor = (
@@ -268,6 +286,22 @@ class TARF(Method):
         # skip the probe's forward passes, which cannot change the result.
         skip = nothing_to_identify(data.prior, c.identification) and not c.stop_after_identification
         probe = None if skip else measure_probe(model, data, ctx, c)
+        # retained_label=kept-head: the forget samples of a label D_un carries are taught
+        # a kept-data head's answer (taught), the others ascended (forget)
+        taught: tuple[Pool, torch.Tensor] | None = None
+        head: dict[str, Any] | None = None
+        t1 = c.t1
+        if c.retained_label == "kept-head":
+            carried = torch.isin(data.y_forget, data.y_remain.unique())
+            if carried.any():
+                rows = carried.nonzero().squeeze(1)
+                targets, head = kept_head_targets(model, data, ctx, rows)
+                head["taught"] = len(rows)
+                positions = torch.arange(len(rows))  # the pool's labels: rows of targets
+                taught = (Pool(data.x_forget[rows], positions, ctx, 5), targets.to(ctx.device))
+                forget = Pool(data.x_forget[~carried], data.y_forget[~carried], ctx, 1)
+                if carried.all() and skip:
+                    t1 = 0  # nothing to ascend before identification, nothing to identify
 
         details: dict[str, Any] = {
             "k": k, "k_rule": k_rule, "lr": loop.lr, "k_schedule": ks, "phases": [],
@@ -278,6 +312,8 @@ class TARF(Method):
             details["preset_applied"] = dict(PAPER_PRESET)
         if bounded is not None:
             details["ascent_ceiling_nats"] = floor
+        if head is not None:
+            details["kept_head"] = head
         secs = details["seconds"]
         tick = time.perf_counter()
         retain: Pool | None = None
@@ -286,7 +322,7 @@ class TARF(Method):
         phase3: list[int] | None = None
         for epoch in loop:
             t = epoch.t
-            if t == c.t1 or (retain is None and t >= c.t1):
+            if t == t1 or (retain is None and t >= t1):
                 keep, ident = identify(loop.model, data, ctx, probe, c)
                 secs["identify"] = time.perf_counter() - tick
                 tick = time.perf_counter()
@@ -294,7 +330,8 @@ class TARF(Method):
                     break
                 y_kept = data.y_remain[keep]
                 kept = set(y_kept.unique().tolist())  # the labels the kept data carries
-                c = loop.config = resolve_batches(c, data, kept, details)
+                c = loop.config = resolve_by_kept_labels(c, data, kept, details)
+                ks = details["k_schedule"] = k_schedule(k, c.epochs, c.t0, c.k_schedule)
                 retain = Pool(data.x_remain[keep], y_kept, ctx, seed_offset=2)
                 ceilings = label_ceilings(bounded, y_kept, data.num_classes, ctx.device, retained)
                 if ceilings is not None:
@@ -313,12 +350,14 @@ class TARF(Method):
                     details["frozen_blocks"] = frozen
                 if c.identified_op == "ascent" and (~keep).any():
                     extra = Pool(data.x_remain[~keep], data.y_remain[~keep], ctx, seed_offset=3)
-            phase = phase_of(t, c.t1, ks[t])
+            phase = phase_of(t, t1, ks[t])
             details["phases"].append(phase)
             if phase == "I":
                 # τ = 0 for all of D_un: its forward passes cannot change the update, so skip them.
                 with PHASE1_BATCHNORM[c.phase1_batchnorm](loop.model):
-                    if c.phase1 != "pass":
+                    if not len(forget):
+                        details["phase1"] = {"rule": "none: every D_f label is kept (kept-head)"}
+                    elif c.phase1 != "pass":
                         target = floor if c.phase1 == "floor" else math.log(data.num_classes)
                         details["phase1"] = ascend_to(
                             loop, epoch, forget, c.phase1, target, details.get("phase1")
@@ -329,7 +368,7 @@ class TARF(Method):
                             details["skipped_steps"] += guarded_step(loop.opt, loss)
             elif phase == "II":
                 details["skipped_steps"] += phase_two_epoch(
-                    loop, epoch, forget, retain, extra, ks[t], ceilings
+                    loop, epoch, forget, retain, extra, ks[t], ceilings, taught
                 )
             else:
                 if phase3 is None:  # Phase III's samples so far and in all (phase3_lr=anneal)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from tarf.methods.base import UnlearnContext, UnlearnData
 from tarf.methods.common import (
@@ -20,6 +21,7 @@ from tarf.methods.common import (
     ce,
     step,
     tail_statistics_batchnorm,
+    unlearn_autocast,
 )
 from tarf.methods.loop import Epoch, Loop
 from tarf.training import forward_logits
@@ -97,12 +99,16 @@ def mixed_batch_loss(
     k_t: float,
     ctx: UnlearnContext,
     ceilings: torch.Tensor | None,
+    taught: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Phase II as the paper's Algorithm 1 writes it: one forward pass of one mini-batch
     (the forget batches and the retained batch together, so batch norm normalises one
     batch of D), each part weighted by its own mean: ``-k(t) · mean ℓ_f + mean ℓ_r``.
     The running statistics learn from the retained rows alone
-    (:func:`tail_statistics_batchnorm`): the model is evaluated on the retained data's."""
+    (:func:`tail_statistics_batchnorm`): the model is evaluated on the retained data's.
+    ``taught`` (images, soft targets: ``retained_label=kept-head``) joins the descent."""
+    if taught is not None:
+        return _mixed_with_taught(model, ascend, descend, k_t, ctx, ceilings, taught)
     parts = ascend + ([descend] if descend is not None else [])
     x, y = torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
     batchnorm = (
@@ -125,6 +131,39 @@ def mixed_batch_loss(
     return loss
 
 
+def _mixed_with_taught(
+    model: nn.Module,
+    ascend: list[tuple[torch.Tensor, torch.Tensor]],
+    descend: tuple[torch.Tensor, torch.Tensor] | None,
+    k_t: float,
+    ctx: UnlearnContext,
+    ceilings: torch.Tensor | None,
+    taught: tuple[torch.Tensor, torch.Tensor],
+) -> torch.Tensor:
+    """:func:`mixed_batch_loss` with a part of soft targets, descended on at weight 1."""
+    parts = ascend + [taught] + ([descend] if descend is not None else [])
+    x = torch.cat([x for x, _ in parts])
+    batchnorm = (
+        tail_statistics_batchnorm(model, len(descend[1]))
+        if descend is not None
+        else batch_statistics_batchnorm(model)
+    )
+    with batchnorm, unlearn_autocast(ctx.device):
+        logits = model(x).float()
+    loss, start = logits.new_zeros(()), 0
+    for i, (_, y) in enumerate(parts):
+        part = logits[start : start + len(y)]
+        start += len(y)
+        if i < len(ascend):
+            losses = F.cross_entropy(part, y, reduction="none")
+            if ceilings is not None:
+                losses = torch.minimum(losses, ceilings.to(losses.device)[y])
+            loss = loss - k_t * losses.mean()
+        else:
+            loss = loss + F.cross_entropy(part, y)  # y: labels, or the taught soft targets
+    return loss
+
+
 def phase_two_epoch(
     loop: Loop,
     epoch: Epoch,
@@ -133,26 +172,35 @@ def phase_two_epoch(
     extra: Pool | None,
     k_t: float,
     ceilings: torch.Tensor | None,
+    taught: tuple[Pool, torch.Tensor] | None = None,
 ) -> int:
     """One Phase II epoch: steps of a forget batch (ascent, weight k_t) and a retained
-    batch (descent); with ``extra`` (the set-aside data), also a batch of it (ascent).
-    ``phase2_batch`` decides how they meet batch norm. Returns the steps skipped as
-    non-finite."""
+    batch (descent); with ``extra`` (the set-aside data), also a batch of it (ascent);
+    with ``taught`` (``retained_label=kept-head``: the forget samples of a kept label and
+    their soft targets), also a batch of those (descent). ``phase2_batch`` decides how
+    they meet batch norm. Returns the steps skipped as non-finite."""
     model, ctx, how = loop.model, loop.ctx, loop.config.phase2_batch
     fb, bs = loop.config.forget_batch_size, ctx.recipe.unlearn_batch_size
-    data = len(forget) + len(retain) + (len(extra) if extra is not None else 0)
-    size = fb + bs + (fb if extra is not None else 0)  # every sample a step forwards
+    ascending = [p for p in (forget, extra) if p is not None and len(p)]
+    data = sum(map(len, ascending)) + len(retain) + (len(taught[0]) if taught else 0)
+    size = fb * len(ascending) + bs + (fb if taught else 0)  # every sample a step forwards
     skipped_steps = 0
     for _ in epoch.steps(size, data):
-        ascend = [forget.batch(fb)] + ([extra.batch(fb)] if extra is not None else [])
+        ascend = [p.batch(fb) for p in ascending]
         descend = retain.batch(bs) if len(retain) else None
+        soft = None
+        if taught is not None:
+            x_t, rows = taught[0].batch(fb)
+            soft = (x_t, taught[1][rows])
         if how == "mixed":
-            loss = mixed_batch_loss(model, ascend, descend, k_t, ctx, ceilings)
+            loss = mixed_batch_loss(model, ascend, descend, k_t, ctx, ceilings, soft)
         else:
+            loss = torch.zeros((), device=ctx.device)
             with batch_statistics_batchnorm(model) if how == "retain-stats" else nullcontext():
-                loss = -k_t * ascent_loss(model, *ascend[0], ctx, ceilings)
-                for x, y in ascend[1:]:
+                for x, y in ascend:
                     loss = loss - k_t * ascent_loss(model, x, y, ctx, ceilings)
+            if soft is not None:
+                loss = loss + ce(model, *soft, ctx)
             if descend is not None:
                 loss = loss + ce(model, *descend, ctx)
         skipped_steps += guarded_step(loop.opt, loss)
@@ -207,23 +255,37 @@ def ascend_to(
     return out
 
 
-def resolve_batches(
+# Phase III's epochs (t0) and learning rate where the kept data still carries a label of
+# D_f's (model mismatch) and where it does not (docs/methods.md, "Phase III's
+# length in model mismatch").
+PHASE3_KEPT_LABEL = {"t0": 3, "phase3_lr": "anneal"}
+PHASE3_OTHERWISE = {"t0": 2, "phase3_lr": "constant"}
+
+
+def resolve_by_kept_labels(
     c: TARFConfig, data: UnlearnData, kept: set[int], details: dict[str, Any]
 ) -> TARFConfig:
-    """``c`` with ``phase2_batch`` and ``batchnorm_stats`` of ``auto`` decided once
-    identification has said what is kept (``kept``: the labels the kept data carries):
-    one mixed batch (and the running statistics recomputed on the kept data) where it
-    still carries a label of D_f's, separate batches (statistics as trained) otherwise.
-    The decision goes in ``details["phase2"]``."""
-    if c.phase2_batch != "auto" and c.batchnorm_stats != "auto":
-        return c
+    """``c`` with its ``auto`` fields decided once identification has said what is kept
+    (``kept``: the labels the kept data carries). Where it still carries a label of
+    D_f's (model mismatch), the label's other members must pull D_f back to what a model
+    that never saw it answers: one mixed Phase II batch (and the running statistics
+    recomputed on the kept data), then a longer Phase III whose rate falls to zero
+    (:data:`PHASE3_KEPT_LABEL`); otherwise separate batches (statistics as trained) and
+    the two constant-rate epochs of :data:`PHASE3_OTHERWISE`. The decisions go in
+    ``details["phase2"]`` and ``details["phase3"]``."""
     shared = sorted(set(data.y_forget.unique().tolist()) & kept)
-    batch = c.phase2_batch if c.phase2_batch != "auto" else ("mixed" if shared else "separate")
-    stats = c.batchnorm_stats
-    if stats == "auto":
-        stats = "retained" if batch == "mixed" else "trained"
-    details["phase2"] = {
-        "batch": batch, "batchnorm_stats": stats,
-        "labels_kept": [data.class_names[i] for i in shared],
-    }  # fmt: skip
-    return dataclasses.replace(c, phase2_batch=batch, batchnorm_stats=stats)
+    labels = [data.class_names[i] for i in shared]
+    if c.phase2_batch == "auto" or c.batchnorm_stats == "auto":
+        batch = c.phase2_batch if c.phase2_batch != "auto" else ("mixed" if shared else "separate")
+        stats = c.batchnorm_stats
+        if stats == "auto":
+            stats = "retained" if batch == "mixed" else "trained"
+        details["phase2"] = {"batch": batch, "batchnorm_stats": stats, "labels_kept": labels}
+        c = dataclasses.replace(c, phase2_batch=batch, batchnorm_stats=stats)
+    if c.t0 is None or c.phase3_lr == "auto":
+        rule = PHASE3_KEPT_LABEL if shared else PHASE3_OTHERWISE
+        t0 = c.t0 if c.t0 is not None else rule["t0"]
+        lr = c.phase3_lr if c.phase3_lr != "auto" else rule["phase3_lr"]
+        details["phase3"] = {"t0": t0, "lr": lr, "labels_kept": labels}
+        c = dataclasses.replace(c, t0=t0, phase3_lr=lr)
+    return c
