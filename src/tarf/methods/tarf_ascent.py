@@ -107,20 +107,22 @@ def mixed_batch_loss(
     The running statistics learn from the retained rows alone
     (:func:`tail_statistics_batchnorm`): the model is evaluated on the retained data's.
     ``taught`` (images, soft targets: ``retained_label=kept-head``) joins the descent."""
-    if taught is not None:
-        return _mixed_with_taught(model, ascend, descend, k_t, ctx, ceilings, taught)
-    parts = ascend + ([descend] if descend is not None else [])
-    x, y = torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+    parts = ascend + ([taught] if taught is not None else [])
+    parts += [descend] if descend is not None else []
     batchnorm = (
         tail_statistics_batchnorm(model, len(descend[1]))
         if descend is not None
         else batch_statistics_batchnorm(model)  # forget rows only: no running statistics
     )
-    with batchnorm:
-        losses = ce(model, x, y, ctx, "none")
-    loss, start = losses.new_zeros(()), 0
+    with batchnorm, unlearn_autocast(ctx.device):
+        logits = model(torch.cat([x for x, _ in parts])).float()
+    loss, start = logits.new_zeros(()), 0
     for i, (_, y) in enumerate(parts):
-        part = losses[start : start + len(y)]
+        # y: labels, or the taught part's soft targets; with a taught part the descent
+        # parts take cross-entropy's own mean, as those runs were measured (same value,
+        # other rounding)
+        reduction = "none" if i < len(ascend) or taught is None else "mean"
+        part = F.cross_entropy(logits[start : start + len(y)], y, reduction=reduction)
         start += len(y)
         if i < len(ascend):
             if ceilings is not None:
@@ -128,39 +130,6 @@ def mixed_batch_loss(
             loss = loss - k_t * part.mean()
         else:
             loss = loss + part.mean()
-    return loss
-
-
-def _mixed_with_taught(
-    model: nn.Module,
-    ascend: list[tuple[torch.Tensor, torch.Tensor]],
-    descend: tuple[torch.Tensor, torch.Tensor] | None,
-    k_t: float,
-    ctx: UnlearnContext,
-    ceilings: torch.Tensor | None,
-    taught: tuple[torch.Tensor, torch.Tensor],
-) -> torch.Tensor:
-    """:func:`mixed_batch_loss` with a part of soft targets, descended on at weight 1."""
-    parts = ascend + [taught] + ([descend] if descend is not None else [])
-    x = torch.cat([x for x, _ in parts])
-    batchnorm = (
-        tail_statistics_batchnorm(model, len(descend[1]))
-        if descend is not None
-        else batch_statistics_batchnorm(model)
-    )
-    with batchnorm, unlearn_autocast(ctx.device):
-        logits = model(x).float()
-    loss, start = logits.new_zeros(()), 0
-    for i, (_, y) in enumerate(parts):
-        part = logits[start : start + len(y)]
-        start += len(y)
-        if i < len(ascend):
-            losses = F.cross_entropy(part, y, reduction="none")
-            if ceilings is not None:
-                losses = torch.minimum(losses, ceilings.to(losses.device)[y])
-            loss = loss - k_t * losses.mean()
-        else:
-            loss = loss + F.cross_entropy(part, y)  # y: labels, or the taught soft targets
     return loss
 
 
