@@ -524,6 +524,22 @@ def test_recompute_batchnorm_statistics_replaces_them_by_the_data_s():
     assert common.recompute_batchnorm_statistics(nn.Linear(2, 2), x, torch.device("cpu")) == 0
 
 
+def test_recompute_batchnorm_statistics_on_augmented_batches_sees_the_padding():
+    # zero-padded crops darken the images: the recomputed mean is that of the augmented
+    # batches (the same generator state gives the same batches), not of the raw images
+    net = nn.Sequential(nn.Conv2d(1, 1, 1, bias=False), nn.BatchNorm2d(1)).eval()
+    nn.init.ones_(net[0].weight)
+    x = torch.full((128, 1, 4, 4), 255, dtype=torch.uint8)
+    aug = (2, True, torch.Generator().manual_seed(3))
+    assert common.recompute_batchnorm_statistics(net, x, torch.device("cpu"), 64, aug) == 1
+    gen = torch.Generator().manual_seed(3)
+    seen = torch.cat([common.augment(c.float() / 255, 2, True, gen) for c in x.split(64)])
+    assert seen.mean() < 0.9  # padding came in
+    assert torch.allclose(net[1].running_mean, seen.mean((0, 2, 3)), atol=1e-5)
+    common.recompute_batchnorm_statistics(net, x, torch.device("cpu"), 64)
+    assert torch.allclose(net[1].running_mean, torch.ones(1))
+
+
 def test_mixed_batch_loss_is_the_weighted_sum_of_the_parts():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3)).eval()

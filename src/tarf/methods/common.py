@@ -167,10 +167,15 @@ def tail_statistics_batchnorm(model: nn.Module, rows: int) -> Iterator[None]:
 
 @torch.no_grad()
 def recompute_batchnorm_statistics(
-    model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 256
+    model: nn.Module,
+    x: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 256,
+    augmentation: tuple[int, bool, torch.Generator] | None = None,
 ) -> int:
     """Replace every batch-norm layer's running statistics by those of ``x`` (uint8
-    images, unaugmented; a cumulative average over its batches), weights untouched.
+    images; a cumulative average over its batches), weights untouched. ``augmentation``
+    (crop padding, flip, generator) augments each batch first, as training batches are.
     Returns the number of layers reset (0: the model has no batch norm).
 
     After unlearning the running statistics are an average over steps whose weights kept
@@ -186,7 +191,10 @@ def recompute_batchnorm_statistics(
             m.reset_running_stats()
             m.momentum = None  # restored with the mode
         for chunk in x.split(batch_size):
-            model(to_float(chunk, device))
+            xb = to_float(chunk, device)
+            if augmentation is not None:
+                xb = augment(xb, *augmentation)
+            model(xb)
     model.train(was_training)
     return len(bns)
 

@@ -185,6 +185,7 @@ class TARFConfig:
     phase2_batch: str = "auto"
     # batch norm's running statistics at the end: "retained" recomputes them from (a seeded
     # sample of BATCHNORM_SAMPLES of) the data TARF kept, under the final weights;
+    # "retained-augmented" does so from those samples augmented as training batches are;
     # "trained" keeps what the unlearning steps left (the paper's Algorithm 1); "auto":
     # retained after a mixed Phase II, trained after separate batches
     batchnorm_stats: str = "auto"
@@ -234,7 +235,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "identification": ("class", "instance"),
     "class_signal": ("features", "outputs", "loss", "icon", "accuracy"),
     "phase2_batch": ("auto", "separate", "mixed", "retain-stats"),
-    "batchnorm_stats": ("auto", "retained", "trained"),
+    "batchnorm_stats": ("auto", "retained", "retained-augmented", "trained"),
     "preset": ("tarf", "paper"),
     "phase1": ("chance", "floor", "pass"),
     "identified_op": ("zero", "ascent"),
@@ -385,13 +386,23 @@ class TARF(Method):
             tick = now
         if ident is None:  # t1 >= T: Phase I only (identification analysis)
             ident = identify(loop.model, data, ctx, probe, c)[1]
-        elif c.batchnorm_stats == "retained" and not c.stop_after_identification:
+        elif c.batchnorm_stats.startswith("retained") and not c.stop_after_identification:
             gen = torch.Generator().manual_seed(ctx.seed + 4099)
             kept = keep.nonzero().squeeze(1)
             kept = kept[torch.randperm(len(kept), generator=gen)[:BATCHNORM_SAMPLES]]
-            layers = recompute_batchnorm_statistics(loop.model, data.x_remain[kept], ctx.device)
+            aug = None
+            if c.batchnorm_stats == "retained-augmented":
+                r = ctx.recipe
+                aug = (r.crop_pad, r.flip, torch.Generator(ctx.device).manual_seed(ctx.seed + 4111))
+            layers = recompute_batchnorm_statistics(
+                loop.model, data.x_remain[kept], ctx.device, augmentation=aug
+            )
             if layers:
-                details["batchnorm_recomputed"] = {"layers": layers, "samples": len(kept)}
+                details["batchnorm_recomputed"] = {
+                    "layers": layers,
+                    "samples": len(kept),
+                    "augmented": aug is not None,
+                }
                 secs["batchnorm"] = time.perf_counter() - tick
         for p in loop.model.parameters():
             p.requires_grad_(True)
