@@ -70,6 +70,29 @@ def test_a_run_that_forgot_little_is_told_so():
     assert run.forgetting_warning(ft, forgot, _Always(0), data, ctx, {"metrics": {}}) is None
 
 
+def test_a_run_that_wrecked_the_retained_data_is_told_so_and_not_to_push_harder():
+    from tarf.methods.base import MethodResult, UnlearnContext
+
+    ctx = UnlearnContext(torch.device("cpu"), get_recipe("tiny"))
+    data = _toy_data()
+    report = {"metrics": {"UA": 60.0, "RA": 30.0}, "original": {"UA": 90.0, "RA": 80.0}}
+    wrecked = MethodResult(_Always(0))
+    line = run.damage_warning(get_method("ft"), wrecked, _Always(0), data, ctx, report)
+    assert line.startswith("ft damaged the model: RA 30.0% against the original's 80.0%")
+    assert "lower its learning rate" in line
+    report["metrics"]["RA"] = 45.0  # more than half kept: no warning
+    assert run.damage_warning(get_method("ft"), wrecked, _Always(0), data, ctx, report) is None
+    # unmeasured: on D_un (labels 1 and 2), the original right on half, the run on none
+    ssd = MethodResult(_Always(0), details={"dampened_share": 0.054})
+    line = run.damage_warning(get_method("ssd"), ssd, _Always(1), data, ctx, {"metrics": {}})
+    assert "accuracy on the data kept 0.0% against the original's 50.0%" in line
+    assert "5.4% of the weights" in line and "raise alpha" in line
+    kept = MethodResult(_Always(1))
+    assert (
+        run.damage_warning(get_method("ft"), kept, _Always(1), data, ctx, {"metrics": {}}) is None
+    )
+
+
 def test_a_run_that_forgot_the_forget_data_but_not_the_target_is_told_why():
     """Target mismatch: D_f is forgotten but UA on D_t stays high, so the cause is the rest
     of the concept, not a weak ascent; TARF names the classes it set aside."""

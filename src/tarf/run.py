@@ -95,6 +95,43 @@ MIA_EXTRAPOLATED = 50.0
 WEAK_FORGETTING = 0.5
 
 
+# The unlearned model counts as damaged when it keeps less than this fraction of the
+# original's accuracy on the retained data (RA where measured, else a seeded sample of
+# DAMAGE_SAMPLES of D_un): it forgot far more than was asked.
+DAMAGED = 0.5
+DAMAGE_SAMPLES = 2000
+
+
+def damage_warning(
+    method: Method,
+    result: MethodResult,
+    original: nn.Module,
+    data: UnlearnData,
+    ctx: UnlearnContext,
+    report: Report,
+) -> str | None:
+    """One line when the run wrecked what it should keep, with the likely cause and the
+    fix (the opposite advice to :func:`forgetting_warning`'s, which it then replaces)."""
+    m, orig = report.get("metrics") or {}, report.get("original") or {}
+    if m.get("RA") is not None and orig.get("RA") is not None:
+        before, after, what = orig["RA"], m["RA"], "RA"
+    else:
+        n = min(len(data.y_remain), DAMAGE_SAMPLES)
+        if n == 0:
+            return None
+        gen = torch.Generator().manual_seed(ctx.seed)
+        idx = torch.randperm(len(data.y_remain), generator=gen)[:n]
+        x, y = data.x_remain[idx], data.y_remain[idx]
+        before, after = (accuracy(net, x, y, ctx.device) for net in (original, result.model))
+        what = "accuracy on the data kept"
+    if before < 20 or after >= DAMAGED * before:
+        return None
+    return (
+        f"{method.name} damaged the model: {what} {after:.1f}% against the original's "
+        f"{before:.1f}%; {method.damage_hint(result)}"
+    )
+
+
 def forgetting_warning(
     method: Method,
     result: MethodResult,
@@ -215,7 +252,8 @@ def execute(
                 report["metrics"]["RTE_ratio"] = rte / reference["train_s"]
             if report["original"] is not None:
                 report["original"]["Gap"] = gap_to(report["original"], reference)
-    weak = forgetting_warning(method, result, model, data, ctx, report)
+    weak = damage_warning(method, result, model, data, ctx, report)
+    weak = weak or forgetting_warning(method, result, model, data, ctx, report)
     report["warnings"] = list(result.warnings) + ([weak] if weak else [])
     report["notes"] = list(notes or [])
     outside, mia = (report["metrics"].get(k) for k in ("MIA_extrapolated", "MIA"))

@@ -126,6 +126,14 @@ class Method:
             "(--set lr=...) or its epochs"
         )
 
+    def damage_hint(self, result: MethodResult) -> str:
+        """The likely cause and the fix when a run wrecked the retained accuracy
+        (``tarf.run``); methods with a better guess override it."""
+        return (
+            "its updates were too strong for this model; lower its learning rate "
+            "(--set lr=...) or its epochs"
+        )
+
     def hidden_target_hint(self, result: MethodResult) -> str:
         """The likely cause and the fix when a run forgot the forget data but not the rest
         of the target concept (target or data mismatch: the target holds more than D_f)."""

@@ -81,6 +81,14 @@ class SSD(Method):
     def weak_forgetting_hint(self, result: MethodResult) -> str:
         return "it dampened too few weights; lower alpha (--set alpha=...) or raise lam"
 
+    def damage_hint(self, result: MethodResult) -> str:
+        share = result.details.get("dampened_share")
+        dampened = f" ({share:.1%} of the weights)" if share is not None else ""
+        return (
+            f"it dampened weights the retained data needs{dampened}; raise alpha "
+            "(--set alpha=...) so that fewer are selected"
+        )
+
     def run(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         c = self.config
         model = clone(model).eval()  # eval-mode batch norm, as the authors
