@@ -252,9 +252,10 @@ def execute(
                 report["metrics"]["RTE_ratio"] = rte / reference["train_s"]
             if report["original"] is not None:
                 report["original"]["Gap"] = gap_to(report["original"], reference)
-    weak = damage_warning(method, result, model, data, ctx, report)
-    weak = weak or forgetting_warning(method, result, model, data, ctx, report)
-    report["warnings"] = list(result.warnings) + ([weak] if weak else [])
+    failed = damage_warning(method, result, model, data, ctx, report) or forgetting_warning(
+        method, result, model, data, ctx, report
+    )
+    report["warnings"] = list(result.warnings) + ([failed] if failed else [])
     report["notes"] = list(notes or [])
     outside, mia = (report["metrics"].get(k) for k in ("MIA_extrapolated", "MIA"))
     if outside is not None and mia is not None and outside >= MIA_EXTRAPOLATED and mia < 50:
