@@ -58,6 +58,7 @@ from tarf.methods.tarf_ascent import (  # noqa: F401 - re-exported
     mixed_batch_loss,
     phase_two_epoch,
     resolve_by_kept_labels,
+    with_phase3,
     wrong_label_floor,
 )
 from tarf.methods.tarf_identify import nothing_to_identify
@@ -221,11 +222,8 @@ def paper_preset(c: TARFConfig) -> TARFConfig:
             raise ValueError(
                 f"preset=paper fixes {name}={value!r}, but {name}={mine!r} was set; drop one"
             )
-    c = dataclasses.replace(c, **PAPER_PRESET)
     # the paper's Phase III (t0 = 2 everywhere, the run's rate), unless set by hand
-    t0 = c.t0 if c.t0 is not None else PHASE3_OTHERWISE["t0"]
-    lr = c.phase3_lr if c.phase3_lr != "auto" else PHASE3_OTHERWISE["phase3_lr"]
-    return dataclasses.replace(c, t0=t0, phase3_lr=lr)
+    return with_phase3(dataclasses.replace(c, **PAPER_PRESET), PHASE3_OTHERWISE)
 
 
 # Batch norm during Phase I, by TARFConfig.phase1_batchnorm.
@@ -270,8 +268,7 @@ class TARF(Method):
                 (paper_k(ctx.dataset, ctx.task), "paper") if c.preset == "paper" else (1.0, "equal")
             )
         # before identification decides an auto t0, Phase I's k(0) takes the other tasks'
-        t0 = c.t0 if c.t0 is not None else PHASE3_OTHERWISE["t0"]
-        ks = k_schedule(k, c.epochs, t0, c.k_schedule)
+        ks = k_schedule(k, c.epochs, with_phase3(c, PHASE3_OTHERWISE).t0, c.k_schedule)
         loop = Loop(model, ctx, c)
         forget = Pool(data.x_forget, data.y_forget, ctx, seed_offset=1)
         floor = (

@@ -231,6 +231,14 @@ PHASE3_KEPT_LABEL = {"t0": 3, "phase3_lr": "anneal"}
 PHASE3_OTHERWISE = {"t0": 2, "phase3_lr": "constant"}
 
 
+def with_phase3(c: TARFConfig, rule: dict[str, Any]) -> TARFConfig:
+    """``c`` with ``t0`` and ``phase3_lr`` taken from ``rule`` where they are ``auto``
+    (``None`` for ``t0``); a value set by hand stays."""
+    t0 = c.t0 if c.t0 is not None else rule["t0"]
+    lr = c.phase3_lr if c.phase3_lr != "auto" else rule["phase3_lr"]
+    return dataclasses.replace(c, t0=t0, phase3_lr=lr)
+
+
 def resolve_by_kept_labels(
     c: TARFConfig, data: UnlearnData, kept: set[int], details: dict[str, Any]
 ) -> TARFConfig:
@@ -252,9 +260,6 @@ def resolve_by_kept_labels(
         details["phase2"] = {"batch": batch, "batchnorm_stats": stats, "labels_kept": labels}
         c = dataclasses.replace(c, phase2_batch=batch, batchnorm_stats=stats)
     if c.t0 is None or c.phase3_lr == "auto":
-        rule = PHASE3_KEPT_LABEL if shared else PHASE3_OTHERWISE
-        t0 = c.t0 if c.t0 is not None else rule["t0"]
-        lr = c.phase3_lr if c.phase3_lr != "auto" else rule["phase3_lr"]
-        details["phase3"] = {"t0": t0, "lr": lr, "labels_kept": labels}
-        c = dataclasses.replace(c, t0=t0, phase3_lr=lr)
+        c = with_phase3(c, PHASE3_KEPT_LABEL if shared else PHASE3_OTHERWISE)
+        details["phase3"] = {"t0": c.t0, "lr": c.phase3_lr, "labels_kept": labels}
     return c
