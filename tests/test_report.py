@@ -10,6 +10,7 @@ from tarf.report import (
     mixes_requests,
     report_rows,
     spearman,
+    standings,
     table1,
 )
 
@@ -140,3 +141,31 @@ def test_no_gap_worse_than_the_untouched_original_is_marked_best():
     assert "**" not in table1(worse)  # the original's Gap is 40: nobody beat doing nothing
     mixed = worse + [run("model-mismatch", "ft", 0, 39.0)]
     assert "| model-mismatch | ft | 1 |" in table1(mixed) and "**39.00**" in table1(mixed)
+
+
+def test_retrain_is_never_the_best_and_standings_say_where_tarf_stands():
+    reports = [
+        run("all-matched", "retrain", 0, 0.1),
+        run("all-matched", "retrain", 1, 0.1),
+        run("all-matched", "ga", 0, 0.5),
+        run("all-matched", "ga", 1, 3.0),
+        run("all-matched", "tarf", 0, 1.0),
+        run("all-matched", "tarf", 1, 1.0),
+        run("all-matched", "ft", 0, 2.0),  # one seed: compared on seed 0 alone
+        run("all-matched", "scrub", 0, 0.2),
+        run("all-matched", "scrub", 1, 0.3),
+    ]
+    # retraining on the kept data is the bar, not an unlearning method: SCRUB is bold
+    assert "**0.10**" not in table1(reports) and "**0.25 ± 0.07**" in table1(reports)
+    assert "**0.25 ± 0.07** (0.20 / 0.30)" in gap_by_seed(reports)
+    (line,) = standings(reports).splitlines()
+    assert line.startswith("- all-matched: best unlearning method scrub 0.25 (2 seeds)")
+    assert "tarf 1.00 is lower than 1 of the other 3" in line
+    assert "higher than scrub (0.25)" in line and "split against ga (1.75): lower at 1 of 2" in line
+    assert "retrain" not in line
+    # nobody beat doing nothing (the original's Gap is 40): no best is named
+    worse = [run("model-mismatch", "tarf", 0, 45.0), run("model-mismatch", "ga", 0, 50.0)]
+    assert standings(worse).startswith(
+        "- model-mismatch: no unlearning method beat the untouched original (40.00)"
+    )
+    assert "**" not in gap_by_seed(worse + [run("model-mismatch", "ga", 1, 41.0)])

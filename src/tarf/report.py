@@ -242,10 +242,16 @@ def _label_order(report: dict[str, Any], order: dict[str, int]) -> tuple:
     return order.get(report["method"], 99), report["method"], len(changes), values
 
 
+def _unlearns(report: dict[str, Any]) -> bool:
+    """Whether a run's method is an unlearning method: ``retrain`` (training from scratch
+    on the data the user kept) is the bar the others are held to, never the best of them."""
+    return report["method"] != "retrain"
+
+
 def table1(reports: Sequence[dict[str, Any]]) -> str:
     """The paper's Table 1 layout: per task the retrained reference, then each method
-    (mean ± std over seeds when there are several), the best Gap per task in bold (only
-    a Gap below the untouched original's) and
+    (mean ± std over seeds when there are several), the best unlearning method's Gap per
+    task in bold (only a Gap below the untouched original's) and
     RTE as a ratio to the reference's training time. Runs of different requests are
     never pooled: each (task, request) gets its own block."""
     from tarf.domains import MAIN_TASKS
@@ -292,9 +298,10 @@ def table1(reports: Sequence[dict[str, Any]]) -> str:
             )
         labels = sorted(runs, key=lambda lab: _label_order(runs[lab][0], order))
         gaps = {lab: _mean_std([r["metrics"].get("Gap") for r in runs[lab]]) for lab in labels}
-        # the best Gap, in bold, among the methods that beat leaving the model untouched
+        # the best Gap, in bold, among the unlearning methods that beat leaving the model
+        # untouched (retraining on D_un is the bar, not an unlearning method)
         orig_gap = _mean_std([v.get("Gap") for v in origs.values()])
-        known = [g[0] for g in gaps.values() if g is not None]
+        known = [g[0] for lab, g in gaps.items() if g is not None and _unlearns(runs[lab][0])]
         known = [g for g in known if orig_gap is None or g < orig_gap[0]]
         best = min(known) if known else None
         for lab in labels:
@@ -323,32 +330,19 @@ def table1(reports: Sequence[dict[str, Any]]) -> str:
 def gap_by_seed(reports: Sequence[dict[str, Any]]) -> str:
     """Gap per method (rows, Table 1 order) and task (columns): mean ± std over seeds,
     then each seed's value in seed order, so a reader sees the spread behind a mean.
-    The best mean per task in bold; empty when the reports mix requests or no cell has
-    more than one seed."""
-    from tarf.domains import MAIN_TASKS
-
+    The best unlearning method's mean per task in bold (as in :func:`table1`); empty when
+    the reports mix requests or no cell has more than one seed."""
     if not reports or mixes_requests(reports):
         return ""
-    gaps: dict[str, dict[str, dict[int, float]]] = {}
-    first: dict[str, dict[str, Any]] = {}
-    for rep in reports:
-        gap = rep["metrics"].get("Gap")
-        if gap is None:
-            continue
-        lab = method_label(rep)
-        gaps.setdefault(lab, {}).setdefault(rep["task"], {})[rep["seed"]] = gap
-        first.setdefault(lab, rep)
+    gaps, first, tasks = _gaps_by_method(reports)
     if not any(len(by_seed) > 1 for by_task in gaps.values() for by_seed in by_task.values()):
         return ""  # one seed everywhere: Table 1 already says it all
-    present = {t for by_task in gaps.values() for t in by_task}
-    tasks = [t for t in MAIN_TASKS if t in present] + sorted(present - set(MAIN_TASKS))
     order = {m: i for i, m in enumerate(TABLE1_METHODS)}
     labels = sorted(gaps, key=lambda lab: _label_order(first[lab], order))
     stats = {
         (lab, t): _mean_std(list(gaps[lab].get(t, {}).values())) for lab in labels for t in tasks
     }
-    best = {t: min((s[0] for (_, tt), s in stats.items() if tt == t and s), default=None)
-            for t in tasks}  # fmt: skip
+    best = {t: _best(stats, first, t, _original_gaps(reports).get(t)) for t in tasks}
     rows = []
     for lab in labels:
         cells = [lab]
@@ -360,6 +354,92 @@ def gap_by_seed(reports: Sequence[dict[str, Any]]) -> str:
             cells.append(text)
         rows.append(cells)
     return markdown_table(["method", *tasks], rows)
+
+
+def _gaps_by_method(
+    reports: Sequence[dict[str, Any]],
+) -> tuple[dict[str, dict[str, dict[int, float]]], dict[str, dict[str, Any]], list[str]]:
+    """``{method label: {task: {seed: Gap}}}``, each label's first report, and the tasks in
+    the paper's order (other tasks after them, by name)."""
+    from tarf.domains import MAIN_TASKS
+
+    gaps: dict[str, dict[str, dict[int, float]]] = {}
+    first: dict[str, dict[str, Any]] = {}
+    for rep in reports:
+        gap = rep["metrics"].get("Gap")
+        if gap is None:
+            continue
+        lab = method_label(rep)
+        gaps.setdefault(lab, {}).setdefault(rep["task"], {})[rep["seed"]] = gap
+        first.setdefault(lab, rep)
+    present = {t for by_task in gaps.values() for t in by_task}
+    tasks = [t for t in MAIN_TASKS if t in present] + sorted(present - set(MAIN_TASKS))
+    return gaps, first, tasks
+
+
+def _original_gaps(reports: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The untouched original's mean Gap per task (one value per seed, as in Table 1)."""
+    by_task: dict[str, dict[int, float]] = {}
+    for rep in reports:
+        gap = (rep.get("original") or {}).get("Gap")
+        if gap is not None:
+            by_task.setdefault(rep["task"], {})[rep["seed"]] = gap
+    return {t: sum(v.values()) / len(v) for t, v in by_task.items()}
+
+
+def _best(stats: dict, first: dict[str, dict[str, Any]], task: str, original: float | None):
+    """The lowest mean Gap of an unlearning method on ``task`` that is below the untouched
+    original's; None when no method beat leaving the model as it was."""
+    means = [s[0] for (lab, t), s in stats.items() if t == task and s and _unlearns(first[lab])]
+    means = [g for g in means if original is None or g < original]
+    return min(means, default=None)
+
+
+def standings(reports: Sequence[dict[str, Any]], method: str = "tarf") -> str:
+    """Per task, in words: the best unlearning method (lowest mean Gap, below the untouched
+    original's) and where ``method`` stands against every other unlearning method, compared
+    seed by seed on the seeds both ran. Empty when the reports mix requests."""
+    if not reports or mixes_requests(reports):
+        return ""
+    gaps, first, tasks = _gaps_by_method(reports)
+    originals = _original_gaps(reports)
+    lines = []
+    for t in tasks:
+        means = {lab: sum(g[t].values()) / len(g[t]) for lab, g in gaps.items()
+                 if t in g and _unlearns(first[lab])}  # fmt: skip
+        beaten = {lab: g for lab, g in means.items() if t not in originals or g < originals[t]}
+        if beaten:
+            lab = min(beaten, key=beaten.get)
+            head = f"best unlearning method {lab} {beaten[lab]:.2f} ({len(gaps[lab][t])} seeds)"
+        else:
+            head = f"no unlearning method beat the untouched original ({originals[t]:.2f})"
+        mine = next((lab for lab in means if first[lab]["method"] == method
+                     and not first[lab].get("config_changes")), None)  # fmt: skip
+        if mine is None:
+            lines.append(f"- {t}: {head}.")
+            continue
+        lower, higher, split = [], [], []
+        for lab in means:
+            shared = sorted(set(gaps[mine][t]) & set(gaps[lab][t]))
+            if lab == mine or not shared:
+                continue
+            wins = sum(gaps[mine][t][s] < gaps[lab][t][s] for s in shared)
+            name = f"{lab} ({means[lab]:.2f})"
+            if wins == len(shared):
+                lower.append(name)
+            elif wins == 0:
+                higher.append(name)
+            else:
+                split.append(f"{name}: lower at {wins} of {len(shared)}")
+        others = len(lower) + len(higher) + len(split)
+        parts = [f"{method} {means[mine]:.2f} is lower than {len(lower)} of the other "
+                 f"{others} at every seed they share"]  # fmt: skip
+        if higher:
+            parts.append("higher than " + ", ".join(higher) + " at every seed")
+        if split:
+            parts.append("split against " + "; ".join(split))
+        lines.append(f"- {t}: {head}; " + "; ".join(parts) + ".")
+    return "\n".join(lines)
 
 
 # -- the text the commands print (tarf.cli prints what these return) -------------------------

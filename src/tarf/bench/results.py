@@ -40,7 +40,7 @@ def collect_reports(out_dir: str | Path) -> list[Report]:
 
 def write_results(out_dir: str | Path) -> list[Report]:
     """``results.csv`` (one row per run) and ``results.md`` (the paper's Table 1 layout)."""
-    from tarf.report import audit_table, flat_row, gap_by_seed, table1, to_csv
+    from tarf.report import audit_table, flat_row, gap_by_seed, standings, table1, to_csv
 
     out = Path(out_dir)
     reports = collect_reports(out)
@@ -57,6 +57,12 @@ def write_results(out_dir: str | Path) -> list[Report]:
         seeds = (
             "\n\nGap by task, mean ± std over seeds (each seed's Gap in seed order):\n\n" + seeds
         )
-    body = (table1(reports) if reports else "") + seeds + audit
+    standing = standings(reports)  # the best per task, and TARF against each method
+    if standing:
+        standing = (
+            "\n\nPer task (`retrain` is the bar, not an unlearning method; methods compared"
+            " seed by seed on the seeds both ran):\n\n" + standing
+        )
+    body = (table1(reports) if reports else "") + seeds + standing + audit
     write_text(out / "results.md", head + body + "\n")
     return reports
