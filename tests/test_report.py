@@ -9,6 +9,7 @@ from tarf.report import (
     method_label,
     mixes_requests,
     report_rows,
+    runs_table,
     spearman,
     standings,
     table1,
@@ -169,3 +170,14 @@ def test_retrain_is_never_the_best_and_standings_say_where_tarf_stands():
         "- model-mismatch: no unlearning method beat the untouched original (40.00)"
     )
     assert "**" not in gap_by_seed(worse + [run("model-mismatch", "ga", 1, 41.0)])
+
+
+def test_gaps_layout_shows_one_seed_too_and_refuses_mixed_requests():
+    reports = [run("all-matched", "tarf", 0, 1.0), run("all-matched", "ga", 0, 0.5)]
+    text = runs_table(reports, "gaps")
+    assert "| ga     | **0.50**" in text and "| tarf   | 1.00" in text
+    assert "- all-matched: best unlearning method ga 0.50 (1 seed)" in text
+    other = run("all-matched", "ft", 0, 2.0)
+    other["request"] = {"forget": ["x"], "target": ["x"]}
+    with pytest.raises(ValueError, match="mix requests"):
+        runs_table([*reports, other], "gaps")

@@ -327,16 +327,17 @@ def table1(reports: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def gap_by_seed(reports: Sequence[dict[str, Any]]) -> str:
+def gap_by_seed(reports: Sequence[dict[str, Any]], min_seeds: int = 2) -> str:
     """Gap per method (rows, Table 1 order) and task (columns): mean ± std over seeds,
     then each seed's value in seed order, so a reader sees the spread behind a mean.
     The best unlearning method's mean per task in bold (as in :func:`table1`); empty when
-    the reports mix requests or no cell has more than one seed."""
+    the reports mix requests or no cell has ``min_seeds`` seeds (with one seed
+    everywhere Table 1 already says it all)."""
     if not reports or mixes_requests(reports):
         return ""
     gaps, first, tasks = _gaps_by_method(reports)
-    if not any(len(by_seed) > 1 for by_task in gaps.values() for by_seed in by_task.values()):
-        return ""  # one seed everywhere: Table 1 already says it all
+    if not any(len(s) >= min_seeds for by_task in gaps.values() for s in by_task.values()):
+        return ""
     order = {m: i for i, m in enumerate(TABLE1_METHODS)}
     labels = sorted(gaps, key=lambda lab: _label_order(first[lab], order))
     stats = {
@@ -410,7 +411,8 @@ def standings(reports: Sequence[dict[str, Any]], method: str = "tarf") -> str:
         beaten = {lab: g for lab, g in means.items() if t not in originals or g < originals[t]}
         if beaten:
             lab = min(beaten, key=beaten.get)
-            head = f"best unlearning method {lab} {beaten[lab]:.2f} ({len(gaps[lab][t])} seeds)"
+            n = len(gaps[lab][t])
+            head = f"best unlearning method {lab} {beaten[lab]:.2f} ({n} seed{'s' * (n != 1)})"
         else:
             head = f"no unlearning method beat the untouched original ({originals[t]:.2f})"
         mine = next((lab for lab in means if first[lab]["method"] == method
@@ -469,11 +471,18 @@ def run_lines(report: dict[str, Any], notes: bool = True) -> list[str]:
 
 def runs_table(reports: Sequence[dict[str, Any]], layout: str = "runs") -> str:
     """``tarf report``: ``runs``, every run with its reference and original (led by the
-    request when the reports mix requests), or ``table1``, the paper's layout."""
+    request when the reports mix requests), ``table1``, the paper's layout, or ``gaps``,
+    the Gap per method and task with each seed's value, then per task the best unlearning
+    method and where TARF stands against each (one request per task only)."""
     if layout == "table1":
         return table1(reports)
+    if layout == "gaps":
+        if mixes_requests(reports):
+            raise ValueError("--layout gaps compares methods on one request per task; these "
+                             "reports mix requests: give the reports of one grid")  # fmt: skip
+        return gap_by_seed(reports, min_seeds=1) + "\n\n" + standings(reports)
     if layout != "runs":
-        raise ValueError(f"unknown layout {layout!r}; valid: runs, table1")
+        raise ValueError(f"unknown layout {layout!r}; valid: runs, table1, gaps")
     mixed = mixes_requests(reports)
     rows = [r for rep in reports for r in report_rows(rep, with_request=mixed)]
     return markdown_table(["request"] * mixed + ["task", "model", *REPORT_COLUMNS], rows)

@@ -29,10 +29,11 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("reports", nargs="+", help="JSON files written by `tarf unlearn --out`")
     p.add_argument("--md", help="write the Markdown table here; left out: print it")
     p.add_argument("--csv", help="write one CSV row per run here")
-    p.add_argument("--layout", choices=("runs", "table1"), default="runs",
+    p.add_argument("--layout", choices=("runs", "table1", "gaps"), default="runs",
                    help="runs: every run with its reference and original; table1: the paper's "
                    "Table 1, one block per task, mean ± std over seeds, best Gap in bold, "
-                   "RTE / retrain time")  # fmt: skip
+                   "RTE / retrain time; gaps: the Gap per method and task with each seed's, "
+                   "then per task the best unlearning method and TARF against each")  # fmt: skip
     p.set_defaults(func=cmd_report)
 
 
@@ -57,7 +58,10 @@ def cmd_report(args: argparse.Namespace) -> int:
             reports.extend(load_reports(path))
         except ValueError as e:
             raise CLIError(str(e)) from None
-    table = runs_table(reports, args.layout)
+    try:
+        table = runs_table(reports, args.layout)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     if args.md:
         write_text(args.md, table + "\n")
     else:
