@@ -746,3 +746,13 @@ def test_every_finished_job_gets_a_line(toy, tmp_path, monkeypatch, capsys):
         f"{out}/ft_target-mismatch_s0.error.txt)",
         f"retrained_target-mismatch_s0: FAILED (see {out}/retrained_target-mismatch_s0.error.txt)",
     ])  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parent.parent / "experiments").glob("*.yaml")),
+    ids=lambda p: p.name,
+)
+def test_every_committed_grid_file_loads(path):
+    """The docs point at each of these files: one that no longer parses is a broken command."""
+    specs = bench.load_grid_file(path)
+    assert specs and all(spec.grid.methods for spec in specs)
