@@ -421,7 +421,8 @@ def standings(reports: Sequence[dict[str, Any]], method: str = "tarf") -> str:
             lines.append(f"- {t}: {head}.")
             continue
         lower, higher, split = [], [], []
-        for lab in means:
+        order = {m: i for i, m in enumerate(TABLE1_METHODS)}
+        for lab in sorted(means, key=lambda lab: _label_order(first[lab], order)):
             shared = sorted(set(gaps[mine][t]) & set(gaps[lab][t]))
             if lab == mine or not shared:
                 continue
