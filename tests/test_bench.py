@@ -749,7 +749,8 @@ def test_every_finished_job_gets_a_line(toy, tmp_path, monkeypatch, capsys):
 
 
 @pytest.mark.parametrize(
-    "path", sorted((Path(__file__).resolve().parent.parent / "experiments").glob("*.yaml")),
+    "path",
+    sorted((Path(__file__).resolve().parent.parent / "experiments").glob("*.yaml")),
     ids=lambda p: p.name,
 )
 def test_every_committed_grid_file_loads(path):

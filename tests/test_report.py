@@ -181,3 +181,11 @@ def test_gaps_layout_shows_one_seed_too_and_refuses_mixed_requests():
     other["request"] = {"forget": ["x"], "target": ["x"]}
     with pytest.raises(ValueError, match="mix requests"):
         runs_table([*reports, other], "gaps")
+
+
+def test_standings_say_when_no_other_method_ran():
+    (line,) = standings([run("data-mismatch", "tarf", 0, 1.0)]).splitlines()
+    assert line == (
+        "- data-mismatch: best unlearning method tarf 1.00 (1 seed); "
+        "no other unlearning method has run here."
+    )

@@ -435,6 +435,9 @@ def standings(reports: Sequence[dict[str, Any]], method: str = "tarf") -> str:
             else:
                 split.append(f"{name}: lower at {wins} of {len(shared)}")
         others = len(lower) + len(higher) + len(split)
+        if not others:
+            lines.append(f"- {t}: {head}; no other unlearning method has run here.")
+            continue
         parts = [f"{method} {means[mine]:.2f} is lower than {len(lower)} of the other "
                  f"{others} at every seed they share"]  # fmt: skip
         if higher:
