@@ -301,9 +301,10 @@ def table1(reports: Sequence[dict[str, Any]]) -> str:
         # the best Gap, in bold, among the unlearning methods that beat leaving the model
         # untouched (retraining on D_un is the bar, not an unlearning method)
         orig_gap = _mean_std([v.get("Gap") for v in origs.values()])
-        known = [g[0] for lab, g in gaps.items() if g is not None and _unlearns(runs[lab][0])]
-        known = [g for g in known if orig_gap is None or g < orig_gap[0]]
-        best = min(known) if known else None
+        means = {lab: g[0] for lab, g in gaps.items() if g is not None}
+        best_lab = _best_label(means, {lab: rs[0] for lab, rs in runs.items()},
+                               orig_gap[0] if orig_gap else None)  # fmt: skip
+        best = means[best_lab] if best_lab else None
         for lab in labels:
             rs = runs[lab]
             n = len(rs)
@@ -343,7 +344,12 @@ def gap_by_seed(reports: Sequence[dict[str, Any]], min_seeds: int = 2) -> str:
     stats = {
         (lab, t): _mean_std(list(gaps[lab].get(t, {}).values())) for lab in labels for t in tasks
     }
-    best = {t: _best(stats, first, t, _original_gaps(reports).get(t)) for t in tasks}
+    originals = _original_gaps(reports)
+    best = {}
+    for t in tasks:
+        means = {lab: stats[(lab, t)][0] for lab in labels if stats[(lab, t)]}
+        lab = _best_label(means, first, originals.get(t))
+        best[t] = means[lab] if lab else None
     rows = []
     for lab in labels:
         cells = [lab]
@@ -388,12 +394,15 @@ def _original_gaps(reports: Sequence[dict[str, Any]]) -> dict[str, float]:
     return {t: sum(v.values()) / len(v) for t, v in by_task.items()}
 
 
-def _best(stats: dict, first: dict[str, dict[str, Any]], task: str, original: float | None):
-    """The lowest mean Gap of an unlearning method on ``task`` that is below the untouched
-    original's; None when no method beat leaving the model as it was."""
-    means = [s[0] for (lab, t), s in stats.items() if t == task and s and _unlearns(first[lab])]
-    means = [g for g in means if original is None or g < original]
-    return min(means, default=None)
+def _best_label(
+    means: dict[str, float], report_of: dict[str, dict[str, Any]], original: float | None
+) -> str | None:
+    """The label with the lowest mean Gap among the unlearning methods (``report_of``: a
+    report of each label) whose Gap is below the untouched original's; None when no
+    method beat leaving the model as it was."""
+    beaten = {lab: g for lab, g in means.items()
+              if _unlearns(report_of[lab]) and (original is None or g < original)}  # fmt: skip
+    return min(beaten, key=beaten.get) if beaten else None
 
 
 def standings(reports: Sequence[dict[str, Any]], method: str = "tarf") -> str:
@@ -408,11 +417,10 @@ def standings(reports: Sequence[dict[str, Any]], method: str = "tarf") -> str:
     for t in tasks:
         means = {lab: sum(g[t].values()) / len(g[t]) for lab, g in gaps.items()
                  if t in g and _unlearns(first[lab])}  # fmt: skip
-        beaten = {lab: g for lab, g in means.items() if t not in originals or g < originals[t]}
-        if beaten:
-            lab = min(beaten, key=beaten.get)
+        lab = _best_label(means, first, originals.get(t))
+        if lab:
             n = len(gaps[lab][t])
-            head = f"best unlearning method {lab} {beaten[lab]:.2f} ({n} seed{'s' * (n != 1)})"
+            head = f"best unlearning method {lab} {means[lab]:.2f} ({n} seed{'s' * (n != 1)})"
         else:
             head = f"no unlearning method beat the untouched original ({originals[t]:.2f})"
         mine = next((lab for lab in means if first[lab]["method"] == method
