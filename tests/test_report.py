@@ -2,17 +2,15 @@
 
 import pytest
 
+from tarf.comparison import gap_by_seed, standings, table1
 from tarf.report import (
     audit_table,
     flat_row,
-    gap_by_seed,
     method_label,
     mixes_requests,
     report_rows,
     runs_table,
     spearman,
-    standings,
-    table1,
 )
 
 

@@ -40,7 +40,8 @@ def collect_reports(out_dir: str | Path) -> list[Report]:
 
 def write_results(out_dir: str | Path) -> list[Report]:
     """``results.csv`` (one row per run) and ``results.md`` (the paper's Table 1 layout)."""
-    from tarf.report import audit_table, flat_row, gap_by_seed, standings, table1, to_csv
+    from tarf.comparison import gap_by_seed, standings, table1
+    from tarf.report import audit_table, flat_row, to_csv
 
     out = Path(out_dir)
     reports = collect_reports(out)

@@ -16,10 +16,10 @@ from typing import Any
 from tarf import bench
 from tarf.cli import options as opt
 from tarf.cli.common import CLIError, hyperparameters, log, preflight
+from tarf.comparison import table1
 from tarf.domains import RANDOM
 from tarf.io import unwritable
 from tarf.recipes import get_recipe
-from tarf.report import table1
 
 # Options that are keys of a grid file too (their dest is the key); --set/--config: "set".
 GRID_OPTIONS = ("dataset", "data_root", "hierarchy", "forget", "concept", "tasks",
