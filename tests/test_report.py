@@ -2,14 +2,13 @@
 
 import pytest
 
-from tarf.comparison import gap_by_seed, standings, table1
+from tarf.comparison import gap_by_seed, runs_table, standings, table1
 from tarf.report import (
     audit_table,
     flat_row,
     method_label,
     mixes_requests,
     report_rows,
-    runs_table,
     spearman,
 )
 

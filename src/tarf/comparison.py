@@ -1,7 +1,8 @@
 """Methods compared on the same request: the paper's Table 1 (mean ± std over seeds),
 the Gap per seed, and per task the best unlearning method and where TARF stands against
 each. ``retrain`` is the bar, never the best; nor is a Gap worse than the untouched
-original's."""
+original's. :func:`runs_table` picks one of these layouts, or one row per run, for
+``tarf report``."""
 
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from tarf.report import (
+    REPORT_COLUMNS,
     TABLE1_COLUMNS,
-    _cell,
-    _label_order,
-    _mean_std,
     markdown_table,
+    mean_std,
     method_label,
+    method_order_key,
     mixes_requests,
+    report_rows,
     request_label,
+    stat_cell,
 )
 
 
@@ -55,29 +58,29 @@ def table1(reports: Sequence[dict[str, Any]]) -> str:
         }
         if refs:
             ref_stats = [
-                _mean_std([v.get(k) for v in refs.values()]) for k in ("UA", "RA", "TA", "MIA")
+                mean_std([v.get(k) for v in refs.values()]) for k in ("UA", "RA", "TA", "MIA")
             ]
-            ref_cells = [_cell(s, len(refs)) for s in ref_stats]
-            train = _mean_std([v.get("train_s") for v in refs.values()])
+            ref_cells = [stat_cell(s, len(refs)) for s in ref_stats]
+            train = mean_std([v.get("train_s") for v in refs.values()])
             lines.append(
                 f"| {task} | retrained (reference) | {len(refs)} | "
-                + " | ".join([*ref_cells, "-", _cell(train, len(refs)), "1.00"])
+                + " | ".join([*ref_cells, "-", stat_cell(train, len(refs)), "1.00"])
                 + " |"
             )
         if origs:
             stats = [
-                _mean_std([v.get(k) for v in origs.values()])
+                mean_std([v.get(k) for v in origs.values()])
                 for k in ("UA", "RA", "TA", "MIA", "Gap")
             ]
-            cells = [_cell(s, len(origs)) for s in stats]
+            cells = [stat_cell(s, len(origs)) for s in stats]
             lines.append(
                 f"| {task} | original | {len(origs)} | " + " | ".join([*cells, "-", "-"]) + " |"
             )
-        labels = sorted(runs, key=lambda lab: _label_order(runs[lab][0]))
-        gaps = {lab: _mean_std([r["metrics"].get("Gap") for r in runs[lab]]) for lab in labels}
+        labels = sorted(runs, key=lambda lab: method_order_key(runs[lab][0]))
+        gaps = {lab: mean_std([r["metrics"].get("Gap") for r in runs[lab]]) for lab in labels}
         # the best Gap, in bold, among the unlearning methods that beat leaving the model
         # untouched (retraining on D_un is the bar, not an unlearning method)
-        orig_gap = _mean_std([v.get("Gap") for v in origs.values()])
+        orig_gap = mean_std([v.get("Gap") for v in origs.values()])
         means = {lab: g[0] for lab, g in gaps.items() if g is not None}
         best_lab = _best_label(means, {lab: rs[0] for lab, rs in runs.items()},
                                orig_gap[0] if orig_gap else None)  # fmt: skip
@@ -94,12 +97,12 @@ def table1(reports: Sequence[dict[str, Any]]) -> str:
                         else None
                         for r in rs
                     ]
-                    stat = _mean_std(vals)
+                    stat = mean_std(vals)
                     cells.append("-" if stat is None else f"{stat[0]:.3f}")
                     continue
-                stat = gaps[lab] if k == "Gap" else _mean_std([r["metrics"].get(k) for r in rs])
+                stat = gaps[lab] if k == "Gap" else mean_std([r["metrics"].get(k) for r in rs])
                 cells.append(
-                    _cell(stat, n, bold=k == "Gap" and stat is not None and stat[0] == best)
+                    stat_cell(stat, n, bold=k == "Gap" and stat is not None and stat[0] == best)
                 )
             lines.append(f"| {task} | {lab} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -116,9 +119,9 @@ def gap_by_seed(reports: Sequence[dict[str, Any]], min_seeds: int = 2) -> str:
     gaps, first, tasks = _gaps_by_method(reports)
     if not any(len(s) >= min_seeds for by_task in gaps.values() for s in by_task.values()):
         return ""
-    labels = sorted(gaps, key=lambda lab: _label_order(first[lab]))
+    labels = sorted(gaps, key=lambda lab: method_order_key(first[lab]))
     stats = {
-        (lab, t): _mean_std(list(gaps[lab].get(t, {}).values())) for lab in labels for t in tasks
+        (lab, t): mean_std(list(gaps[lab].get(t, {}).values())) for lab in labels for t in tasks
     }
     originals = _original_gaps(reports)
     best = {}
@@ -131,7 +134,7 @@ def gap_by_seed(reports: Sequence[dict[str, Any]], min_seeds: int = 2) -> str:
         cells = [lab]
         for t in tasks:
             by_seed, stat = gaps[lab].get(t, {}), stats[(lab, t)]
-            text = _cell(stat, len(by_seed), bold=stat is not None and stat[0] == best[t])
+            text = stat_cell(stat, len(by_seed), bold=stat is not None and stat[0] == best[t])
             if len(by_seed) > 1:
                 text += " (" + " / ".join(f"{by_seed[s]:.2f}" for s in sorted(by_seed)) + ")"
             cells.append(text)
@@ -205,7 +208,7 @@ def standings(reports: Sequence[dict[str, Any]], method: str = "tarf") -> str:
             lines.append(f"- {t}: {head}.")
             continue
         lower, higher, split = [], [], []
-        for lab in sorted(means, key=lambda lab: _label_order(first[lab])):
+        for lab in sorted(means, key=lambda lab: method_order_key(first[lab])):
             shared = sorted(set(gaps[mine][t]) & set(gaps[lab][t]))
             if lab == mine or not shared:
                 continue
@@ -229,3 +232,22 @@ def standings(reports: Sequence[dict[str, Any]], method: str = "tarf") -> str:
             parts.append("split against " + "; ".join(split))
         lines.append(f"- {t}: {head}; " + "; ".join(parts) + ".")
     return "\n".join(lines)
+
+
+def runs_table(reports: Sequence[dict[str, Any]], layout: str = "runs") -> str:
+    """``tarf report``: ``runs``, every run with its reference and original (led by the
+    request when the reports mix requests), ``table1``, the paper's layout, or ``gaps``,
+    the Gap per method and task with each seed's value, then per task the best unlearning
+    method and where TARF stands against each (one request per task only)."""
+    if layout == "table1":
+        return table1(reports)
+    if layout == "gaps":
+        if mixes_requests(reports):
+            raise ValueError("--layout gaps compares methods on one request per task; these "
+                             "reports mix requests: give the reports of one grid")  # fmt: skip
+        return gap_by_seed(reports, min_seeds=1) + "\n\n" + standings(reports)
+    if layout != "runs":
+        raise ValueError(f"unknown layout {layout!r}; valid: runs, table1, gaps")
+    mixed = mixes_requests(reports)
+    rows = [r for rep in reports for r in report_rows(rep, with_request=mixed)]
+    return markdown_table(["request"] * mixed + ["task", "model", *REPORT_COLUMNS], rows)

@@ -153,7 +153,9 @@ def audit_table(reports: Sequence[dict[str, Any]]) -> str:
     audited = [r for r in reports if r.get("audit")]
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     rank = {t: i for i, t in enumerate(MAIN_TASKS)}
-    for rep in sorted(audited, key=lambda r: (rank.get(r["task"], 99), r["task"], _label_order(r))):
+    for rep in sorted(
+        audited, key=lambda r: (rank.get(r["task"], 99), r["task"], method_order_key(r))
+    ):
         groups.setdefault((rep["task"], method_label(rep)), []).append(rep)
     cols = ("Gap", "audit_AUC", "null_max", "audit_TPR@1%FPR", "audit_TPR@0.1%FPR",
             "audit_shift", "audit_F", "audit_score", "probe_BA", "ref_probe_BA")  # fmt: skip
@@ -165,7 +167,7 @@ def audit_table(reports: Sequence[dict[str, Any]]) -> str:
         vals = [_audit_cells(r) for r in rs]
         cells, stats = [], {}
         for c in cols:
-            stats[c] = stat = _mean_std([v[c] for v in vals])
+            stats[c] = stat = mean_std([v[c] for v in vals])
             digits = 3 if c in ("audit_F", "audit_score") else 2
             cells.append("-" if stat is None else f"{stat[0]:.{digits}f}"
                          + (f" ± {stat[1]:.{digits}f}" if len(rs) > 1 else ""))  # fmt: skip
@@ -216,7 +218,9 @@ TABLE1_COLUMNS = ("UA", "RA", "TA", "MIA", "Gap", "RTE_s", "RTE_ratio")
 _METHOD_ORDER = {m: i for i, m in enumerate(TABLE1_METHODS)}  # a method's row in every table
 
 
-def _mean_std(values: Sequence[float | None]) -> tuple[float, float] | None:
+def mean_std(values: Sequence[float | None]) -> tuple[float, float] | None:
+    """Mean and sample standard deviation of the values that were measured (``None`` and
+    NaN are runs that did not measure it), or ``None`` when none was."""
     vals = [float(v) for v in values if v is not None and not math.isnan(float(v))]
     if not vals:
         return None
@@ -225,14 +229,16 @@ def _mean_std(values: Sequence[float | None]) -> tuple[float, float] | None:
     return mean, math.sqrt(var)
 
 
-def _cell(stat: tuple[float, float] | None, n: int, bold: bool = False) -> str:
+def stat_cell(stat: tuple[float, float] | None, n: int, bold: bool = False) -> str:
+    """A table cell: ``mean ± std`` over ``n`` runs (the mean alone for one), ``-`` when
+    nothing was measured."""
     if stat is None:
         return "-"
     text = f"{stat[0]:.2f}" + (f" ± {stat[1]:.2f}" if n > 1 else "")
     return f"**{text}**" if bold else text
 
 
-def _label_order(report: dict[str, Any]) -> tuple:
+def method_order_key(report: dict[str, Any]) -> tuple:
     """Methods in Table 1 order; runs of one method by their changed values, numerically."""
     changes = report.get("config_changes") or {}
     values = tuple((k, v if isinstance(v, (int, float)) else float("inf"), str(v))
@@ -263,27 +269,6 @@ def run_lines(report: dict[str, Any], notes: bool = True) -> list[str]:
     report = normalize_report(report)  # older reports: one note, no warnings list
     lines = identification_lines(report) + [f"warning: {w}" for w in report["warnings"]]
     return lines + ([f"note: {n}" for n in report["notes"]] if notes else [])
-
-
-def runs_table(reports: Sequence[dict[str, Any]], layout: str = "runs") -> str:
-    """``tarf report``: ``runs``, every run with its reference and original (led by the
-    request when the reports mix requests), ``table1``, the paper's layout, or ``gaps``,
-    the Gap per method and task with each seed's value, then per task the best unlearning
-    method and where TARF stands against each (one request per task only)."""
-    from tarf.comparison import gap_by_seed, standings, table1
-
-    if layout == "table1":
-        return table1(reports)
-    if layout == "gaps":
-        if mixes_requests(reports):
-            raise ValueError("--layout gaps compares methods on one request per task; these "
-                             "reports mix requests: give the reports of one grid")  # fmt: skip
-        return gap_by_seed(reports, min_seeds=1) + "\n\n" + standings(reports)
-    if layout != "runs":
-        raise ValueError(f"unknown layout {layout!r}; valid: runs, table1, gaps")
-    mixed = mixes_requests(reports)
-    rows = [r for rep in reports for r in report_rows(rep, with_request=mixed)]
-    return markdown_table(["request"] * mixed + ["task", "model", *REPORT_COLUMNS], rows)
 
 
 def methods_catalogue(methods: dict[str, Any]) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tarf.io import atomic_write, write_text
-from tarf.report import _cell, _mean_std, to_csv
+from tarf.report import mean_std, stat_cell, to_csv
 
 # study -> (what it varies, [(label, TARF hyperparameters)]); labels end up in file names
 STUDIES: dict[str, tuple[str, list[tuple[str, dict[str, Any]]]]] = {
@@ -71,7 +71,7 @@ def rows(reports: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
             row: dict[str, Any] = {"study": name, "variant": label, "task": task,
                                    "seeds": len(runs)}  # fmt: skip
             for m in ("Gap", "UA", "RA", "TA", "MIA", "RTE_s"):
-                mean, sd = _mean_std([float(r["metrics"][m]) for r in runs])
+                mean, sd = mean_std([float(r["metrics"][m]) for r in runs])
                 row[m], row[f"{m}_std"] = round(mean, 2), round(sd, 2)
             out.append(row)
     return out
@@ -89,7 +89,7 @@ def write_summary(reports: list[dict[str, Any]], name: str, out_dir: str | Path)
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]  # fmt: skip
     for r in rs:
         cells = [str(r[c]) if c in ("variant", "task", "seeds") else
-                 _cell((r[c], r[f"{c}_std"]), r["seeds"]) for c in cols]  # fmt: skip
+                 stat_cell((r[c], r[f"{c}_std"]), r["seeds"]) for c in cols]  # fmt: skip
         lines.append("| " + " | ".join(cells) + " |")
     write_text(out_dir / f"ablation_{name}.md", "\n".join(lines) + "\n")
     plot(rs, name, out_dir / f"ablation_{name}.png")

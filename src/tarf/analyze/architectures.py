@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tarf.io import atomic_write, write_text
-from tarf.report import _cell, _mean_std, method_label, to_csv
+from tarf.report import mean_std, method_label, stat_cell, to_csv
 
 METRICS = ("Gap", "UA", "RA", "TA", "MIA")
 UNDERTRAINED_RA_DROP = 10.0  # reference RA points below the first architecture's
@@ -66,7 +66,7 @@ def rows(
                 row: dict[str, Any] = {"arch": arch, "task": task, "method": method,
                                        "seeds": len(metrics)}  # fmt: skip
                 for m in METRICS:
-                    stat = _mean_std([x.get(m) for x in metrics])
+                    stat = mean_std([x.get(m) for x in metrics])
                     row[m], row[f"{m}_std"] = (
                         (None, None) if stat is None else (round(stat[0], 2), round(stat[1], 2))
                     )
@@ -104,7 +104,7 @@ def write_summary(rs: list[dict[str, Any]], out_dir: str | Path) -> None:
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]  # fmt: skip
     for r in rs:
         stats = [None if r[m] is None else (r[m], r[f"{m}_std"]) for m in METRICS]
-        cells = [str(r[c]) for c in cols[:4]] + [_cell(stat, r["seeds"]) for stat in stats]
+        cells = [str(r[c]) for c in cols[:4]] + [stat_cell(stat, r["seeds"]) for stat in stats]
         lines.append("| " + " | ".join(cells) + " |")
     warnings = undertrained(rs)
     if warnings:

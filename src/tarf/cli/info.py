@@ -7,10 +7,11 @@ from typing import Any
 
 from tarf.cli import options as opt
 from tarf.cli.common import CLIError, preflight
+from tarf.comparison import runs_table
 from tarf.hierarchy import LabelHierarchy, builtin_hierarchy
 from tarf.io import write_text
 from tarf.methods import METHODS
-from tarf.report import flat_row, hierarchy_lines, methods_catalogue, runs_table, to_csv
+from tarf.report import flat_row, hierarchy_lines, methods_catalogue, to_csv
 from tarf.schema import load_reports
 
 
