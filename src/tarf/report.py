@@ -169,8 +169,7 @@ def audit_table(reports: Sequence[dict[str, Any]]) -> str:
         for c in cols:
             stats[c] = stat = mean_std([v[c] for v in vals])
             digits = 3 if c in ("audit_F", "audit_score") else 2
-            cells.append("-" if stat is None else f"{stat[0]:.{digits}f}"
-                         + (f" ± {stat[1]:.{digits}f}" if len(rs) > 1 else ""))  # fmt: skip
+            cells.append(stat_cell(stat, len(rs), digits=digits))
         lines.append(f"| {task} | {label} | {len(rs)} | " + " | ".join(cells) + " |")
         if stats["Gap"] is not None and stats["audit_AUC"] is not None:
             means.setdefault(task, []).append((stats["Gap"][0], stats["audit_AUC"][0]))
@@ -229,12 +228,12 @@ def mean_std(values: Sequence[float | None]) -> tuple[float, float] | None:
     return mean, math.sqrt(var)
 
 
-def stat_cell(stat: tuple[float, float] | None, n: int, bold: bool = False) -> str:
+def stat_cell(stat: tuple[float, float] | None, n: int, bold: bool = False, digits: int = 2) -> str:
     """A table cell: ``mean ± std`` over ``n`` runs (the mean alone for one), ``-`` when
     nothing was measured."""
     if stat is None:
         return "-"
-    text = f"{stat[0]:.2f}" + (f" ± {stat[1]:.2f}" if n > 1 else "")
+    text = f"{stat[0]:.{digits}f}" + (f" ± {stat[1]:.{digits}f}" if n > 1 else "")
     return f"**{text}**" if bold else text
 
 
