@@ -93,6 +93,47 @@ def test_a_run_that_wrecked_the_retained_data_is_told_so_and_not_to_push_harder(
     )
 
 
+def test_a_run_that_cost_the_retained_data_more_than_retraining_is_told_so():
+    """Short of damage, a loss of more than 10 points of RA against both the original and
+    the reference is a warning; TARF names the classes it ascended on."""
+    from tarf.methods.base import MethodResult, UnlearnContext
+
+    ctx = UnlearnContext(torch.device("cpu"), get_recipe("tiny"))
+    data = _toy_data()
+    report = {
+        "metrics": {"UA": 0.0, "RA": 81.7},
+        "original": {"UA": 90.0, "RA": 97.5},
+        "reference": {"UA": 0.0, "RA": 98.5},
+    }
+    costly = MethodResult(_Always(1), identification={"classes": ["Shirt", "Dress"]})
+    line = run.cost_warning(get_method("ft"), costly, _Always(1), data, ctx, report)
+    assert line.startswith("ft cost the retained data more than 10 points: RA 81.7%")
+    assert "the original's 97.5% and the retrained reference's 98.5%" in line
+    assert "lower its learning rate" in line
+    # methods without a learning rate name their own setting
+    for name, fix in (("iu", "lower alpha"), ("ssd", "raise alpha")):
+        assert fix in run.cost_warning(get_method(name), costly, _Always(1), data, ctx, report)
+    line = run.cost_warning(get_method("tarf"), costly, _Always(1), data, ctx, report)
+    assert "ascended on the classes identification set aside (Shirt, Dress)" in line
+    costly.details["k"] = 0.1
+    zero = get_method("tarf", identified_op="zero")
+    line = run.cost_warning(zero, costly, _Always(1), data, ctx, report)
+    assert "set aside" not in line and "lower k (--set k=0.05)" in line
+    # what retraining loses too is not the method's cost: the bar is the lower of the two
+    report["reference"]["RA"] = 90.0
+    assert run.cost_warning(get_method("ft"), costly, _Always(1), data, ctx, report) is None
+    report["metrics"]["RA"] = 88.0  # under 10 points lost: no warning
+    report["reference"]["RA"] = 98.5
+    assert run.cost_warning(get_method("ft"), costly, _Always(1), data, ctx, report) is None
+    # unmeasured: on a sample of D_un, against the original alone (here right on half)
+    line = run.cost_warning(get_method("ft"), costly, _Always(1), data, ctx, {"metrics": {}})
+    assert line is None  # the same model: nothing lost
+    # damage comes first, and only one line is given
+    report["metrics"]["RA"] = 30.0
+    checks = [c(get_method("ft"), costly, _Always(1), data, ctx, report) for c in run.CHECKS]
+    assert "damaged the model" in checks[0] and "cost the retained data" in checks[2]
+
+
 def test_a_run_that_forgot_the_forget_data_but_not_the_target_is_told_why():
     """Target mismatch: D_f is forgotten but UA on D_t stays high, so the cause is the rest
     of the concept, not a weak ascent; TARF names the classes it set aside."""

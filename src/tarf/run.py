@@ -100,6 +100,32 @@ WEAK_FORGETTING = 0.5
 # DAMAGE_SAMPLES of D_un): it forgot far more than was asked.
 DAMAGED = 0.5
 DAMAGE_SAMPLES = 2000
+# Short of damage, a run is still told what it cost when it lost more than this many
+# points of accuracy on the retained data against the original and, where there is one,
+# the retrained reference (which shows what leaving D_f out costs by itself).
+COSTLY_POINTS = 10.0
+
+
+def retained_accuracy(
+    result: MethodResult,
+    original: nn.Module,
+    data: UnlearnData,
+    ctx: UnlearnContext,
+    report: Report,
+) -> tuple[float, float, str] | None:
+    """The original's and the unlearned model's accuracy on the retained data, and its
+    name: RA where the run is measured, else on a seeded sample of ``D_un``."""
+    m, orig = report.get("metrics") or {}, report.get("original") or {}
+    if m.get("RA") is not None and orig.get("RA") is not None:
+        return orig["RA"], m["RA"], "RA"
+    n = min(len(data.y_remain), DAMAGE_SAMPLES)
+    if n == 0:
+        return None
+    gen = torch.Generator().manual_seed(ctx.seed)
+    idx = torch.randperm(len(data.y_remain), generator=gen)[:n]
+    x, y = data.x_remain[idx], data.y_remain[idx]
+    before, after = (accuracy(net, x, y, ctx.device) for net in (original, result.model))
+    return before, after, "accuracy on the data kept"
 
 
 def damage_warning(
@@ -112,23 +138,42 @@ def damage_warning(
 ) -> str | None:
     """One line when the run wrecked what it should keep, with the likely cause and the
     fix (the opposite advice to :func:`forgetting_warning`'s, which it then replaces)."""
-    m, orig = report.get("metrics") or {}, report.get("original") or {}
-    if m.get("RA") is not None and orig.get("RA") is not None:
-        before, after, what = orig["RA"], m["RA"], "RA"
-    else:
-        n = min(len(data.y_remain), DAMAGE_SAMPLES)
-        if n == 0:
-            return None
-        gen = torch.Generator().manual_seed(ctx.seed)
-        idx = torch.randperm(len(data.y_remain), generator=gen)[:n]
-        x, y = data.x_remain[idx], data.y_remain[idx]
-        before, after = (accuracy(net, x, y, ctx.device) for net in (original, result.model))
-        what = "accuracy on the data kept"
+    kept = retained_accuracy(result, original, data, ctx, report)
+    if kept is None:
+        return None
+    before, after, what = kept
     if before < 20 or after >= DAMAGED * before:
         return None
     return (
         f"{method.name} damaged the model: {what} {after:.1f}% against the original's "
         f"{before:.1f}%; {method.damage_hint(result)}"
+    )
+
+
+def cost_warning(
+    method: Method,
+    result: MethodResult,
+    original: nn.Module,
+    data: UnlearnData,
+    ctx: UnlearnContext,
+    report: Report,
+) -> str | None:
+    """One line when the run, short of damage, lost more than :data:`COSTLY_POINTS` of
+    the retained accuracy that retraining keeps: the forgetting came at a cost the user
+    should weigh (checked last, so that a worse failure is the one named)."""
+    kept = retained_accuracy(result, original, data, ctx, report)
+    if kept is None:
+        return None
+    before, after, what = kept
+    ref = (report.get("reference") or {}).get("RA") if what == "RA" else None
+    bar = min(before, ref) if ref is not None else before
+    if before < 20 or after >= bar - COSTLY_POINTS:
+        return None
+    against = f" and the retrained reference's {ref:.1f}%" if ref is not None else ""
+    return (
+        f"{method.name} cost the retained data more than {COSTLY_POINTS:g} points: {what} "
+        f"{after:.1f}% against the original's {before:.1f}%{against}; "
+        f"{method.cost_hint(result)}"
     )
 
 
@@ -177,6 +222,11 @@ def forgetting_warning(
             return None
         what = f"it still classifies the forget data at {after:.1f}% (the original: {before:.1f}%)"
     return f"{method.name} forgot little: {what}; {method.weak_forgetting_hint(result)}"
+
+
+# After every run, the first of these that has something to say is the run's warning:
+# damage first (its advice is the opposite of forgot-little's), cost last.
+CHECKS = (damage_warning, forgetting_warning, cost_warning)
 
 
 def execute(
@@ -252,8 +302,8 @@ def execute(
                 report["metrics"]["RTE_ratio"] = rte / reference["train_s"]
             if report["original"] is not None:
                 report["original"]["Gap"] = gap_to(report["original"], reference)
-    failed = damage_warning(method, result, model, data, ctx, report) or forgetting_warning(
-        method, result, model, data, ctx, report
+    failed = next(
+        filter(None, (check(method, result, model, data, ctx, report) for check in CHECKS)), None
     )
     report["warnings"] = list(result.warnings) + ([failed] if failed else [])
     report["notes"] = list(notes or [])

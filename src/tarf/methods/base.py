@@ -134,6 +134,11 @@ class Method:
             "(--set lr=...) or its epochs"
         )
 
+    def cost_hint(self, result: MethodResult) -> str:
+        """The likely cause and the fix when a run, short of damage, cost the retained
+        data more than retraining does (``tarf.run``): by default the damage hint's."""
+        return self.damage_hint(result)
+
     def hidden_target_hint(self, result: MethodResult) -> str:
         """The likely cause and the fix when a run forgot the forget data but not the rest
         of the target concept (target or data mismatch: the target holds more than D_f)."""

@@ -202,6 +202,12 @@ class IU(Method):
     name = "iu"
     Config = IUConfig
 
+    def weak_forgetting_hint(self, result: MethodResult) -> str:
+        return "its one Newton step was too small for this model; raise alpha (--set alpha=...)"
+
+    def damage_hint(self, result: MethodResult) -> str:
+        return "its one Newton step was too large for this model; lower alpha (--set alpha=...)"
+
     def run(self, model: nn.Module, data: UnlearnData, ctx: UnlearnContext) -> MethodResult:
         c = self.config
         start = time.perf_counter()

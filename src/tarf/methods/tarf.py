@@ -428,6 +428,22 @@ class TARF(Method):
             "(--forget); if the number set aside is wrong, give it (--prior)"
         )
 
+    def cost_hint(self, result: MethodResult) -> str:
+        """The cost on the retained data most often comes from ascending on classes that
+        identification set aside wrongly: name them."""
+        ident = result.identification or {}
+        k = result.details.get("k") or 0.0
+        weaker = f"lower k (--set k={k / 2:g}) or lr" if k > 0 else "lower k or lr"
+        if ident.get("classes") and self.config.identified_op == "ascent":
+            return (
+                f"it ascended on the classes identification set aside "
+                f"({', '.join(map(str, ident['classes']))}) too: one outside the concept "
+                "loses its accuracy (hand over images of the concept's classes as forget "
+                "data, --forget, or leave what is set aside alone, --set "
+                f"identified_op=zero); if all belong to it, the ascent reached further: {weaker}"
+            )
+        return f"the ascent reached past what it was asked to forget: {weaker}"
+
     def weak_forgetting_hint(self, result: MethodResult) -> str:
         """The likely cause and the fix when a run forgot little (:mod:`tarf.run`)."""
         if (result.identification or {}).get("warning"):
