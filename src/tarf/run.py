@@ -114,18 +114,21 @@ def retained_accuracy(
     report: Report,
 ) -> tuple[float, float, str] | None:
     """The original's and the unlearned model's accuracy on the retained data, and its
-    name: RA where the run is measured, else on a seeded sample of ``D_un``."""
+    name: RA where the run is measured, else on a seeded sample of ``D_un``. None when
+    there is nothing to judge a loss by: no retained data, or an original under 20 %."""
     m, orig = report.get("metrics") or {}, report.get("original") or {}
     if m.get("RA") is not None and orig.get("RA") is not None:
-        return orig["RA"], m["RA"], "RA"
-    n = min(len(data.y_remain), DAMAGE_SAMPLES)
-    if n == 0:
-        return None
-    gen = torch.Generator().manual_seed(ctx.seed)
-    idx = torch.randperm(len(data.y_remain), generator=gen)[:n]
-    x, y = data.x_remain[idx], data.y_remain[idx]
-    before, after = (accuracy(net, x, y, ctx.device) for net in (original, result.model))
-    return before, after, "accuracy on the data kept"
+        before, after, what = orig["RA"], m["RA"], "RA"
+    else:
+        n = min(len(data.y_remain), DAMAGE_SAMPLES)
+        if n == 0:
+            return None
+        gen = torch.Generator().manual_seed(ctx.seed)
+        idx = torch.randperm(len(data.y_remain), generator=gen)[:n]
+        x, y = data.x_remain[idx], data.y_remain[idx]
+        before, after = (accuracy(net, x, y, ctx.device) for net in (original, result.model))
+        what = "accuracy on the data kept"
+    return (before, after, what) if before >= 20 else None
 
 
 def damage_warning(
@@ -142,7 +145,7 @@ def damage_warning(
     if kept is None:
         return None
     before, after, what = kept
-    if before < 20 or after >= DAMAGED * before:
+    if after >= DAMAGED * before:
         return None
     return (
         f"{method.name} damaged the model: {what} {after:.1f}% against the original's "
@@ -167,7 +170,7 @@ def cost_warning(
     before, after, what = kept
     ref = (report.get("reference") or {}).get("RA") if what == "RA" else None
     bar = min(before, ref) if ref is not None else before
-    if before < 20 or after >= bar - COSTLY_POINTS:
+    if after >= bar - COSTLY_POINTS:
         return None
     against = f" and the retrained reference's {ref:.1f}%" if ref is not None else ""
     return (
