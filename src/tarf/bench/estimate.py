@@ -5,6 +5,7 @@ machine have measured."""
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,11 @@ EVAL_OVERHEAD_S: dict[tuple[str, str], float] = {
 }
 
 
-def _mean(vals: list[float]) -> float | None:
+def _typical(vals: list[float]) -> float | None:
+    """The median of the finite values: a job slowed by another bench sharing the cores
+    (niced, or three to a core) moves it little, where it would drag a mean."""
     vals = [v for v in vals if v is not None and math.isfinite(v)]
-    return sum(vals) / len(vals) if vals else None
+    return statistics.median(vals) if vals else None
 
 
 @dataclass
@@ -42,8 +45,8 @@ class Estimate:
 
 
 def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -> Estimate:
-    """Time left from what this folder has measured: per method the mean wall time in
-    bench_log.jsonl, else its reports' mean RTE plus the evaluation overhead (measured in
+    """Time left from what this folder has measured: per method the median wall time in
+    bench_log.jsonl, else its reports' median RTE plus the evaluation overhead (measured in
     the log, else ``EVAL_OVERHEAD_S``), else the cache's log (other benches on this
     machine); per model the recorded training times, else the cache's log."""
     from tarf.cache import cache_root
@@ -60,15 +63,17 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
     machine_all = [x for x in read_log(cache_root()) if x.get("status") == "ok"]
     machine_log = [x for x in machine_all if same(x)]
     reports = [r for r in collect_reports(out_dir) if same(r)]
-    overhead = _mean([x["seconds"] - x["rte_s"] for x in log if x.get("rte_s") is not None])
+    overhead = _typical([x["seconds"] - x["rte_s"] for x in log if x.get("rte_s") is not None])
     over_src = "measured"
     if overhead is None:
         overhead, over_src = EVAL_OVERHEAD_S.get((g.dataset, g.recipe)), "fixed"
     run_s: dict[str, float | None] = {}
     src: dict[str, str] = {}
     for m in g.methods:
-        logged = _mean([x["seconds"] for x in log if x["kind"] == "run" and x.get("method") == m])
-        rte = _mean([r["metrics"].get("RTE_s") for r in reports if r["method"] == m])
+        logged = _typical(
+            [x["seconds"] for x in log if x["kind"] == "run" and x.get("method") == m]
+        )
+        rte = _typical([r["metrics"].get("RTE_s") for r in reports if r["method"] == m])
         if logged is not None:
             run_s[m], src[m] = logged, "bench_log"
         elif rte is not None and overhead is not None:
@@ -76,7 +81,7 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
         else:
             runs = (x for x in machine_log if x["kind"] == "run" and x.get("method") == m)
             elsewhere = [x["seconds"] for x in runs]
-            run_s[m], src[m] = _mean(elsewhere), "cache log" if elsewhere else "unknown"
+            run_s[m], src[m] = _typical(elsewhere), "cache log" if elsewhere else "unknown"
     trained, trained_elsewhere = (
         [x["seconds"] for x in lines if x["kind"] == "model" and not x.get("cached")]
         for lines in (log, machine_log)
@@ -88,8 +93,8 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
     model_s, model_src = None, "unknown"
     for vals, name in ((trained, "bench_log"), (recorded, "cache"), (from_reports, "reports"),
                        (trained_elsewhere, "cache log")):  # fmt: skip
-        if _mean(vals) is not None:
-            model_s, model_src = _mean(vals), name
+        if _typical(vals) is not None:
+            model_s, model_src = _typical(vals), name
             break
     if ":" in g.recipe and (model_s is None or None in run_s.values()):
         # a swapped architecture not measured yet: the base recipe's times on this
@@ -140,22 +145,22 @@ def _scaled_from_base(
     ratio = forward_flops(arch, plan.input_shape) / forward_flops(base_arch, plan.input_shape)
     runs_logged = [x for x in log if x["kind"] == "run"]
     alike = [x for x in runs_logged if bool(x.get("audit")) == bool(g.audit)]
-    overhead = _mean([x["seconds"] - x["rte_s"] for x in alike if x.get("rte_s") is not None])
+    overhead = _typical([x["seconds"] - x["rte_s"] for x in alike if x.get("rte_s") is not None])
     if overhead is None:
         overhead = EVAL_OVERHEAD_S.get((g.dataset, base))
     runs: dict[str, float | None] = {}
     for m in g.methods:
-        runs[m] = _mean([x["seconds"] for x in alike if x.get("method") == m])
+        runs[m] = _typical([x["seconds"] for x in alike if x.get("method") == m])
         if runs[m] is None and not g.audit and overhead is not None:
-            rte = _mean([x.get("rte_s") for x in runs_logged if x.get("method") == m])
+            rte = _typical([x.get("rte_s") for x in runs_logged if x.get("method") == m])
             runs[m] = None if rte is None else rte + overhead
-    model = _mean([x["seconds"] for x in log if x["kind"] == "model" and not x.get("cached")])
+    model = _typical([x["seconds"] for x in log if x["kind"] == "model" and not x.get("cached")])
     return ratio, runs, model
 
 
 def expected_model_s(dataset: str, recipe: str) -> float | None:
     """Seconds a model of ``dataset`` and ``recipe`` takes to train on this machine: the
-    mean of the trainings the benches here logged (the cache's ``bench_log.jsonl``); None
+    median of the trainings the benches here logged (the cache's ``bench_log.jsonl``); None
     when none was logged (the line before a training then shows no time)."""
     from tarf.cache import cache_root
 
@@ -165,7 +170,7 @@ def expected_model_s(dataset: str, recipe: str) -> float | None:
         if x.get("kind") == "model" and x.get("status") == "ok" and not x.get("cached")
         and x.get("dataset") == dataset and x.get("recipe") == recipe
     ]  # fmt: skip
-    return _mean(times)
+    return _typical(times)
 
 
 def _cached_train_s(key: str, cache: Any) -> float | None:
