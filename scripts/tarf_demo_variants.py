@@ -64,6 +64,9 @@ CANDIDATES = {
     "one mixed batch everywhere, the running statistics as the steps left them (`phase2_batch=mixed batchnorm_stats=trained`)": {
         "phase2_batch": "mixed", "batchnorm_stats": "trained",
     },
+    "the defaults, Phase III's rate falling to zero on every task (`phase3_lr=anneal`)": {
+        "phase3_lr": "anneal",
+    },
 }  # fmt: skip
 
 
