@@ -7,7 +7,8 @@ TA).
 
 Reads every ``<method>_<task>_s<seed>.json`` under docs/results/tarf-design/*/defaults
 (TARF's current defaults on the design cases) and docs/results/tarf-heldout/* (the
-held-out cases, TARF from a case's ``defaults/`` where there is one); seconds.
+held-out cases; a case's ``defaults/`` sub-folder, TARF rerun with the current defaults,
+gets rows of its own, labelled so); seconds.
 """
 
 from __future__ import annotations

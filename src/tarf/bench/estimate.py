@@ -93,8 +93,8 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
     model_s, model_src = None, "unknown"
     for vals, name in ((trained, "bench_log"), (recorded, "cache"), (from_reports, "reports"),
                        (trained_elsewhere, "cache log")):  # fmt: skip
-        if _typical(vals) is not None:
-            model_s, model_src = _typical(vals), name
+        if (typical := _typical(vals)) is not None:
+            model_s, model_src = typical, name
             break
     if ":" in g.recipe and (model_s is None or None in run_s.values()):
         # a swapped architecture not measured yet: the base recipe's times on this
