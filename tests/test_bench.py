@@ -394,6 +394,38 @@ def test_a_model_in_training_elsewhere_waits_behind_the_rest(toy, tmp_path):
     assert all(x["status"] == "ok" for x in log_lines(out))  # "busy" is not a result
 
 
+def test_runs_unblocked_meanwhile_go_before_the_wait(toy, tmp_path):
+    """One worker, a model held by another bench: the runs that the other models unlock
+    run before this bench sits waiting for the held one (not queued behind the wait)."""
+    import contextlib
+
+    from tarf.cache import ModelCache
+
+    out = tmp_path / "bench"
+    plan = bench.make_plan(grid(), out)
+    held = next(m for m in plan.models if m.job.name == "retrained_all-matched_s0")
+    other_bench = contextlib.ExitStack()
+    other_bench.enter_context(ModelCache().lock(held.key))
+    order = []
+
+    class OtherBenchFinishes(bench.LocalBackend):
+        def submit(self, fn, job, out_dir):
+            if fn is bench.jobs.train_model_job:  # the wait starts: let the lock go
+                other_bench.close()
+                order.append("wait")
+            super().submit(fn, job, out_dir)
+
+        def results(self):
+            for res in super().results():
+                order.append(res["job"])
+                yield res
+
+    outcome = bench.run_plan(plan, out, OtherBenchFinishes(1), log=lambda _m: None)
+    assert sorted(outcome.ok) == ["ft_all-matched_s0", "ft_target-mismatch_s0"]
+    assert order.index("ft_target-mismatch_s0") < order.index("wait")
+    assert order[-2:] == ["retrained_all-matched_s0", "ft_all-matched_s0"]
+
+
 def test_process_pool(toy, tmp_path):
     """Two spawned workers: they load the toy data through ``setup`` and share the cache."""
     out = tmp_path / "bench"

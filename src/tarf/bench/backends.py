@@ -2,6 +2,10 @@
 as it finishes: ``with backend: backend.submit(fn, job, out_dir); for res in
 backend.results(): ...`` (jobs submitted while iterating are included).
 
+``slots`` is how many jobs run at once (None: as many as the cluster has room for) and
+``pending()`` how many are submitted and not yet yielded, so a caller can keep work that
+would only wait (a model another process is training) until a slot would idle.
+
 ``LocalBackend`` runs in this process or a spawned process pool (whose workers take the
 visible GPUs in turn); ``RayBackend`` runs each job as a Ray task, on this machine or a
 cluster, with the GPUs the grid's device needs. A worker that dies yields a "failed"
@@ -64,6 +68,7 @@ class LocalBackend:
 
     def __init__(self, jobs: int, setup: Callable[[], None] | None = None) -> None:
         self.jobs, self.setup, self.pool = jobs, setup, None
+        self.slots: int | None = jobs
         self.queue: deque = deque()  # jobs == 1: run one by one, in order
         self.futures: dict = {}  # the pool's: future -> (job, out_dir)
 
@@ -91,6 +96,10 @@ class LocalBackend:
             self.queue.append((fn, job, out_dir))
         else:
             self.futures[self.pool.submit(fn, job, out_dir)] = (job, out_dir)
+
+    def pending(self) -> int:
+        """Jobs submitted and not yet yielded by ``results``."""
+        return len(self.queue) + len(self.futures)
 
     def results(self) -> Iterator[dict[str, Any]]:
         """Each job's result as it finishes, until none is left; jobs submitted while
@@ -177,6 +186,7 @@ class RayBackend:
         if importlib.util.find_spec("ray") is None:
             raise BenchError("the ray backend needs Ray: install with pip install tarf[ray]")
         self.cpus, self.setup, self.started = cpus_per_job, setup, False
+        self.slots: int | None = None  # the cluster's room is not known here
         self.refs: dict = {}  # object ref -> (job, out_dir)
 
     def __enter__(self) -> RayBackend:
@@ -215,6 +225,9 @@ class RayBackend:
     def submit(self, fn: Callable, job: Any, out_dir: str) -> None:
         threads = max(1, int(self.cpus))
         self.refs[self.task.remote(fn, job, out_dir, threads, self.setup)] = (job, out_dir)
+
+    def pending(self) -> int:
+        return len(self.refs)
 
     def results(self) -> Iterator[dict[str, Any]]:
         while self.refs:

@@ -34,8 +34,8 @@ def run_plan(
     models it needs are there (models are submitted first: they unblock runs); each
     finished job appends its wall time to bench_log.jsonl and gets a line in ``log``
     (:func:`job_line`). A failed model fails the runs that need it, and only those. A
-    model another process is training is queued again behind the rest of the work, and
-    waited for then."""
+    model another process is training is waited for only when a slot of the backend would
+    otherwise idle, so the runs that other models unlock in the meantime go first."""
     from tqdm.auto import tqdm
 
     log = log or jobs._log
@@ -51,6 +51,7 @@ def run_plan(
     runs = {r.name: r for r in plan.todo()}
     needs: dict[str, set[str]] = {name: set() for name in runs}  # run -> models not there yet
     bad_models: list[str] = []
+    busy: list[str] = []  # models in training elsewhere, waited for when a slot is free
     for m in models:
         for user in m.users:
             if user in needs:
@@ -73,25 +74,13 @@ def run_plan(
             bar.update()
             say(job_line(res, count, total, out))
 
-        for m in models:  # another bench training one of them must not stall this one
-            backend.submit(jobs.train_model_without_waiting, m.job, str(out))
-        for name in [n for n, missing in needs.items() if not missing]:
-            backend.submit(jobs.run_job, runs[name], str(out))
-            del needs[name]
-        for res in backend.results():
-            if res["status"] == "busy":  # in training elsewhere: wait for it after the rest
-                say(f"{res['job']}: another process is training it; waiting for it after "
-                    "the rest of the work")  # fmt: skip
-                backend.submit(jobs.train_model_job, models_by_name[res["job"]], str(out))
-                continue
-            if res["status"] != "skipped":
-                append_log(out, res)
-            finished(res)
-            if res["kind"] == "run":
-                {"ok": outcome.ok, "failed": outcome.failed, "skipped": outcome.skipped}[
-                    res["status"]
-                ].append(res["job"])
-                continue
+        def wait_if_idle() -> None:
+            """Wait for busy models only in slots no runnable job would take."""
+            while busy and (backend.slots is None or backend.pending() < backend.slots):
+                backend.submit(jobs.train_model_job, models_by_name[busy.pop(0)], str(out))
+
+        def model_done(res: dict[str, Any]) -> None:
+            """Submit the runs a trained model unblocks; fail those a failed one blocks."""
             model, failed = res["job"], res["status"] == "failed"
             if failed:
                 bad_models.append(model)
@@ -110,6 +99,28 @@ def run_plan(
                 if not needs[name]:
                     backend.submit(jobs.run_job, runs[name], str(out))
                     del needs[name]
+
+        for m in models:  # another bench training one of them must not stall this one
+            backend.submit(jobs.train_model_without_waiting, m.job, str(out))
+        for name in [n for n, missing in needs.items() if not missing]:
+            backend.submit(jobs.run_job, runs[name], str(out))
+            del needs[name]
+        for res in backend.results():
+            if res["status"] == "busy":  # in training elsewhere: wait for it when idle
+                say(f"{res['job']}: another process is training it; waiting for it after "
+                    "the rest of the work")  # fmt: skip
+                busy.append(res["job"])
+            else:
+                if res["status"] != "skipped":
+                    append_log(out, res)
+                finished(res)
+                if res["kind"] == "run":
+                    {"ok": outcome.ok, "failed": outcome.failed, "skipped": outcome.skipped}[
+                        res["status"]
+                    ].append(res["job"])
+                else:
+                    model_done(res)
+            wait_if_idle()
     outcome.failed[:0] = sorted(bad_models)
     return outcome
 
