@@ -318,6 +318,18 @@ def test_bench_file_passes_only_the_options_given(capsys, grid_file_calls, tmp_p
     assert grid_file_calls[-1][1] == {"methods": "ft", "set": {"lr": "0.2", "k": 0.1}}
 
 
+def test_bench_only_picks_grids_by_their_folder(capsys, grid_file_calls, tmp_path):
+    only = str(tmp_path / "b")  # the folder's whole path: "b" alone is in tmp_path too
+    code, out, err = run(capsys, "bench", "grids.yaml", "--only", only, "--dry-run")
+    assert code == 0, err
+    assert "grid 1 of 1: " + str(tmp_path / "b") in out and "(first)" not in out
+    code, _, err = run(capsys, "bench", "grids.yaml", "--only", "zz", "--dry-run")
+    assert code == 2 and "--only zz: no grid of grids.yaml" in err and str(tmp_path / "a") in err
+    code, _, err = run(capsys, "bench", *DIGITS, "--forget", "1", "--out", str(tmp_path / "o"),
+                       "--only", "b", "--dry-run")  # fmt: skip
+    assert code == 2 and "--only picks grids of a grid FILE" in err
+
+
 def test_bench_without_a_file_needs_the_grid(capsys):
     code, _, err = run(capsys, "bench", "--dataset", "digits", "--dry-run")
     assert code == 2 and "give a grid FILE, or --forget, --out" in err

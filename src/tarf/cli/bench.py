@@ -51,6 +51,9 @@ def add_parsers(sub: Any) -> None:
     opt.device(g, track=True)
     opt.out(g, "folder of the run reports and results (required without a FILE)", track=True)
     opt.audit(g, track=True)
+    g.add_argument("--only", metavar="TEXT[,TEXT]",
+                   help="with a FILE: run only its grids whose out folder contains one of "
+                   "these (e.g. --only digits-curved); every grid is still checked")  # fmt: skip
     opt.method_options(p, scoped=True)
     g = p.add_argument_group("execution")
     opt.jobs(g)
@@ -72,6 +75,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     jobs = args.jobs or bench.default_jobs()
     if jobs < 1:
         raise CLIError("--jobs must be >= 1")
+    if args.only and not args.file:
+        raise CLIError("--only picks grids of a grid FILE; give the file, or leave --only out")
     specs = _grids_from_file(args) if args.file else [(_grid_from_options(args), args.out, "")]
     backend = (  # Ray's GPU request is checked against the grids' devices here, before any work
         bench.RayBackend(
@@ -118,7 +123,16 @@ def _grids_from_file(args: argparse.Namespace) -> list[tuple[Any, Path, str]]:
     overrides = {k: getattr(args, k) for k in GRID_OPTIONS if k in given}
     if {"set", "config"} & given:
         overrides["set"] = hyperparameters(args)
-    return [(s.grid, s.out, s.description) for s in bench.load_grid_file(args.file, **overrides)]
+    specs = [(s.grid, s.out, s.description) for s in bench.load_grid_file(args.file, **overrides)]
+    if not args.only:
+        return specs
+    wanted = [w for w in args.only.split(",") if w]
+    picked = [spec for spec in specs if any(w in str(spec[1]) for w in wanted)]
+    if not picked:
+        outs = ", ".join(str(out) for _, out, _ in specs)
+        raise CLIError(f"--only {args.only}: no grid of {args.file} has an out folder "
+                       f"containing it; its grids' folders: {outs}")  # fmt: skip
+    return picked
 
 
 def _grid_from_options(args: argparse.Namespace) -> Any:
