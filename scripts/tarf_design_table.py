@@ -7,8 +7,10 @@ folder's reports), as a Markdown table (docs/methods.md, "What TARF achieves").
         [--baselines ssd,neggrad-plus]   # methods of the committed grid as columns too
 
 A column is a folder under docs/results/tarf-design/<case>/, or ``label=folder`` (``.``:
-the case's folder itself: TARF with its settings of 2026-12-02 on earlier models). Reads
-only committed reports; seconds. A cell whose run is missing shows "—".
+the case's folder itself: TARF with its settings of 2026-12-02 on earlier models), or
+``label=folderA|folderB``: each run from the first of them that holds it (the current
+defaults where a default changed for some tasks only and was rerun on those). Reads only
+committed reports; seconds. A cell whose run is missing shows "—".
 """
 
 from __future__ import annotations
@@ -48,6 +50,15 @@ def best_baseline(grid: Path, task: str, seed: int) -> str:
     return f"{NAMES.get(m, m.upper())} {gaps[m]:.2f}"
 
 
+def first_report(case: Path, column: str, name: str) -> dict | None:
+    """The report ``name`` from the first folder of ``column`` (``a|b``) that holds it."""
+    for folder in column.split("|"):
+        report = read_report(case / folder / name)
+        if report is not None:
+            return report
+    return None
+
+
 def cell(values: list[float | None]) -> str:
     shown = " / ".join("—" if v is None else f"{v:.2f}" for v in values)
     done = [v for v in values if v is not None]
@@ -75,7 +86,7 @@ def main() -> None:
         for task in TASKS:
             case = REPO / "docs/results/tarf-design" / folder
             runs = [
-                [read_report(case / column / f"tarf_{task}_s{s}.json") for s in seeds]
+                [first_report(case, column, f"tarf_{task}_s{s}.json") for s in seeds]
                 for column in columns.values()
             ]
             row = [f"{label} {task.replace('-', ' ')}", *(cell([gap(r) for r in c]) for c in runs)]
