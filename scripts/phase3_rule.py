@@ -27,8 +27,7 @@ def cells(case: str) -> list[tuple[str, int, dict | None, dict | None]]:
         for seed in SEEDS:
             pair = []
             for column in ("phase3-constant", "phase3-anneal"):
-                path = DESIGN / case / column / f"tarf_{task}_s{seed}.json"
-                pair.append(read_report(path) if path.exists() else None)
+                pair.append(read_report(DESIGN / case / column / f"tarf_{task}_s{seed}.json"))
             out.append((task, seed, *pair))
     return out
 

@@ -347,31 +347,42 @@ def test_runs_start_as_soon_as_their_models_are_there(toy, tmp_path, monkeypatch
     assert "not run: model retrained_target-mismatch_s0 failed" in why
 
 
-def test_a_model_in_training_elsewhere_waits_behind_the_rest(toy, tmp_path):
-    """Another bench holds the lock of one model: this one trains the others first and
-    comes back to it (waiting then), instead of blocking a worker from the start."""
+def _another_bench_holds(plan, model: str, events: list) -> bench.LocalBackend:
+    """A one-worker backend while another bench holds ``model``'s lock, which it lets go
+    once this bench starts waiting for the model; ``events`` gets ("wait", None) then,
+    and (job, status) for every result."""
     import contextlib
-    import signal
 
     from tarf.cache import ModelCache
 
-    out = tmp_path / "bench"
-    plan = bench.make_plan(grid(), out)
-    held = next(m for m in plan.models if m.job.name == "original_class_s0")
+    held = next(m for m in plan.models if m.job.name == model)
     other_bench = contextlib.ExitStack()
     other_bench.enter_context(ModelCache().lock(held.key))
-    results = []
 
     class OtherBenchFinishes(bench.LocalBackend):
         def submit(self, fn, job, out_dir):
-            if fn is bench.jobs.train_model_job:  # queued again to wait: let the lock go
+            if fn is bench.jobs.train_model_job:  # the wait starts: let the lock go
                 other_bench.close()
+                events.append(("wait", None))
             super().submit(fn, job, out_dir)
 
         def results(self):
             for res in super().results():
-                results.append((res["job"], res["status"]))
+                events.append((res["job"], res["status"]))
                 yield res
+
+    return OtherBenchFinishes(1)
+
+
+def test_a_model_in_training_elsewhere_waits_behind_the_rest(toy, tmp_path):
+    """Another bench holds the lock of one model: this one trains the others first and
+    comes back to it (waiting then), instead of blocking a worker from the start."""
+    import signal
+
+    out = tmp_path / "bench"
+    plan = bench.make_plan(grid(), out)
+    events = []
+    backend = _another_bench_holds(plan, "original_class_s0", events)
 
     def blocked(*_):
         raise TimeoutError("the bench blocked on the held lock instead of moving on")
@@ -379,11 +390,11 @@ def test_a_model_in_training_elsewhere_waits_behind_the_rest(toy, tmp_path):
     previous = signal.signal(signal.SIGALRM, blocked)
     signal.alarm(60)
     try:
-        outcome = bench.run_plan(plan, out, OtherBenchFinishes(1), log=lambda _m: None)
+        outcome = bench.run_plan(plan, out, backend, log=lambda _m: None)
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
-    models = [r for r in results if r[0].startswith(("original", "retrained"))]
+    models = [e for e in events if e[0].startswith(("original", "retrained"))]
     assert models == [
         ("original_class_s0", "busy"),
         ("retrained_all-matched_s0", "ok"),
@@ -397,30 +408,12 @@ def test_a_model_in_training_elsewhere_waits_behind_the_rest(toy, tmp_path):
 def test_runs_unblocked_meanwhile_go_before_the_wait(toy, tmp_path):
     """One worker, a model held by another bench: the runs that the other models unlock
     run before this bench sits waiting for the held one (not queued behind the wait)."""
-    import contextlib
-
-    from tarf.cache import ModelCache
-
     out = tmp_path / "bench"
     plan = bench.make_plan(grid(), out)
-    held = next(m for m in plan.models if m.job.name == "retrained_all-matched_s0")
-    other_bench = contextlib.ExitStack()
-    other_bench.enter_context(ModelCache().lock(held.key))
-    order = []
-
-    class OtherBenchFinishes(bench.LocalBackend):
-        def submit(self, fn, job, out_dir):
-            if fn is bench.jobs.train_model_job:  # the wait starts: let the lock go
-                other_bench.close()
-                order.append("wait")
-            super().submit(fn, job, out_dir)
-
-        def results(self):
-            for res in super().results():
-                order.append(res["job"])
-                yield res
-
-    outcome = bench.run_plan(plan, out, OtherBenchFinishes(1), log=lambda _m: None)
+    events = []
+    backend = _another_bench_holds(plan, "retrained_all-matched_s0", events)
+    outcome = bench.run_plan(plan, out, backend, log=lambda _m: None)
+    order = [job for job, _ in events]
     assert sorted(outcome.ok) == ["ft_all-matched_s0", "ft_target-mismatch_s0"]
     assert order.index("ft_target-mismatch_s0") < order.index("wait")
     assert order[-2:] == ["retrained_all-matched_s0", "ft_all-matched_s0"]
