@@ -315,7 +315,7 @@ def test_failed_job_is_isolated(toy, tmp_path, monkeypatch, capsys):
 
 
 def test_runs_start_as_soon_as_their_models_are_there(toy, tmp_path, monkeypatch):
-    """A run whose models are cached is submitted at once, beside the model others wait
+    """A run whose models are cached is submitted at once, ahead of the model others wait
     for; a model that fails fails only the runs that need it."""
     out = tmp_path / "bench"
     bench.run_plan(bench.make_plan(grid(tasks=("all-matched",)), out), out, bench.LocalBackend(1))
@@ -339,8 +339,8 @@ def test_runs_start_as_soon_as_their_models_are_there(toy, tmp_path, monkeypatch
                 yield res
 
     outcome = bench.run_plan(bench.make_plan(grid(), out), out, Recording(1), log=lambda _m: None)
-    # both submitted before anything finished; the target-mismatch run never is
-    assert submitted == [("retrained_target-mismatch_s0", 0), ("ft_all-matched_s0", 0)]
+    # the ready run first, the model once its slot is free; the target-mismatch run never
+    assert submitted == [("ft_all-matched_s0", 0), ("retrained_target-mismatch_s0", 1)]
     assert outcome.ok == ["ft_all-matched_s0"]
     assert outcome.failed == ["retrained_target-mismatch_s0", "ft_target-mismatch_s0"]
     why = (out / "ft_target-mismatch_s0.error.txt").read_text()
@@ -417,6 +417,27 @@ def test_runs_unblocked_meanwhile_go_before_the_wait(toy, tmp_path):
     assert sorted(outcome.ok) == ["ft_all-matched_s0", "ft_target-mismatch_s0"]
     assert order.index("ft_target-mismatch_s0") < order.index("wait")
     assert order[-2:] == ["retrained_all-matched_s0", "ft_all-matched_s0"]
+
+
+def test_runs_go_before_the_models_still_to_train(toy, tmp_path):
+    """One worker, three models to train: the all-matched run goes as soon as its two
+    models are there, not after the target-mismatch model queued behind them."""
+    out = tmp_path / "bench"
+    plan = bench.make_plan(grid(), out)
+    assert [m.job.name for m in plan.models_to_train()] == [
+        "original_class_s0", "retrained_all-matched_s0", "retrained_target-mismatch_s0"]  # fmt: skip
+    order = []
+
+    class Recording(bench.LocalBackend):
+        def results(self):
+            for res in super().results():
+                order.append(res["job"])
+                yield res
+
+    outcome = bench.run_plan(plan, out, Recording(1), log=lambda _m: None)
+    assert sorted(outcome.ok) == ["ft_all-matched_s0", "ft_target-mismatch_s0"]
+    assert order == ["original_class_s0", "retrained_all-matched_s0", "ft_all-matched_s0",
+                     "retrained_target-mismatch_s0", "ft_target-mismatch_s0"]  # fmt: skip
 
 
 def test_process_pool(toy, tmp_path):

@@ -1,19 +1,21 @@
-"""Running a plan on a backend: models first (they unblock runs), each run as soon as the
-models it needs are there, every finished job logged to ``bench_log.jsonl`` and told in
-one progress line (``[3/12] ft_all-matched_s0: ok in 14s``), with or without a terminal."""
+"""Running a plan on a backend: each run as soon as the models it needs are there and a
+slot is free (ahead of the models still to train), every finished job logged to
+``bench_log.jsonl`` and told in one progress line (``[3/12] ft_all-matched_s0: ok in
+14s``), with or without a terminal."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tarf.bench import jobs
-from tarf.bench.grid import _fmt_changes
+from tarf.bench.grid import ModelJob, _fmt_changes
 from tarf.bench.plan import Plan
 from tarf.io import write_text
 
@@ -31,11 +33,15 @@ def run_plan(
     plan: Plan, out_dir: str | Path, backend: Any, log: Callable[[str], None] | None = None
 ) -> Outcome:
     """Train the missing models and run every run not done yet, each run as soon as the
-    models it needs are there (models are submitted first: they unblock runs); each
-    finished job appends its wall time to bench_log.jsonl and gets a line in ``log``
-    (:func:`job_line`). A failed model fails the runs that need it, and only those. A
-    model another process is training is waited for only when a slot of the backend would
-    otherwise idle, so the runs that other models unlock in the meantime go first."""
+    models it needs are there; each finished job appends its wall time to bench_log.jsonl
+    and gets a line in ``log`` (:func:`job_line`). A failed model fails the runs that need
+    it, and only those.
+
+    A backend with a known number of slots is kept just full, from three queues in this
+    order: runs whose models are there (minutes each, and each a result), models to train
+    (hours, but they unblock runs), models another process is training (waited for only
+    when a slot would otherwise idle). So results come in as early as the models allow,
+    and an interrupted bench leaves finished cells behind, not only trained models."""
     from tqdm.auto import tqdm
 
     log = log or jobs._log
@@ -51,6 +57,9 @@ def run_plan(
     runs = {r.name: r for r in plan.todo()}
     needs: dict[str, set[str]] = {name: set() for name in runs}  # run -> models not there yet
     bad_models: list[str] = []
+    ready_runs: deque[str] = deque()  # runs whose models are all there, not yet submitted
+    # another bench training one of them must not stall this one: not waited for at first
+    to_train: deque[ModelJob] = deque(m.job for m in models)
     busy: list[str] = []  # models in training elsewhere, waited for when a slot is free
     for m in models:
         for user in m.users:
@@ -74,10 +83,17 @@ def run_plan(
             bar.update()
             say(job_line(res, count, total, out))
 
-        def wait_if_idle() -> None:
-            """Wait for busy models only in slots no runnable job would take."""
-            while busy and (backend.slots is None or backend.pending() < backend.slots):
-                backend.submit(jobs.train_model_job, models_by_name[busy.pop(0)], str(out))
+        def feed() -> None:
+            """Fill the free slots: ready runs, then models to train, then busy models."""
+            while ready_runs or to_train or busy:
+                if backend.slots is not None and backend.pending() >= backend.slots:
+                    return
+                if ready_runs:
+                    backend.submit(jobs.run_job, runs[ready_runs.popleft()], str(out))
+                elif to_train:
+                    backend.submit(jobs.train_model_without_waiting, to_train.popleft(), str(out))
+                else:
+                    backend.submit(jobs.train_model_job, models_by_name[busy.pop(0)], str(out))
 
         def model_done(res: dict[str, Any]) -> None:
             """Submit the runs a trained model unblocks; fail those a failed one blocks."""
@@ -97,14 +113,13 @@ def run_plan(
                     continue
                 needs[name].discard(model)
                 if not needs[name]:
-                    backend.submit(jobs.run_job, runs[name], str(out))
+                    ready_runs.append(name)
                     del needs[name]
 
-        for m in models:  # another bench training one of them must not stall this one
-            backend.submit(jobs.train_model_without_waiting, m.job, str(out))
         for name in [n for n, missing in needs.items() if not missing]:
-            backend.submit(jobs.run_job, runs[name], str(out))
+            ready_runs.append(name)
             del needs[name]
+        feed()
         for res in backend.results():
             if res["status"] == "busy":  # in training elsewhere: wait for it when idle
                 say(f"{res['job']}: another process is training it; waiting for it after "
@@ -120,7 +135,7 @@ def run_plan(
                     ].append(res["job"])
                 else:
                     model_done(res)
-            wait_if_idle()
+            feed()
     outcome.failed[:0] = sorted(bad_models)
     return outcome
 
