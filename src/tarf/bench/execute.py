@@ -96,7 +96,7 @@ def run_plan(
                     backend.submit(jobs.train_model_job, models_by_name[busy.pop(0)], str(out))
 
         def model_done(res: dict[str, Any]) -> None:
-            """Submit the runs a trained model unblocks; fail those a failed one blocks."""
+            """Queue the runs a trained model unblocks; fail those a failed one blocks."""
             model, failed = res["job"], res["status"] == "failed"
             if failed:
                 bad_models.append(model)
