@@ -496,6 +496,23 @@ def test_estimate_from_reports_without_a_log(toy, tmp_path, monkeypatch):
     assert "ft_target-mismatch_s0         to do  ~15s" in text and "not counting rl" in text
 
 
+def test_estimate_counts_a_resumed_training_whole(toy, tmp_path):
+    """A training resumed from its saved state logs this process's seconds (its last
+    part) and the whole training's ``train_s``: a model's time is the whole."""
+    plan = bench.make_plan(grid(methods=("ft",)), tmp_path)
+    entries = [
+        {"kind": "model", "seconds": 5.0, "train_s": 100.0},  # resumed near its end
+        {"kind": "model", "seconds": 90.0},  # an older line, without train_s
+        {"kind": "model", "seconds": 112.0, "train_s": 110.0},
+    ]
+    with open(tmp_path / "bench_log.jsonl", "w") as f:
+        for e in entries:
+            line = {"dataset": "toy", "recipe": "micro", "status": "ok", "cached": False, **e}
+            f.write(json.dumps(line) + "\n")
+    est = bench.estimate(plan, tmp_path, workers=1)
+    assert est.model_s == 100.0 and est.model_source == "bench_log"
+
+
 def test_a_report_made_under_other_defaults_is_flagged(toy, tmp_path):
     """The full config is compared: a report whose method's defaults changed since it ran
     (a field it predates, a value the default no longer has) is kept and flagged."""

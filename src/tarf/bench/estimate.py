@@ -27,6 +27,12 @@ EVAL_OVERHEAD_S: dict[tuple[str, str], float] = {
 }
 
 
+def _model_s(line: dict[str, Any]) -> float:
+    """A logged model's training time: the whole training (``train_s``, summed over the
+    sessions of one resumed from its saved state), else the job's wall time (older logs)."""
+    return line.get("train_s") or line["seconds"]
+
+
 def _typical(vals: list[float]) -> float | None:
     """The median of the finite values: a job slowed by another bench sharing the cores
     (niced, or three to a core) moves it little, where it would drag a mean."""
@@ -83,7 +89,7 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
             elsewhere = [x["seconds"] for x in runs]
             run_s[m], src[m] = _typical(elsewhere), "cache log" if elsewhere else "unknown"
     trained, trained_elsewhere = (
-        [x["seconds"] for x in lines if x["kind"] == "model" and not x.get("cached")]
+        [_model_s(x) for x in lines if x["kind"] == "model" and not x.get("cached")]
         for lines in (log, machine_log)
     )
     recorded = [m for m in (_cached_train_s(pm.key, cache) for pm in plan.models if pm.cached) if m]
@@ -154,7 +160,7 @@ def _scaled_from_base(
         if runs[m] is None and not g.audit and overhead is not None:
             rte = _typical([x.get("rte_s") for x in runs_logged if x.get("method") == m])
             runs[m] = None if rte is None else rte + overhead
-    model = _typical([x["seconds"] for x in log if x["kind"] == "model" and not x.get("cached")])
+    model = _typical([_model_s(x) for x in log if x["kind"] == "model" and not x.get("cached")])
     return ratio, runs, model
 
 
@@ -165,7 +171,7 @@ def expected_model_s(dataset: str, recipe: str) -> float | None:
     from tarf.cache import cache_root
 
     times = [
-        x.get("train_s") or x["seconds"]
+        _model_s(x)
         for x in read_log(cache_root())
         if x.get("kind") == "model" and x.get("status") == "ok" and not x.get("cached")
         and x.get("dataset") == dataset and x.get("recipe") == recipe
