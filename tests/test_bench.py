@@ -191,6 +191,13 @@ def test_resume_reruns_only_what_is_missing(toy, tmp_path, capsys):
     assert "| all-matched | ft | 2 |" in md  # seeds 0 and 7
 
 
+def write_log(folder, entries):
+    """``folder/bench_log.jsonl`` with one finished toy/micro job per entry."""
+    with open(folder / "bench_log.jsonl", "w") as f:
+        for e in entries:
+            f.write(json.dumps({"dataset": "toy", "recipe": "micro", "status": "ok", **e}) + "\n")
+
+
 def test_estimate_scales_the_base_recipe_for_a_swapped_architecture(toy, tmp_path):
     """`micro:cpunet` has never run here: its times are micro's (the machine log) times
     the ratio of the two architectures' forward FLOPs on the toy images. A method micro
@@ -216,9 +223,7 @@ def test_estimate_scales_the_base_recipe_for_a_swapped_architecture(toy, tmp_pat
     ]
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / "bench_log.jsonl", "w") as f:
-        for e in entries:
-            f.write(json.dumps({"dataset": "toy", "recipe": "micro", "status": "ok", **e}) + "\n")
+    write_log(root, entries)
     ratio = forward_flops("cpunet", plan.input_shape) / forward_flops(MICRO.arch, plan.input_shape)
     assert ratio > 1.5 and plan.input_shape == tuple(toy.x_train.shape[1:])
     est = bench.estimate(plan, tmp_path, workers=1)
@@ -498,19 +503,23 @@ def test_estimate_from_reports_without_a_log(toy, tmp_path, monkeypatch):
 
 def test_estimate_counts_a_resumed_training_whole(toy, tmp_path):
     """A training resumed from its saved state logs this process's seconds (its last
-    part) and the whole training's ``train_s``: a model's time is the whole."""
+    part) and the whole training's ``train_s``: a model's time is the whole, and its time
+    alone (``alone_s``) where the line has it."""
     plan = bench.make_plan(grid(methods=("ft",)), tmp_path)
     entries = [
         {"kind": "model", "seconds": 5.0, "train_s": 100.0},  # resumed near its end
         {"kind": "model", "seconds": 90.0},  # an older line, without train_s
         {"kind": "model", "seconds": 112.0, "train_s": 110.0},
     ]
-    with open(tmp_path / "bench_log.jsonl", "w") as f:
-        for e in entries:
-            line = {"dataset": "toy", "recipe": "micro", "status": "ok", "cached": False, **e}
-            f.write(json.dumps(line) + "\n")
+    write_log(tmp_path, [{"cached": False, **e} for e in entries])
     est = bench.estimate(plan, tmp_path, workers=1)
     assert est.model_s == 100.0 and est.model_source == "bench_log"
+    # where the line has it, the time alone (CPU over threads): another bench on the
+    # same cores tripled the wall time of the last two
+    alone = [{**entries[0], "alone_s": 95.0}, {**entries[2], "train_s": 330.0, "alone_s": 108.0},
+             {"kind": "model", "seconds": 310.0, "train_s": 300.0, "alone_s": 101.0}]  # fmt: skip
+    write_log(tmp_path, [{"cached": False, **e} for e in alone])
+    assert bench.estimate(plan, tmp_path, workers=1).model_s == 101.0
 
 
 def test_a_report_made_under_other_defaults_is_flagged(toy, tmp_path):

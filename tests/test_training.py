@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import time
 
 import pytest
 import torch
@@ -231,3 +232,38 @@ def test_interrupted_training_resumes_to_the_same_weights(toy_dataset, tmp_path,
     with pytest.warns(UserWarning, match="starting over"):
         again = training.train_classifier(x, y, k, recipe, 0, cpu, resume_path=state)
     assert torch.equal(again.model.state_dict()["head.weight"], whole["head.weight"])
+
+
+def test_training_time_alone_is_its_cpu_time_over_its_threads(toy_dataset, tmp_path, monkeypatch):
+    """``alone_seconds`` (what the dry run estimates a model from) is CPU time over
+    threads: a training whose wall clock runs three times slower (another bench on the
+    same cores) keeps it, it counts every session of a resumed training, and a state that
+    predates it gives None rather than the last session's share."""
+    import types
+
+    import tarf.training as training
+
+    recipe = dataclasses.replace(get_recipe("tiny"), epochs=3)
+    x, y, cpu = toy_dataset.x_train, toy_dataset.y_train, torch.device("cpu")
+    k = int(y.max()) + 1
+    slow = types.SimpleNamespace(
+        perf_counter=lambda: 3 * time.perf_counter(), process_time=time.process_time
+    )
+    monkeypatch.setattr(training, "time", slow)
+    res = training.train_classifier(x, y, k, recipe, 0, cpu)
+    assert 0 < res.alone_seconds < res.train_seconds / 2
+
+    monkeypatch.setattr(training, "time", time)
+    state = interrupted_training_state(toy_dataset, tmp_path, monkeypatch, recipe)
+    saved = torch.load(state, weights_only=False)
+    assert saved["cpu_elapsed"] > 0
+    torch.save({**saved, "cpu_elapsed": 1000.0, "elapsed": 2000.0}, state)  # a long first part
+    resumed = training.train_classifier(x, y, k, recipe, 0, cpu, resume_path=state)
+    assert resumed.alone_seconds >= 1000.0 / torch.get_num_threads()
+
+    state = interrupted_training_state(toy_dataset, tmp_path, monkeypatch, recipe)
+    older = torch.load(state, weights_only=False)
+    del older["cpu_elapsed"]
+    torch.save(older, state)
+    older_result = training.train_classifier(x, y, k, recipe, 0, cpu, resume_path=state)
+    assert older_result.alone_seconds is None

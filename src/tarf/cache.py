@@ -207,7 +207,8 @@ def trained_model(
             meta = {
                 "role": role, "arch": recipe.arch, "num_classes": request.num_model_classes,
                 "label_level": request.model_level.label, "in_channels": x.shape[1], "mean": mean, "std": std,
-                "train_s": res.train_seconds, "images_per_s": res.images_per_second, "train_size": len(train_idx),
+                "train_s": res.train_seconds, "alone_s": res.alone_seconds,
+                "images_per_s": res.images_per_second, "train_size": len(train_idx),
                 "test_acc": accuracy(res.model, ds.x_test, request.model_labels(ds.y_test), device),
                 "seed": seed, "recipe": recipe.name, "device": str(device),
                 # these weights, whatever key they are stored under (evaluate_cached)

@@ -28,9 +28,11 @@ EVAL_OVERHEAD_S: dict[tuple[str, str], float] = {
 
 
 def _model_s(line: dict[str, Any]) -> float:
-    """A logged model's training time: the whole training (``train_s``, summed over the
-    sessions of one resumed from its saved state), else the job's wall time (older logs)."""
-    return line.get("train_s") or line["seconds"]
+    """A logged model's training time, counting the whole training (every session of one
+    resumed from its saved state): the time it would take with its cores to itself
+    (``alone_s``: CPU seconds over threads, unmoved by another bench on the same cores),
+    else its wall time (``train_s``), else the job's wall time (older logs)."""
+    return line.get("alone_s") or line.get("train_s") or line["seconds"]
 
 
 def _typical(vals: list[float]) -> float | None:
@@ -187,7 +189,8 @@ def _cached_train_s(key: str, cache: Any) -> float | None:
         entry = torch.load(
             (cache or ModelCache()).path(key), map_location="cpu", weights_only=False
         )
-        return float(entry["meta"]["train_s"])
+        meta = entry["meta"]
+        return float(meta.get("alone_s") or meta["train_s"])
     except Exception:  # noqa: BLE001 - unreadable: no estimate from it
         return None
 

@@ -137,7 +137,8 @@ def train_model_job(job: ModelJob, out_dir: str, wait: bool = True) -> dict[str,
         err.unlink(missing_ok=True)
         meta = m.meta
         return _result(job, "ok", time.perf_counter() - start, key=meta["key"],
-                       train_s=meta["train_s"], cached=meta["cached"])  # fmt: skip
+                       train_s=meta["train_s"], alone_s=meta.get("alone_s"),
+                       cached=meta["cached"])  # fmt: skip
     except Exception:  # noqa: BLE001
         write_text(err, traceback.format_exc())
         return _result(job, "failed", time.perf_counter() - start)
