@@ -445,6 +445,49 @@ def test_runs_go_before_the_models_still_to_train(toy, tmp_path):
                      "retrained_target-mismatch_s0", "ft_target-mismatch_s0"]  # fmt: skip
 
 
+def test_grids_run_at_once_on_shared_workers(toy, tmp_path):
+    """Two grids on one backend of two slots (run_plans, as ``tarf bench FILE`` runs
+    them): the second grid's work takes a slot before the first grid's last run is in,
+    the original both need trains once, and each grid is announced done with its own
+    outcome as soon as its last run is in."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    plans = [(bench.make_plan(grid(tasks=("all-matched",)), a), a),
+             (bench.make_plan(dataclasses.replace(grid(tasks=("all-matched",)), forget="car",
+                                                  concept="vehicles"), b), b)]  # fmt: skip
+    shared = {m.key for m in plans[0][0].models} & {m.key for m in plans[1][0].models}
+    assert len(shared) == 1  # the original, trained on every class
+    est = bench.Estimate({"ft": 10.0}, {"ft": "log"}, 100.0, "log", None, [])
+    total = bench.format_total([p for p, _ in plans], [est, est], workers=1)
+    assert total == "all 2 grids, sharing 1 worker: ~5min left"  # 3 models, 2 runs: 320 s
+    submitted, results, done, lines = [], [], [], []
+
+    class TwoSlots(bench.LocalBackend):  # in this process, but two jobs handed out at once
+        def submit(self, fn, job, out_dir):
+            submitted.append((Path(out_dir).name, job.name, len(results)))
+            super().submit(fn, job, out_dir)
+
+        def results(self):
+            for res in super().results():
+                results.append((Path(res["out"]).name, res["job"]))
+                yield res
+
+    backend = TwoSlots(1)
+    backend.slots = 2
+    outcomes = bench.run_plans(plans, backend, lines.append,
+                               lambda i, o: done.append((i, list(o.ok), len(results))))  # fmt: skip
+    assert [o.ok for o in outcomes] == [["ft_all-matched_s0"], ["ft_all-matched_s0"]]
+    assert sorted(d[:2] for d in done) == [(0, ["ft_all-matched_s0"]), (1, ["ft_all-matched_s0"])]
+    last_of_a = results.index(("a", "ft_all-matched_s0"))
+    first_of_b = min(n for where, _, n in submitted if where == "b")
+    assert first_of_b <= last_of_a  # handed out while grid a was still running
+    assert dict((i, n) for i, _, n in done)[0] == last_of_a + 1  # announced at once
+    models = [x for out in (a, b) for x in log_lines(out) if x["kind"] == "model"]
+    assert len(models) == 3 and not any(x["cached"] for x in models)  # 1 original, 2 retrained
+    assert any(line.startswith("[") and "] b/ft_all-matched_s0: ok" in line for line in lines)
+    with pytest.raises(bench.BenchError, match="same folder"):
+        bench.run_plans([plans[0], plans[0]], bench.LocalBackend(1))
+
+
 def test_process_pool(toy, tmp_path):
     """Two spawned workers: they load the toy data through ``setup`` and share the cache."""
     out = tmp_path / "bench"
@@ -663,6 +706,26 @@ def test_grid_file_variants_run_as_distinct_rows(toy, tmp_path):
     md = (spec.out / "results.md").read_text()
     assert "| all-matched | ft lr=0.5 | 1 |" in md and "| all-matched | ft lr=0.05 | 1 |" in md
     assert bench.make_plan(spec.grid, spec.out).todo() == []
+
+
+def test_a_grid_file_runs_its_grids_at_once(toy, tmp_path, capsys):
+    """``tarf bench FILE``: the dry run ends with the time left for all grids; the run
+    takes every grid at once and writes each grid's results.md."""
+    path = write_grid_file(tmp_path, TOY_HEAD + f"""\
+    methods: [ft]
+    grids:
+      - {{out: {tmp_path / "a"}}}
+      - {{out: {tmp_path / "b"}, forget: [car], concept: vehicles}}
+    """)  # fmt: skip
+    assert main(["bench", str(path), "--jobs", "1", "--dry-run"]) == 0
+    dry = capsys.readouterr().out
+    assert "grid 2 of 2" in dry and dry.strip().splitlines()[-1].startswith("all 2 grids")
+    assert main(["bench", str(path), "--jobs", "1"]) == 0
+    err = capsys.readouterr().err
+    assert err.index("grid 2 of 2") < err.index("b/ft_all-matched_s0: ok")  # headers first
+    assert "a/original_class_s0: trained" in err and "b/original_class_s0" not in err
+    for out in ("a", "b"):
+        assert "| all-matched | ft | 1 |" in (tmp_path / out / "results.md").read_text()
 
 
 def test_grid_file_grids_inherit_and_override(toy, tmp_path):

@@ -22,8 +22,8 @@ One module per step: ``grid`` (what to run), ``gridfile`` (grids from a YAML fil
 """
 
 from tarf.bench.backends import LocalBackend, RayBackend, default_jobs
-from tarf.bench.estimate import EVAL_OVERHEAD_S, Estimate, estimate, format_plan
-from tarf.bench.execute import LOG_FILE, Outcome, append_log, read_log, run_plan
+from tarf.bench.estimate import EVAL_OVERHEAD_S, Estimate, estimate, format_plan, format_total
+from tarf.bench.execute import LOG_FILE, Outcome, append_log, read_log, run_plan, run_plans
 from tarf.bench.grid import (
     DEFAULT_FORGET_FRACTION,
     SCENARIOS,
@@ -83,6 +83,7 @@ __all__ = [
     "default_jobs",
     "estimate",
     "format_plan",
+    "format_total",
     "load_dataset_once",
     "load_grid_file",
     "make_plan",
@@ -95,6 +96,7 @@ __all__ = [
     "report_done",
     "run_job",
     "run_plan",
+    "run_plans",
     "split_overrides",
     "task_label",
     "train_model_job",

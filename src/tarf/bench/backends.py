@@ -1,6 +1,7 @@
 """Where the jobs run. A backend maps a job function over configs and yields each result
 as it finishes: ``with backend: backend.submit(fn, job, out_dir); for res in
-backend.results(): ...`` (jobs submitted while iterating are included).
+backend.results(): ...`` (jobs submitted while iterating are included; each result
+carries the ``out`` folder it was submitted with).
 
 ``slots`` is how many jobs run at once (None: as many as the cluster has room for) and
 ``pending()`` how many are submitted and not yet yielded, so a caller can keep work that
@@ -107,15 +108,15 @@ class LocalBackend:
         while self.queue or self.futures:
             if self.pool is None:
                 fn, job, out_dir = self.queue.popleft()
-                yield fn(job, out_dir)
+                yield {**fn(job, out_dir), "out": out_dir}
                 continue
             finished, _ = wait(self.futures, return_when=FIRST_COMPLETED)
             for fut in finished:
                 job, out_dir = self.futures.pop(fut)
                 try:
-                    yield fut.result()
+                    yield {**fut.result(), "out": out_dir}
                 except Exception as e:  # noqa: BLE001 - a worker died (out of memory?)
-                    yield _crashed(job, out_dir, e)
+                    yield {**_crashed(job, out_dir, e), "out": out_dir}
 
 
 def _ray_call(fn: Callable, job: Any, out_dir: str, threads: int, setup: Callable | None) -> dict:
@@ -234,9 +235,9 @@ class RayBackend:
             ready, _ = self.ray.wait(list(self.refs), num_returns=1)
             job, out_dir = self.refs.pop(ready[0])
             try:
-                yield self.ray.get(ready[0])
+                yield {**self.ray.get(ready[0]), "out": out_dir}
             except Exception as e:  # noqa: BLE001 - the task's worker died
-                yield _crashed(job, out_dir, e)
+                yield {**_crashed(job, out_dir, e), "out": out_dir}
 
 
 def _crashed(job: RunJob | ModelJob, out_dir: str, e: BaseException) -> dict[str, Any]:

@@ -126,11 +126,37 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
         unknown.insert(0, "models")
     model_times = [model_s or 0.0] * len(todo_models)
     run_times = [run_s[r.method] or 0.0 for r in plan.todo()]
-    # the workers share everything (runs start as their models are there); the floor is
-    # one model then one run, the longest chain
-    left = max((sum(model_times) + sum(run_times)) / max(1, workers),
-               max(model_times, default=0.0) + max(run_times, default=0.0))  # fmt: skip
+    left = _time_left([(model_times, run_times)], workers)
     return Estimate(run_s, src, model_s, model_src, left, unknown)
+
+
+def _time_left(work: list[tuple[list[float], list[float]]], workers: int) -> float:
+    """The time (model times, run times) of one or more grids take on ``workers`` that
+    share everything (runs start as their models are there): the total over the workers,
+    or the longest chain (one model then one run) when that is longer."""
+    total = sum(sum(models) + sum(runs) for models, runs in work)
+    chain = max((max(m, default=0.0) + max(r, default=0.0) for m, r in work), default=0.0)
+    return max(total / max(1, workers), chain)
+
+
+def format_total(plans: list[Plan], ests: list[Estimate], workers: int) -> str:
+    """The dry run's last line for a file of several grids, which run at once on the
+    same workers: the time left for all of them, a model two grids need counted once."""
+    seen: set[str] = set()
+    work = []
+    for plan, est in zip(plans, ests):
+        todo = plan.todo()
+        models = [m.key for m in plan.models_to_train() if m.key not in seen]
+        seen.update(models)
+        work.append(
+            ([est.model_s or 0.0] * len(models), [est.run_s[r.method] or 0.0 for r in todo])
+        )
+    if not any(models or runs for models, runs in work):
+        return f"all {len(plans)} grids: nothing to do"
+    unknown = sorted({u for est in ests for u in est.unknown})
+    line = f"all {len(plans)} grids, sharing {workers} worker{'s' * (workers > 1)}: "
+    line += f"~{fmt_seconds(_time_left(work, workers))} left"
+    return line + (f" (not counting {', '.join(unknown)}: unknown)" if unknown else "")
 
 
 def _scaled_from_base(
@@ -195,12 +221,15 @@ def _cached_train_s(key: str, cache: Any) -> float | None:
         return None
 
 
-def format_plan(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -> str:
-    """The dry run: models (cached or not), every job (done or to do), the time left."""
+def format_plan(
+    plan: Plan, out_dir: str | Path, workers: int, cache: Any = None, est: Estimate | None = None
+) -> str:
+    """The dry run: models (cached or not), every job (done or to do), the time left
+    (``est``: :func:`estimate`'s, when the caller has it already)."""
     from tarf.cache import ModelCache
 
     g, cache = plan.grid, cache or ModelCache()
-    est = estimate(plan, out_dir, workers, cache)
+    est = est or estimate(plan, out_dir, workers, cache)
     todo = plan.todo()
     train = {m.key for m in plan.models_to_train()}
     rows = g.all_rows()

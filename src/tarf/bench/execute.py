@@ -5,21 +5,25 @@ slot is free (ahead of the models still to train), every finished job logged to
 
 from __future__ import annotations
 
+import bisect
 import json
+import os
 import sys
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tarf.bench import jobs
-from tarf.bench.grid import ModelJob, _fmt_changes
+from tarf.bench.grid import BenchError, ModelJob, RunJob, _fmt_changes
 from tarf.bench.plan import Plan
 from tarf.io import write_text
 
 LOG_FILE = "bench_log.jsonl"
+RunId = tuple[int, str]  # (the plan's index, the run's name)
+ModelId = tuple[str, Any]  # (cache key, the job's audit): one job trains it for every plan
 
 
 @dataclass
@@ -42,30 +46,58 @@ def run_plan(
     (hours, but they unblock runs), models another process is training (waited for only
     when a slot would otherwise idle). So results come in as early as the models allow,
     and an interrupted bench leaves finished cells behind, not only trained models."""
+    return run_plans([(plan, out_dir)], backend, log)[0]
+
+
+def run_plans(
+    plans: Sequence[tuple[Plan, str | Path]],
+    backend: Any,
+    log: Callable[[str], None] | None = None,
+    grid_done: Callable[[int, Outcome], None] | None = None,
+) -> list[Outcome]:
+    """:func:`run_plan` for several plans at once (the grids of a file), each writing to
+    its own folder, from one set of queues: the workers a grid's last long runs leave free
+    take the next grid's work instead of idling, and a model two grids need (one cache
+    key) is trained once, its log line in the first grid's folder. ``grid_done(i,
+    outcome)`` runs as soon as plan ``i`` has nothing left to run. With several plans a
+    progress line names the job's folder (``[3/40] people-vgg16-bn/ft_all-matched_s0``)."""
     from tqdm.auto import tqdm
 
     log = log or jobs._log
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    outcome = Outcome(skipped=[r.name for r in plan.runs if r.name in plan.done])
-    for name, changes in plan.other_config.items():
-        log(f"warning: {name}.json exists with other hyperparameters "
-            f"({_fmt_changes(changes)}); kept, not rerun")  # fmt: skip
-    models = plan.models_to_train() + plan.stats_to_compute()
-    planned_keys = {m.job.name: m.key for m in models}
-    models_by_name = {m.job.name: m.job for m in models}
-    runs = {r.name: r for r in plan.todo()}
-    needs: dict[str, set[str]] = {name: set() for name in runs}  # run -> models not there yet
-    bad_models: list[str] = []
-    ready_runs: deque[str] = deque()  # runs whose models are all there, not yet submitted
+    outs = [Path(o) for _, o in plans]
+    folder = {str(o): i for i, o in enumerate(outs)}
+    if len(folder) < len(outs):
+        raise BenchError("two grids write to the same folder; give each its own out")
+    outcomes = [Outcome(skipped=[r.name for r in p.runs if r.name in p.done]) for p, _ in plans]
+    where = _labels(outs)
+    runs: dict[RunId, RunJob] = {}
+    needs: dict[RunId, set[ModelId]] = {}  # run -> models not there yet
+    owner: dict[ModelId, tuple[int, ModelJob]] = {}  # the grid whose job trains it
+    model_of: dict[tuple[int, str], ModelId] = {}
+    users: dict[ModelId, list[RunId]] = {}
+    left = [0] * len(plans)  # runs of each grid not finished yet
+    failed_models = [0] * len(plans)
+    for i, ((plan, _), out) in enumerate(zip(plans, outs)):
+        out.mkdir(parents=True, exist_ok=True)
+        for name, changes in plan.other_config.items():
+            log(f"warning: {where[i]}{name}.json exists with other "
+                f"hyperparameters ({_fmt_changes(changes)}); kept, not rerun")  # fmt: skip
+        for r in plan.todo():
+            runs[(i, r.name)], needs[(i, r.name)] = r, set()
+            left[i] += 1
+        for m in plan.models_to_train() + plan.stats_to_compute():
+            mid = (m.key, m.job.audit)
+            owner.setdefault(mid, (i, m.job))
+            model_of[(i, m.job.name)] = mid
+            for user in m.users:
+                if (i, user) in needs:
+                    needs[(i, user)].add(mid)
+                    users.setdefault(mid, []).append((i, user))
+    ready_runs: deque[RunId] = deque()  # runs whose models are all there, not yet submitted
     # another bench training one of them must not stall this one: not waited for at first
-    to_train: deque[ModelJob] = deque(m.job for m in models)
-    busy: list[str] = []  # models in training elsewhere, waited for when a slot is free
-    for m in models:
-        for user in m.users:
-            if user in needs:
-                needs[user].add(m.job.name)
-    total = len(models) + len(runs)
+    to_train: deque[ModelId] = deque(owner)
+    busy: deque[ModelId] = deque()  # models in training elsewhere, waited for when idle
+    total = len(owner) + len(runs)
     with backend, tqdm(total=total, desc="jobs", unit="job", disable=None,
                        dynamic_ncols=True) as bar:  # fmt: skip
         count = 0
@@ -76,12 +108,16 @@ def run_plan(
             else:  # above the bar, which stays at the bottom
                 bar.write(line, file=sys.stderr)
 
-        def finished(res: dict[str, Any]) -> None:
+        def finished(i: int, res: dict[str, Any]) -> None:
             """One job done: the bar moves, and a line says which and how it went."""
             nonlocal count
             count += 1
             bar.update()
-            say(job_line(res, count, total, out))
+            say(job_line(res, count, total, outs[i], where[i]))
+            if res["kind"] == "run":
+                left[i] -= 1
+                if left[i] == 0 and grid_done is not None:
+                    grid_done(i, outcomes[i])
 
         def feed() -> None:
             """Fill the free slots: ready runs, then models to train, then busy models."""
@@ -89,60 +125,84 @@ def run_plan(
                 if backend.slots is not None and backend.pending() >= backend.slots:
                     return
                 if ready_runs:
-                    backend.submit(jobs.run_job, runs[ready_runs.popleft()], str(out))
-                elif to_train:
-                    backend.submit(jobs.train_model_without_waiting, to_train.popleft(), str(out))
+                    i, name = ready_runs.popleft()
+                    backend.submit(jobs.run_job, runs[(i, name)], str(outs[i]))
                 else:
-                    backend.submit(jobs.train_model_job, models_by_name[busy.pop(0)], str(out))
+                    fn = jobs.train_model_without_waiting if to_train else jobs.train_model_job
+                    i, job = owner[(to_train or busy).popleft()]
+                    backend.submit(fn, job, str(outs[i]))
 
-        def model_done(res: dict[str, Any]) -> None:
+        def model_done(i: int, res: dict[str, Any]) -> None:
             """Queue the runs a trained model unblocks; fail those a failed one blocks."""
             model, failed = res["job"], res["status"] == "failed"
-            if failed:
-                bad_models.append(model)
-            elif res["key"] != planned_keys[model]:
+            mid = model_of[(i, model)]
+            if failed:  # failed models first (sorted), then the runs
+                bisect.insort(outcomes[i].failed, model, hi=failed_models[i])
+                failed_models[i] += 1
+            elif res["key"] != mid[0]:
                 log(f"warning: {model} is cached under another key than planned")
-            for name in [n for n, missing in needs.items() if model in missing]:
-                if failed:
-                    write_text(out / f"{name}.error.txt",
-                               f"not run: model {model} failed, see {model}.error.txt\n")  # fmt: skip
-                    outcome.failed.append(name)
-                    finished({"job": name, "kind": "run", "status": "failed", "seconds": 0.0,
-                              "cause": model})  # fmt: skip
-                    del needs[name]
+            for j, name in users.get(mid, []):
+                if (j, name) not in needs:
                     continue
-                needs[name].discard(model)
-                if not needs[name]:
-                    ready_runs.append(name)
-                    del needs[name]
+                if failed:
+                    error = f"{model}.error.txt" if j == i else outs[i] / f"{model}.error.txt"
+                    write_text(outs[j] / f"{name}.error.txt",
+                               f"not run: model {model} failed, see {error}\n")  # fmt: skip
+                    outcomes[j].failed.append(name)
+                    del needs[(j, name)]
+                    finished(j, {"job": name, "kind": "run", "status": "failed",
+                                 "seconds": 0.0, "cause": model})  # fmt: skip
+                    continue
+                needs[(j, name)].discard(mid)
+                if not needs[(j, name)]:
+                    ready_runs.append((j, name))
+                    del needs[(j, name)]
 
-        for name in [n for n, missing in needs.items() if not missing]:
-            ready_runs.append(name)
-            del needs[name]
+        for rid in [rid for rid, missing in needs.items() if not missing]:
+            ready_runs.append(rid)
+            del needs[rid]
+        if grid_done is not None:
+            for i in [i for i, n in enumerate(left) if n == 0]:
+                grid_done(i, outcomes[i])
         feed()
         for res in backend.results():
+            # the folder the job was submitted with (a backend of one plan may not say)
+            i = folder[str(Path(res.pop("out")))] if "out" in res else 0
             if res["status"] == "busy":  # in training elsewhere: wait for it when idle
-                say(f"{res['job']}: another process is training it; waiting for it after "
-                    "the rest of the work")  # fmt: skip
-                busy.append(res["job"])
+                say(f"{where[i]}{res['job']}: another process is training "
+                    "it; waiting for it after the rest of the work")  # fmt: skip
+                busy.append(model_of[(i, res["job"])])
             else:
                 if res["status"] != "skipped":
-                    append_log(out, res)
-                finished(res)
+                    append_log(outs[i], res)
                 if res["kind"] == "run":
-                    {"ok": outcome.ok, "failed": outcome.failed, "skipped": outcome.skipped}[
-                        res["status"]
-                    ].append(res["job"])
+                    {"ok": outcomes[i].ok, "failed": outcomes[i].failed,
+                     "skipped": outcomes[i].skipped}[res["status"]].append(res["job"])  # fmt: skip
+                    finished(i, res)
                 else:
-                    model_done(res)
+                    finished(i, res)
+                    model_done(i, res)
             feed()
-    outcome.failed[:0] = sorted(bad_models)
-    return outcome
+    return outcomes
 
 
-def job_line(res: dict[str, Any], n: int, total: int, out: Path) -> str:
-    """``[n/total] job: what happened, how long``: a finished job's progress line."""
-    head = f"[{n}/{total}] {res['job']}: "
+def _labels(outs: list[Path]) -> list[str]:
+    """Each grid's folder as its progress lines name it when several grids run at once:
+    the path below the folders' common parent (``people-vgg16-bn/``); none for one grid."""
+    if len(outs) < 2:
+        return [""] * len(outs)
+    full = [o.resolve() for o in outs]
+    common = os.path.commonpath(full)
+    return [
+        f"{os.path.relpath(f, common) if f != Path(common) else o.name}/"
+        for o, f in zip(outs, full)
+    ]
+
+
+def job_line(res: dict[str, Any], n: int, total: int, out: Path, where: str = "") -> str:
+    """``[n/total] job: what happened, how long``: a finished job's progress line
+    (``where``: the job's folder, when several grids run at once)."""
+    head = f"[{n}/{total}] {where}{res['job']}: "
     seconds = f"{res.get('seconds', 0.0):.0f}s"
     status = res["status"]
     if status == "failed":

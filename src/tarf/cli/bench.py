@@ -70,8 +70,9 @@ def add_parsers(sub: Any) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Plan every grid (checking all of them), then per grid train the shared models, run
-    the jobs and collect the results."""
+    """Plan every grid (checking all of them), then run them all on one backend (shared
+    models trained once, each run as soon as its models are there) and write each grid's
+    results as soon as its last run is in."""
     jobs = args.jobs or bench.default_jobs()
     if jobs < 1:
         raise CLIError("--jobs must be >= 1")
@@ -93,20 +94,31 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if problem:
             raise CLIError(f"--out {out}: {problem}; give another folder")
         plans.append(bench.make_plan(grid, out, download=args.download))
-    failed = 0
-    for i, (plan, (_, out, description)) in enumerate(zip(plans, specs)):
-        header = f"grid {i + 1} of {len(specs)}: {out}" + (
-            f" ({description})" if description else ""
-        )
-        if args.dry_run:
+    headers = [
+        f"grid {i + 1} of {len(specs)}: {out}" + (f" ({description})" if description else "")
+        for i, (_, out, description) in enumerate(specs)
+    ]
+    if args.dry_run:
+        ests = [bench.estimate(plan, out, jobs) for plan, (_, out, _) in zip(plans, specs)]
+        for i, (plan, (_, out, _)) in enumerate(zip(plans, specs)):
             if args.file:
-                print(("\n" if i else "") + header)
-            print(bench.format_plan(plan, out, jobs))
-            continue
-        if args.file:
+                print(("\n" if i else "") + headers[i])
+            print(bench.format_plan(plan, out, jobs, est=ests[i]))
+        if len(plans) > 1:
+            print("\n" + bench.format_total(plans, ests, jobs))
+        return 0
+    if args.file:
+        for header in headers:
             log(header)
-        outcome = bench.run_plan(plan, out, backend, log=log)
+    failed = 0
+
+    def grid_done(i: int, outcome: bench.Outcome) -> None:
+        """A grid's last run is in: its tables, while the other grids run on."""
+        nonlocal failed
+        out = specs[i][1]
         reports = bench.write_results(out)
+        if args.file:
+            log(f"{headers[i]}: done")
         if reports:
             print(table1(reports))
         log(f"{len(outcome.ok)} ran, {len(outcome.skipped)} already done, "
@@ -115,6 +127,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
         for name in outcome.failed:
             log(f"failed: {name} (see {Path(out) / name}.error.txt)")
         failed += len(outcome.failed)
+
+    bench.run_plans([(plan, out) for plan, (_, out, _) in zip(plans, specs)], backend, log,
+                    grid_done)  # fmt: skip
     return 1 if failed else 0
 
 
