@@ -484,8 +484,62 @@ def test_grids_run_at_once_on_shared_workers(toy, tmp_path):
     models = [x for out in (a, b) for x in log_lines(out) if x["kind"] == "model"]
     assert len(models) == 3 and not any(x["cached"] for x in models)  # 1 original, 2 retrained
     assert any(line.startswith("[") and "] b/ft_all-matched_s0: ok" in line for line in lines)
-    with pytest.raises(bench.BenchError, match="same folder"):
-        bench.run_plans([plans[0], plans[0]], bench.LocalBackend(1))
+    # grids may share a folder (other seeds of one grid): each run is told apart by name
+    seed1 = bench.make_plan(grid(tasks=("all-matched",), seeds=(1,)), a)
+    again = bench.run_plans([(bench.make_plan(grid(tasks=("all-matched",)), a), a), (seed1, a)],
+                            bench.LocalBackend(1), lines.append)  # fmt: skip
+    assert [(o.ok, o.skipped) for o in again] == [([], ["ft_all-matched_s0"]),
+                                                  (["ft_all-matched_s1"], [])]  # fmt: skip
+
+
+def test_a_failed_shared_model_fails_both_grids_and_spares_the_models_left(toy, tmp_path,
+                                                                          monkeypatch):  # fmt: skip
+    """The original two grids need fails: every run of both fails, the references no run
+    needs any more are not trained, and each grid is announced once, complete."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    plans = [(bench.make_plan(grid(tasks=("all-matched",)), a), a),
+             (bench.make_plan(dataclasses.replace(grid(tasks=("all-matched",)), forget="car",
+                                                  concept="vehicles"), b), b)]  # fmt: skip
+    real = bench.jobs.train_model_without_waiting
+
+    def original_fails(job, out_dir):
+        if job.role == "original":
+            (Path(out_dir) / f"{job.name}.error.txt").write_text("boom\n")
+            return bench.jobs._result(job, "failed", 0.0)
+        return real(job, out_dir)
+
+    monkeypatch.setattr(bench.jobs, "train_model_without_waiting", original_fails)
+    submitted, done = [], []
+
+    class Recording(bench.LocalBackend):
+        def submit(self, fn, job, out_dir):
+            submitted.append(job.name)
+            super().submit(fn, job, out_dir)
+
+    outcomes = bench.run_plans(plans, Recording(1), lambda _m: None,
+                               lambda i, o: done.append((i, list(o.failed))))  # fmt: skip
+    assert submitted == ["original_class_s0"]  # no reference trained for nothing
+    assert [o.failed for o in outcomes] == [["original_class_s0", "ft_all-matched_s0"],
+                                            ["ft_all-matched_s0"]]  # fmt: skip
+    assert sorted(done) == [(0, outcomes[0].failed), (1, outcomes[1].failed)]
+    assert (
+        f"see {a / 'original_class_s0.error.txt'}"
+        in (b / "ft_all-matched_s0.error.txt").read_text()
+    )
+
+
+def test_a_model_shared_with_an_audited_grid_trains_once_with_its_statistics(toy, tmp_path):
+    """A grid without an audit and one with: the reference both need is trained once, by
+    the first grid's job made to compute the audit statistics the second one needs."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    plain = grid(tasks=("all-matched",))
+    plans = [(bench.make_plan(plain, a), a),
+             (bench.make_plan(dataclasses.replace(plain, audit=3), b), b)]  # fmt: skip
+    outcomes = bench.run_plans(plans, bench.LocalBackend(1), lambda _m: None)
+    assert [o.ok for o in outcomes] == [["ft_all-matched_s0"], ["ft_all-matched_s0"]]
+    models = [x for out in (a, b) for x in log_lines(out) if x["kind"] == "model"]
+    assert len(models) == 4 and not any(x["cached"] for x in models)  # original, 3 references
+    assert bench.read_report(b / "ft_all-matched_s0.json")["audit"]["references"] == 3
 
 
 def test_process_pool(toy, tmp_path):
@@ -722,7 +776,7 @@ def test_a_grid_file_runs_its_grids_at_once(toy, tmp_path, capsys):
     assert "grid 2 of 2" in dry and dry.strip().splitlines()[-1].startswith("all 2 grids")
     assert main(["bench", str(path), "--jobs", "1"]) == 0
     err = capsys.readouterr().err
-    assert err.index("grid 2 of 2") < err.index("b/ft_all-matched_s0: ok")  # headers first
+    assert err.index("grid 2 of 2") < err.index("[1/")  # every header, then the jobs
     assert "a/original_class_s0: trained" in err and "b/original_class_s0" not in err
     for out in ("a", "b"):
         assert "| all-matched | ft | 1 |" in (tmp_path / out / "results.md").read_text()

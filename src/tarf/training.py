@@ -347,8 +347,9 @@ class TrainResult:
     model: nn.Module
     train_seconds: float
     images_per_second: float
-    # the process's CPU seconds over its threads: the wall time the training would take
-    # with its threads' cores to itself (None: resumed from a state that predates it)
+    # each session's CPU seconds over its threads, summed: at least the wall time the
+    # training would take with its cores to itself, which another process on the same
+    # cores does not inflate (None: on a GPU, or resumed from a state that predates it)
     alone_seconds: float | None = None
 
 
@@ -392,7 +393,7 @@ def train_classifier(
         return model, parts, gen, torch.Generator(device=device).manual_seed(seed + 1)
 
     model, parts, gen, aug_gen = fresh()
-    first_epoch, seen, elapsed, cpu = 0, 0, 0.0, 0.0
+    first_epoch, seen, elapsed, alone = 0, 0, 0.0, 0.0
     state = load_training_state(resume_path, device) if resume_path is not None else None
     if state is not None:
         try:
@@ -403,7 +404,7 @@ def train_classifier(
             aug_gen.set_state(state["aug_gen"])
             torch.set_rng_state(state["torch_rng"])
             first_epoch, seen, elapsed = state["epoch"], state["seen"], state["elapsed"]
-            cpu = state.get("cpu_elapsed")
+            alone = state.get("alone_elapsed")
         except Exception as e:  # noqa: BLE001 - a state of another training costs the restart
             warnings.warn(
                 f"training state {resume_path} does not fit this training ({e}); starting over",
@@ -415,7 +416,7 @@ def train_classifier(
     x_dev, y_dev = x.to(device), y.to(device)
     model.train()
     start = last_save = time.perf_counter()
-    cpu_start = time.process_time()
+    cpu_start, threads = time.process_time(), torch.get_num_threads()
     log = EpochProgress(desc, first_epoch, recipe.epochs, elapsed)
     try:
         with cudnn_benchmark(device):
@@ -443,7 +444,8 @@ def train_classifier(
                         "gen": gen.get_state(), "aug_gen": aug_gen.get_state().cpu(),
                         "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "seen": seen,
                         "elapsed": elapsed + now - start, "device_type": device.type,
-                        "cpu_elapsed": None if cpu is None else cpu + time.process_time() - cpu_start,
+                        "alone_elapsed": None if alone is None
+                        else alone + (time.process_time() - cpu_start) / threads,
                     })  # fmt: skip
                     last_save = now
     finally:
@@ -451,10 +453,10 @@ def train_classifier(
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elapsed += time.perf_counter() - start
-    # CPU time measures the work whoever else shares the cores; on a GPU it does not
-    alone = None
-    if cpu is not None and device.type == "cpu":
-        alone = min(elapsed, (cpu + time.process_time() - cpu_start) / torch.get_num_threads())
+    if alone is not None and device.type == "cpu":  # on a GPU, CPU time measures little
+        alone = min(elapsed, alone + (time.process_time() - cpu_start) / threads)
+    else:
+        alone = None
     if resume_path is not None:
         resume_path.unlink(missing_ok=True)
     model.eval()

@@ -6,6 +6,7 @@ slot is free (ahead of the models still to train), every finished job logged to
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import json
 import os
 import sys
@@ -23,7 +24,6 @@ from tarf.io import write_text
 
 LOG_FILE = "bench_log.jsonl"
 RunId = tuple[int, str]  # (the plan's index, the run's name)
-ModelId = tuple[str, Any]  # (cache key, the job's audit): one job trains it for every plan
 
 
 @dataclass
@@ -55,27 +55,29 @@ def run_plans(
     log: Callable[[str], None] | None = None,
     grid_done: Callable[[int, Outcome], None] | None = None,
 ) -> list[Outcome]:
-    """:func:`run_plan` for several plans at once (the grids of a file), each writing to
-    its own folder, from one set of queues: the workers a grid's last long runs leave free
-    take the next grid's work instead of idling, and a model two grids need (one cache
-    key) is trained once, its log line in the first grid's folder. ``grid_done(i,
-    outcome)`` runs as soon as plan ``i`` has nothing left to run. With several plans a
-    progress line names the job's folder (``[3/40] people-vgg16-bn/ft_all-matched_s0``)."""
+    """:func:`run_plan` for several plans at once (the grids of a file), from one set of
+    queues: the workers a grid's last long runs leave free take the next grid's work
+    instead of idling, and a model two grids need (one cache key) is trained once, by the
+    first grid that needs it (with the audit statistics if any grid wants them), its log
+    line in that grid's folder. Grids may share a folder, not a run's name in it (as
+    ``load_grid_file`` checks). ``grid_done(i, outcome)`` runs once plan ``i``'s runs and
+    the models it trains are all done. A model no run needs any more (its runs failed
+    with another model) is not trained. With several plans a progress line names the
+    job's folder (``[3/40] people-vgg16-bn/ft_all-matched_s0``); the backend must tag each
+    result with the folder it was submitted with (``"out"``, as tarf's backends do)."""
     from tqdm.auto import tqdm
 
     log = log or jobs._log
     outs = [Path(o) for _, o in plans]
-    folder = {str(o): i for i, o in enumerate(outs)}
-    if len(folder) < len(outs):
-        raise BenchError("two grids write to the same folder; give each its own out")
     outcomes = [Outcome(skipped=[r.name for r in p.runs if r.name in p.done]) for p, _ in plans]
     where = _labels(outs)
     runs: dict[RunId, RunJob] = {}
-    needs: dict[RunId, set[ModelId]] = {}  # run -> models not there yet
-    owner: dict[ModelId, tuple[int, ModelJob]] = {}  # the grid whose job trains it
-    model_of: dict[tuple[int, str], ModelId] = {}
-    users: dict[ModelId, list[RunId]] = {}
+    run_at: dict[tuple[str, str], int] = {}  # (folder, run name) -> its plan
+    needs: dict[RunId, set[str]] = {}  # run -> keys of the models not there yet
+    owner: dict[str, tuple[int, ModelJob]] = {}  # model key -> the grid whose job trains it
+    users: dict[str, list[RunId]] = {}
     left = [0] * len(plans)  # runs of each grid not finished yet
+    open_models = [0] * len(plans)  # models each grid trains, not finished yet
     failed_models = [0] * len(plans)
     for i, ((plan, _), out) in enumerate(zip(plans, outs)):
         out.mkdir(parents=True, exist_ok=True)
@@ -84,19 +86,24 @@ def run_plans(
                 f"hyperparameters ({_fmt_changes(changes)}); kept, not rerun")  # fmt: skip
         for r in plan.todo():
             runs[(i, r.name)], needs[(i, r.name)] = r, set()
+            run_at[(str(out), r.name)] = i
             left[i] += 1
         for m in plan.models_to_train() + plan.stats_to_compute():
-            mid = (m.key, m.job.audit)
-            owner.setdefault(mid, (i, m.job))
-            model_of[(i, m.job.name)] = mid
+            if m.key not in owner:
+                owner[m.key] = (i, m.job)
+                open_models[i] += 1
+            elif m.job.audit and not owner[m.key][1].audit:  # its statistics too
+                j, job = owner[m.key]
+                owner[m.key] = (j, dataclasses.replace(job, audit=m.job.audit))
             for user in m.users:
                 if (i, user) in needs:
-                    needs[(i, user)].add(mid)
-                    users.setdefault(mid, []).append((i, user))
+                    needs[(i, user)].add(m.key)
+                    users.setdefault(m.key, []).append((i, user))
     ready_runs: deque[RunId] = deque()  # runs whose models are all there, not yet submitted
     # another bench training one of them must not stall this one: not waited for at first
-    to_train: deque[ModelId] = deque(owner)
-    busy: deque[ModelId] = deque()  # models in training elsewhere, waited for when idle
+    to_train: deque[str] = deque(owner)
+    busy: deque[str] = deque()  # models in training elsewhere, waited for when idle
+    submitted: dict[tuple[str, str], list[str]] = {}  # (folder, model job name) -> keys
     total = len(owner) + len(runs)
     with backend, tqdm(total=total, desc="jobs", unit="job", disable=None,
                        dynamic_ncols=True) as bar:  # fmt: skip
@@ -108,6 +115,10 @@ def run_plans(
             else:  # above the bar, which stays at the bottom
                 bar.write(line, file=sys.stderr)
 
+        def maybe_done(i: int) -> None:
+            if left[i] == 0 and open_models[i] == 0 and grid_done is not None:
+                grid_done(i, outcomes[i])
+
         def finished(i: int, res: dict[str, Any]) -> None:
             """One job done: the bar moves, and a line says which and how it went."""
             nonlocal count
@@ -116,8 +127,19 @@ def run_plans(
             say(job_line(res, count, total, outs[i], where[i]))
             if res["kind"] == "run":
                 left[i] -= 1
-                if left[i] == 0 and grid_done is not None:
-                    grid_done(i, outcomes[i])
+                maybe_done(i)
+
+        def needed(key: str) -> bool:
+            """A run still waits for the model (else its runs failed with another)."""
+            if any(rid in needs for rid in users.get(key, [])):
+                return True
+            nonlocal total
+            i = owner[key][0]
+            total, open_models[i] = total - 1, open_models[i] - 1
+            bar.total = total
+            bar.refresh()
+            maybe_done(i)
+            return False
 
         def feed() -> None:
             """Fill the free slots: ready runs, then models to train, then busy models."""
@@ -127,25 +149,31 @@ def run_plans(
                 if ready_runs:
                     i, name = ready_runs.popleft()
                     backend.submit(jobs.run_job, runs[(i, name)], str(outs[i]))
-                else:
-                    fn = jobs.train_model_without_waiting if to_train else jobs.train_model_job
-                    i, job = owner[(to_train or busy).popleft()]
+                    continue
+                fn = jobs.train_model_without_waiting if to_train else jobs.train_model_job
+                key = (to_train or busy).popleft()
+                if needed(key):
+                    i, job = owner[key]
+                    submitted.setdefault((str(outs[i]), job.name), []).append(key)
                     backend.submit(fn, job, str(outs[i]))
 
-        def model_done(i: int, res: dict[str, Any]) -> None:
+        def model_done(i: int, key: str, res: dict[str, Any]) -> None:
             """Queue the runs a trained model unblocks; fail those a failed one blocks."""
             model, failed = res["job"], res["status"] == "failed"
-            mid = model_of[(i, model)]
             if failed:  # failed models first (sorted), then the runs
                 bisect.insort(outcomes[i].failed, model, hi=failed_models[i])
                 failed_models[i] += 1
-            elif res["key"] != mid[0]:
+            elif res["key"] != key:
                 log(f"warning: {model} is cached under another key than planned")
-            for j, name in users.get(mid, []):
+            for j, name in users.get(key, []):
                 if (j, name) not in needs:
                     continue
                 if failed:
-                    error = f"{model}.error.txt" if j == i else outs[i] / f"{model}.error.txt"
+                    error = (
+                        f"{model}.error.txt"
+                        if outs[j] == outs[i]
+                        else outs[i] / f"{model}.error.txt"
+                    )
                     write_text(outs[j] / f"{name}.error.txt",
                                f"not run: model {model} failed, see {error}\n")  # fmt: skip
                     outcomes[j].failed.append(name)
@@ -153,35 +181,43 @@ def run_plans(
                     finished(j, {"job": name, "kind": "run", "status": "failed",
                                  "seconds": 0.0, "cause": model})  # fmt: skip
                     continue
-                needs[(j, name)].discard(mid)
+                needs[(j, name)].discard(key)
                 if not needs[(j, name)]:
                     ready_runs.append((j, name))
                     del needs[(j, name)]
+            open_models[i] -= 1
+            maybe_done(i)
 
         for rid in [rid for rid, missing in needs.items() if not missing]:
             ready_runs.append(rid)
             del needs[rid]
-        if grid_done is not None:
-            for i in [i for i, n in enumerate(left) if n == 0]:
-                grid_done(i, outcomes[i])
+        for i in range(len(plans)):
+            maybe_done(i)
         feed()
         for res in backend.results():
-            # the folder the job was submitted with (a backend of one plan may not say)
-            i = folder[str(Path(res.pop("out")))] if "out" in res else 0
-            if res["status"] == "busy":  # in training elsewhere: wait for it when idle
-                say(f"{where[i]}{res['job']}: another process is training "
-                    "it; waiting for it after the rest of the work")  # fmt: skip
-                busy.append(model_of[(i, res["job"])])
-            else:
+            if "out" not in res and len(plans) > 1:
+                raise BenchError("the backend's results do not say their folder ('out')")
+            out = str(Path(res.pop("out", outs[0])))
+            if res["kind"] == "run":
+                i = run_at[(out, res["job"])]
                 if res["status"] != "skipped":
                     append_log(outs[i], res)
-                if res["kind"] == "run":
-                    {"ok": outcomes[i].ok, "failed": outcomes[i].failed,
-                     "skipped": outcomes[i].skipped}[res["status"]].append(res["job"])  # fmt: skip
-                    finished(i, res)
+                {"ok": outcomes[i].ok, "failed": outcomes[i].failed,
+                 "skipped": outcomes[i].skipped}[res["status"]].append(res["job"])  # fmt: skip
+                finished(i, res)
+            else:
+                keys = submitted[(out, res["job"])]  # two only if one folder has two alike
+                key = res["key"] if res.get("key") in keys else keys[0]
+                keys.remove(key)
+                i = owner[key][0]
+                if res["status"] == "busy":  # in training elsewhere: wait for it when idle
+                    say(f"{where[i]}{res['job']}: another process is training it; waiting "
+                        "for it after the rest of the work")  # fmt: skip
+                    busy.append(key)
                 else:
+                    append_log(outs[i], res)
                     finished(i, res)
-                    model_done(i, res)
+                    model_done(i, key, res)
             feed()
     return outcomes
 
