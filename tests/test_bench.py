@@ -551,6 +551,7 @@ def test_process_pool(toy, tmp_path):
     assert len(outcome.ok) == 4 and not outcome.failed
     lines = log_lines(out)
     assert sum(x["kind"] == "model" for x in lines) == 3 and all(x["status"] == "ok" for x in lines)
+    assert all(0 < x["alone_s"] <= x["seconds"] for x in lines)  # one thread each: its CPU time
     assert all(bench.read_report(out / f"{r.name}.json") for r in plan.runs)
     assert bench.make_plan(grid(methods=("ft", "rl")), out).models_to_train() == []
 
@@ -600,8 +601,8 @@ def test_estimate_from_reports_without_a_log(toy, tmp_path, monkeypatch):
 
 def test_estimate_counts_a_resumed_training_whole(toy, tmp_path):
     """A training resumed from its saved state logs this process's seconds (its last
-    part) and the whole training's ``train_s``: a model's time is the whole, and its time
-    alone (``alone_s``) where the line has it."""
+    part) and the whole training's ``train_s``: a model's time is the whole, and a job's
+    time is its time alone (``alone_s``) where the line has it."""
     plan = bench.make_plan(grid(methods=("ft",)), tmp_path)
     entries = [
         {"kind": "model", "seconds": 5.0, "train_s": 100.0},  # resumed near its end
@@ -615,8 +616,11 @@ def test_estimate_counts_a_resumed_training_whole(toy, tmp_path):
     # same cores tripled the wall time of the last two
     alone = [{**entries[0], "alone_s": 95.0}, {**entries[2], "train_s": 330.0, "alone_s": 108.0},
              {"kind": "model", "seconds": 310.0, "train_s": 300.0, "alone_s": 101.0}]  # fmt: skip
-    write_log(tmp_path, [{"cached": False, **e} for e in alone])
-    assert bench.estimate(plan, tmp_path, workers=1).model_s == 101.0
+    runs = [{"kind": "run", "method": "ft", "seconds": w, "alone_s": a}
+            for w, a in ((300.0, 100.0), (330.0, 110.0), (30.0, 30.0))]  # fmt: skip
+    write_log(tmp_path, [{"cached": False, **e} for e in alone] + runs)
+    est = bench.estimate(plan, tmp_path, workers=1)
+    assert est.model_s == 101.0 and est.run_s["ft"] == 100.0
 
 
 def test_a_report_made_under_other_defaults_is_flagged(toy, tmp_path):

@@ -27,11 +27,11 @@ EVAL_OVERHEAD_S: dict[tuple[str, str], float] = {
 }
 
 
-def _model_s(line: dict[str, Any]) -> float:
-    """A logged model's training time, counting the whole training (every session of one
-    resumed from its saved state): the time it would take with its cores to itself
-    (``alone_s``: CPU seconds over threads, unmoved by another bench on the same cores),
-    else its wall time (``train_s``), else the job's wall time (older logs)."""
+def _job_s(line: dict[str, Any]) -> float:
+    """A logged job's time as it would run with its cores to itself: ``alone_s`` (CPU
+    seconds over threads, unmoved by another bench on the same cores; a model's counts
+    every session of a training resumed from its saved state), else a model's whole
+    training's wall time (``train_s``), else the job's wall time (older logs)."""
     return line.get("alone_s") or line.get("train_s") or line["seconds"]
 
 
@@ -78,9 +78,7 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
     run_s: dict[str, float | None] = {}
     src: dict[str, str] = {}
     for m in g.methods:
-        logged = _typical(
-            [x["seconds"] for x in log if x["kind"] == "run" and x.get("method") == m]
-        )
+        logged = _typical([_job_s(x) for x in log if x["kind"] == "run" and x.get("method") == m])
         rte = _typical([r["metrics"].get("RTE_s") for r in reports if r["method"] == m])
         if logged is not None:
             run_s[m], src[m] = logged, "bench_log"
@@ -88,10 +86,10 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
             run_s[m], src[m] = rte + overhead, f"RTE + {over_src} overhead {overhead:.0f}s"
         else:
             runs = (x for x in machine_log if x["kind"] == "run" and x.get("method") == m)
-            elsewhere = [x["seconds"] for x in runs]
+            elsewhere = [_job_s(x) for x in runs]
             run_s[m], src[m] = _typical(elsewhere), "cache log" if elsewhere else "unknown"
     trained, trained_elsewhere = (
-        [_model_s(x) for x in lines if x["kind"] == "model" and not x.get("cached")]
+        [_job_s(x) for x in lines if x["kind"] == "model" and not x.get("cached")]
         for lines in (log, machine_log)
     )
     recorded = [m for m in (_cached_train_s(pm.key, cache) for pm in plan.models if pm.cached) if m]
@@ -184,11 +182,11 @@ def _scaled_from_base(
         overhead = EVAL_OVERHEAD_S.get((g.dataset, base))
     runs: dict[str, float | None] = {}
     for m in g.methods:
-        runs[m] = _typical([x["seconds"] for x in alike if x.get("method") == m])
+        runs[m] = _typical([_job_s(x) for x in alike if x.get("method") == m])
         if runs[m] is None and not g.audit and overhead is not None:
             rte = _typical([x.get("rte_s") for x in runs_logged if x.get("method") == m])
             runs[m] = None if rte is None else rte + overhead
-    model = _typical([_model_s(x) for x in log if x["kind"] == "model" and not x.get("cached")])
+    model = _typical([_job_s(x) for x in log if x["kind"] == "model" and not x.get("cached")])
     return ratio, runs, model
 
 
@@ -199,7 +197,7 @@ def expected_model_s(dataset: str, recipe: str) -> float | None:
     from tarf.cache import cache_root
 
     times = [
-        _model_s(x)
+        _job_s(x)
         for x in read_log(cache_root())
         if x.get("kind") == "model" and x.get("status") == "ok" and not x.get("cached")
         and x.get("dataset") == dataset and x.get("recipe") == recipe
