@@ -129,9 +129,9 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
 
 
 def _time_left(work: list[tuple[list[float], list[float]]], workers: int) -> float:
-    """The time (model times, run times) of one or more grids take on ``workers`` that
-    share everything (runs start as their models are there): the total over the workers,
-    or the longest chain (one model then one run) when that is longer."""
+    """How long the (model times, run times) of one or more grids take on ``workers``
+    that share everything (runs start as their models are there): the total over the
+    workers, or the longest chain (one model then one run) when that is longer."""
     total = sum(sum(models) + sum(runs) for models, runs in work)
     chain = max((max(m, default=0.0) + max(r, default=0.0) for m, r in work), default=0.0)
     return max(total / max(1, workers), chain)
