@@ -778,6 +778,7 @@ def test_a_grid_file_runs_its_grids_at_once(toy, tmp_path, capsys):
     assert main(["bench", str(path), "--jobs", "1", "--dry-run"]) == 0
     dry = capsys.readouterr().out
     assert "grid 2 of 2" in dry and dry.strip().splitlines()[-1].startswith("all 2 grids")
+    assert dry.startswith(f"{path}: toy grid\n") and dry.count("toy grid") == 1  # said once
     assert main(["bench", str(path), "--jobs", "1"]) == 0
     err = capsys.readouterr().err
     assert err.index("grid 2 of 2") < err.index("[1/")  # every header, then the jobs

@@ -94,15 +94,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
         if problem:
             raise CLIError(f"--out {out}: {problem}; give another folder")
         plans.append(bench.make_plan(grid, out, download=args.download))
-    headers = [
-        f"grid {i + 1} of {len(specs)}: {out}" + (f" ({description})" if description else "")
+    descriptions = {description for *_, description in specs}
+    shared = descriptions.pop() if len(specs) > 1 and len(descriptions) == 1 else ""
+    headers = [  # a description every grid shares (the file's) is said once, first
+        f"grid {i + 1} of {len(specs)}: {out}"
+        + (f" ({description})" if description and not shared else "")
         for i, (_, out, description) in enumerate(specs)
     ]
+    if shared:
+        (print if args.dry_run else log)(f"{args.file}: {shared}")
     if args.dry_run:
         ests = [bench.estimate(plan, out, jobs) for plan, (_, out, _) in zip(plans, specs)]
         for i, (plan, (_, out, _)) in enumerate(zip(plans, specs)):
             if args.file:
-                print(("\n" if i else "") + headers[i])
+                print(("\n" if i or shared else "") + headers[i])
             print(bench.format_plan(plan, out, jobs, est=ests[i]))
         if len(plans) > 1:
             print("\n" + bench.format_total(plans, ests, jobs))
