@@ -213,8 +213,7 @@ def _cached_train_s(key: str, cache: Any) -> float | None:
         entry = torch.load(
             (cache or ModelCache()).path(key), map_location="cpu", weights_only=False
         )
-        meta = entry["meta"]
-        return float(meta.get("alone_s") or meta["train_s"])
+        return float(_job_s(entry["meta"]))  # the meta has a log line's alone_s, train_s
     except Exception:  # noqa: BLE001 - unreadable: no estimate from it
         return None
 

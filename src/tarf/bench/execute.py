@@ -37,7 +37,7 @@ def run_plan(
     plan: Plan, out_dir: str | Path, backend: Any, log: Callable[[str], None] | None = None
 ) -> Outcome:
     """Train the missing models and run every run not done yet, each run as soon as the
-    models it needs are there; each finished job appends its wall time to bench_log.jsonl
+    models it needs are there; each finished job appends its times to bench_log.jsonl
     and gets a line in ``log`` (:func:`job_line`). A failed model fails the runs that need
     it, and only those.
 
