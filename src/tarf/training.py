@@ -29,6 +29,13 @@ CODE_VERSION = "train-v1"  # bump when the training loop changes the weights it 
 
 
 # -- devices, precision, progress -------------------------------------------------------
+def time_alone(wall_start: float, cpu_start: float, threads: int) -> float:
+    """Seconds since ``wall_start`` this process would have taken with its cores to itself:
+    its CPU time over torch's threads, at most the wall time (CPU time counts every thread
+    of the process, so a short job's can exceed its torch threads' share)."""
+    return min(time.perf_counter() - wall_start, (time.process_time() - cpu_start) / threads)
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` takes a CUDA GPU when there is one, else the CPU. A CUDA device is returned
     with its index (``cuda`` = the current GPU) and made the current one, so that every
@@ -445,18 +452,18 @@ def train_classifier(
                         "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "seen": seen,
                         "elapsed": elapsed + now - start, "device_type": device.type,
                         "alone_elapsed": None if alone is None
-                        else alone + (time.process_time() - cpu_start) / threads,
+                        else alone + time_alone(start, cpu_start, threads),
                     })  # fmt: skip
                     last_save = now
     finally:
         log.close()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    elapsed += time.perf_counter() - start
     if alone is not None and device.type == "cpu":  # on a GPU, CPU time measures little
-        alone = min(elapsed, alone + (time.process_time() - cpu_start) / threads)
+        alone += time_alone(start, cpu_start, threads)
     else:
         alone = None
+    elapsed += time.perf_counter() - start
     if resume_path is not None:
         resume_path.unlink(missing_ok=True)
     model.eval()

@@ -69,7 +69,7 @@ def run_job(job: RunJob, out_dir: str) -> dict[str, Any]:
     try:
         from tarf.recipes import get_recipe
         from tarf.run import run_request
-        from tarf.training import pick_device
+        from tarf.training import pick_device, time_alone
 
         ds = load_dataset_once(job.dataset, job.data_root, job.hierarchy)
         req = build_request(ds.hierarchy, job.forget, job.concept, job.task, job.forget_fraction,
@@ -95,11 +95,10 @@ def run_job(job: RunJob, out_dir: str) -> dict[str, Any]:
                                             job.seed, device, job.audit, log=log)  # fmt: skip
         write_json(path, report)
         err.unlink(missing_ok=True)
-        seconds = time.perf_counter() - start
         # what the dry run estimates from: CPU time over threads (on a GPU it measures little)
-        alone = (time.process_time() - cpu_start) / threads if device.type == "cpu" else None
-        return _result(job, "ok", seconds, rte_s=report["metrics"]["RTE_s"],
-                       alone_s=None if alone is None else min(seconds, alone))  # fmt: skip
+        alone = time_alone(start, cpu_start, threads) if device.type == "cpu" else None
+        seconds = time.perf_counter() - start
+        return _result(job, "ok", seconds, rte_s=report["metrics"]["RTE_s"], alone_s=alone)
     except Exception:  # noqa: BLE001 - one failed run must not stop the grid
         write_text(err, traceback.format_exc())
         return _result(job, "failed", time.perf_counter() - start)
@@ -158,10 +157,11 @@ def _result(job: RunJob | ModelJob, status: str, seconds: float, **extra: Any) -
     info = {"method": job.method} if isinstance(job, RunJob) else {"role": job.role}
     if job.audit:  # an audited run takes longer: the dry run keeps the two apart
         info["audit"] = job.audit
+    times = {k: round(v, 3) for k, v in extra.items() if isinstance(v, float)}  # as "seconds"
     return {
         "job": job.name, "kind": kind, "status": status, "seconds": round(seconds, 3),
         "dataset": job.dataset, "recipe": job.recipe, "task": job.task, "seed": job.seed,
-        **info, **extra,
+        **info, **extra, **times,
     }  # fmt: skip
 
 
