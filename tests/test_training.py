@@ -236,7 +236,7 @@ def test_interrupted_training_resumes_to_the_same_weights(toy_dataset, tmp_path,
 
 def test_training_time_alone_is_its_cpu_time_over_its_threads(toy_dataset, tmp_path, monkeypatch):
     """``alone_seconds`` (what the dry run estimates a model from) is CPU time over
-    threads: a training whose wall clock runs three times slower (another bench on the
+    threads: a training whose wall clock runs ten times slower (another bench on the
     same cores) keeps it, it adds every session of a resumed training over that session's
     own threads, and a state that predates it gives None rather than the last session's
     share."""
@@ -248,11 +248,11 @@ def test_training_time_alone_is_its_cpu_time_over_its_threads(toy_dataset, tmp_p
     x, y, cpu = toy_dataset.x_train, toy_dataset.y_train, torch.device("cpu")
     k = int(y.max()) + 1
     slow = types.SimpleNamespace(
-        perf_counter=lambda: 3 * time.perf_counter(), process_time=time.process_time
+        perf_counter=lambda: 10 * time.perf_counter(), process_time=time.process_time
     )
     monkeypatch.setattr(training, "time", slow)
     res = training.train_classifier(x, y, k, recipe, 0, cpu)
-    assert 0 < res.alone_seconds < res.train_seconds / 2
+    assert 0 < res.alone_seconds < res.train_seconds / 4  # cores/threads <= 2 here
 
     monkeypatch.setattr(training, "time", time)
     state = interrupted_training_state(toy_dataset, tmp_path, monkeypatch, recipe)
