@@ -209,6 +209,8 @@ def test_analyze_cli_identify_and_bad_input(tmp_path, capsys):
     assert (out / "runs" / "straight_s0.json").exists() and (out / "identification.png").exists()
     assert main(argv[:-2] + ["--given", "0", "--out", str(out)]) == 2
     assert "--given must be >= 1" in capsys.readouterr().err
+    assert main(argv[:-6] + ["--given", "5", "--out", str(out)]) == 2  # digits' largest: 4
+    assert "has more than 5 classes (the largest has 4)" in capsys.readouterr().err
     bad = ["analyze", "ablate", "--study", "k", "--dataset", "digits", "--forget", "1",
            "--concept", "round", "--out", str(tmp_path / "a"), "--dry-run"]  # fmt: skip
     assert main(bad) == 2

@@ -130,6 +130,21 @@ def test_bad_inputs_name_the_fix(user):
         tarf.unlearn(user["model"], user["data"], user["request"], method="retrain")
     with pytest.raises(ValueError, match="class ids 0..6"):
         tarf.evaluate(user["model"], (user["data"][0], user["data"][1] + 5), user["request"])
+    with pytest.raises(ValueError, match="the reference outputs 5 logits but the model and"):
+        tarf.evaluate(user["model"], user["data"], user["request"], reference=five)
+    with pytest.raises(TypeError, match="got OrderedDict: a state dict\\? load it"):
+        tarf.unlearn(user["model"].state_dict(), user["data"], user["request"])
+    with pytest.raises(TypeError, match="reference must be a torch.nn.Module, got str: a path"):
+        tarf.evaluate(user["model"], user["data"], user["request"], reference="ref.pt")
+    with pytest.raises(ValueError, match="device 'gpu': give 'cpu', 'cuda' or 'cuda:N'"):
+        tarf.evaluate(user["model"], user["data"], user["request"], device="gpu")
+    one_hot = F.one_hot(torch.as_tensor(user["data"][1]), 7)
+    with pytest.raises(
+        ValueError, match=r"one class id or name per sample, got shape \(\d+, 7\); one-hot"
+    ):
+        tarf.evaluate(user["model"], (user["data"][0], one_hot), user["request"])
+    with pytest.raises(ValueError, match="train_epochs=0: give a whole number >= 1"):
+        tarf.unlearn(user["model"], user["data"], user["request"], train_epochs=0)
 
 
 def test_label_order_must_be_stated_for_integer_labels(user):
@@ -150,7 +165,7 @@ def test_label_order_must_be_stated_for_integer_labels(user):
 
 def test_near_chance_model_is_refused(user):
     untrained = mlp()
-    with pytest.raises(ValueError, match="label mapping: the original model is .* accurate"):
+    with pytest.raises(ValueError, match="model is .* accurate.*check that the model is trained"):
         tarf.unlearn(untrained, user["data"], user["request"], evaluate=False)
     model, report = tarf.unlearn(
         untrained, user["data"], user["request"], method="ft", evaluate=False, check_labels=False
@@ -242,6 +257,23 @@ def test_cli_state_dict_npz_json(capsys, files, tmp_path):
     assert json.loads(stdout)["metrics"]["UA"] == pytest.approx(rep["metrics"]["UA"])
 
 
+def test_cli_class_names_as_labels_need_no_class_order(capsys, files, toy_dataset, tmp_path):
+    """Labels stored as class names fit a hierarchy file that only groups its classes."""
+    ds, names = toy_dataset, np.asarray(CLASSES)
+    np.savez(tmp_path / "named.npz", x=ds.x_train.numpy(), y=names[ds.y_train.numpy()],
+             x_test=ds.x_test.numpy(), y_test=names[ds.y_test.numpy()])  # fmt: skip
+    (tmp_path / "groups.json").write_text(json.dumps(GROUPS))
+    args = ["eval-model", "--model", files / "model.ts", "--hierarchy", tmp_path / "groups.json",
+            "--forget", "cat", "--target", "animals"]  # fmt: skip
+    code, stdout, err = cli(capsys, *args, "--data", tmp_path / "named.npz")
+    assert code == 0, err
+    named = json.loads(stdout)["metrics"]
+    code, stdout, err = cli(capsys, *args[:4], files / "hierarchy.json", *args[5:],
+                            "--data", files / "data.npz")  # fmt: skip
+    assert code == 0, err
+    assert named == json.loads(stdout)["metrics"]  # as with ids and a class order
+
+
 def test_cli_torchscript_image_folder_prior_auto(capsys, files, tmp_path):
     out, saved = tmp_path / "r.json", tmp_path / "unlearned.ts"
     code, _, err = cli(
@@ -263,6 +295,10 @@ def test_cli_torchscript_image_folder_prior_auto(capsys, files, tmp_path):
         ({"--forget": "kat"}, "closest: 'cat'"),
         ({"--data": "corrupt.npz"}, "numpy.savez"),
         ({"--model": "weights.pt"}, "--arch NAME"),
+        (
+            {"--model": "weights.pt", "--arch": "cpunet-tiny"},
+            "do not fit architecture 'cpunet-tiny'",
+        ),
         ({"--model-labels": "superclass"}, "label-domain mismatch"),
         ({"--data": "missing.npz"}, "not found"),
     ],
@@ -275,7 +311,7 @@ def test_cli_bad_input_is_one_line(capsys, files, change, message):
     code, _, err = cli(capsys, *argv)
     assert code == 2 and message in err and "Traceback" not in err
     errors = [line for line in err.splitlines() if line.startswith("tarf: error:")]
-    assert len(errors) == 1 and message in errors[0]
+    assert len(errors) == 1 and message in errors[0] and len(errors[0]) < 500
 
 
 # -- the example ---------------------------------------------------------------------------

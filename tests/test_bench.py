@@ -790,6 +790,17 @@ def test_a_grid_file_runs_its_grids_at_once(toy, tmp_path, capsys):
         assert "| all-matched | ft | 1 |" in (tmp_path / out / "results.md").read_text()
 
 
+def test_a_grid_that_does_not_fit_its_dataset_names_the_file_and_its_keys(toy, tmp_path, capsys):
+    path = write_grid_file(tmp_path, TOY_HEAD + f"""\
+    methods: [ft]
+    grids: [{{out: {tmp_path / "a"}}}, {{out: {tmp_path / "b"}, forget: [car], tasks: [target-mismatch]}}]
+    """)  # fmt: skip
+    assert main(["bench", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}, grid 2 ({tmp_path / 'b'}): concept animals does not fit forget car" in err
+    assert "--" not in err and err.rstrip().endswith("concept vehicles")
+
+
 def test_grid_file_grids_inherit_and_override(toy, tmp_path):
     path = write_grid_file(tmp_path, TOY_HEAD + """\
     seeds: [0, 2]
@@ -861,6 +872,9 @@ BAD_GRID_FILES = [
     ("out: o\nmethods: [ft]\ngrids: [{outt: x}]\n", ["line 9", "grids[0].outt: unknown key; did you mean out?"]),
     ("out: o\nmethods: [ft]\ngrids: [{out: x}, {out: y, recipe: nope}]\n", ["grids[1].recipe: unknown recipe 'nope'"]),
     ("out: o\nmethods: [ft]\nout: p\n", ["line 9", "out: given twice in one mapping"]),
+    ("out: o\nmethods: [ft]\ngrids: [{out: x, forget: [1, 7]}]\n",
+     ["grids[0].forget: expected class names", "got [1, 7]: YAML reads unquoted digits as "
+      "numbers; quote the names: ['1', '7']"]),
     ("out: o\nmethods: [ft\nseeds: 1\n", ["line 9", "not valid YAML"]),
 ]  # fmt: skip
 

@@ -5,6 +5,7 @@ import dataclasses
 import json
 
 import pytest
+import torch
 
 from tarf import bench
 from tarf.cli import build_parser, main
@@ -67,6 +68,14 @@ def test_unlearn_writes_report(capsys, tmp_path, monkeypatch, shared_cache):
     header, row = csv.read_text().splitlines()
     assert header.startswith("dataset,task,method,seed") and "retrain_s" in header
     assert row.startswith("digits,target-mismatch,tarf,0")
+    # a folder gives its reports (the checkpoint and other files in it are not reports);
+    # a pattern that matched nothing, or a file that is not JSON, says what to give
+    assert main(["report", str(tmp_path)]) == 0
+    assert "| target-mismatch | tarf" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "none" / "*.json")]) == 2
+    assert "no file matches" in capsys.readouterr().err
+    assert main(["report", str(ck)]) == 2
+    assert "not a JSON file" in capsys.readouterr().err
     # the saved model evaluates; a checkpoint of another label domain is refused
     code, stdout, err = run(
         capsys,
@@ -97,6 +106,16 @@ def test_unlearn_writes_report(capsys, tmp_path, monkeypatch, shared_cache):
         str(ck),
     )
     assert code == 2 and "predicts 10 class labels" in err and "--model-labels class" in err
+    # a checkpoint of another dataset: the dataset to pass, not the labels
+    import tarf
+    from tarf.checkpoint import CheckpointError, load_checkpoint
+
+    groups = {"animals": ["cat", "dog", "fox"], "vehicles": ["car", "bus"]}
+    other = tarf.make_request(
+        groups, "cat", "animals", class_names=["cat", "dog", "fox", "car", "bus"]
+    )
+    with pytest.raises(CheckpointError, match="is a model of digits .*pass --dataset digits"):
+        load_checkpoint(ck, other, torch.device("cpu"))
 
 
 def test_second_run_hits_the_cache(capsys, monkeypatch, shared_cache):
@@ -129,6 +148,10 @@ def test_second_run_hits_the_cache(capsys, monkeypatch, shared_cache):
         (["--forget", "1", "--target", "round"], "D_f ⊆ D_t"),
         (["--forget", "1", "--target", "1", "--set", "nonsense=1"], "unknown hyperparameter"),
         (["--forget", "1", "--target", "1", "--method", "magic"], "unknown method 'magic'"),
+        (
+            ["--forget", "1", "--target", "1", "--method", "retrain", "--set", "lr=0.1"],
+            "for this method; it takes none; leave out --set",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(capsys, args, message):

@@ -119,8 +119,12 @@ def test_user_hierarchy_files(tmp_path):
     with pytest.raises(ValueError, match="must map class names"):
         LabelHierarchy.from_file(tmp_path / "bad.json")
     (tmp_path / "broken.yaml").write_text("X: [a, b\n")
-    with pytest.raises(ValueError, match="not valid JSON/YAML"):
+    with pytest.raises(ValueError, match=r"broken.yaml, line 2 is not valid JSON/YAML \(") as e:
         LabelHierarchy.from_file(tmp_path / "broken.yaml")
+    assert "\n" not in str(e.value)  # one line, not the parser's drawing of the spot
+    (tmp_path / "broken.json").write_text('{"a": "X",\n "b": }')
+    with pytest.raises(ValueError, match=r"broken.json, line 2 is not valid JSON/YAML \(Expect"):
+        LabelHierarchy.from_file(tmp_path / "broken.json")
     with pytest.raises(ValueError, match="without a superclass"):
         LabelHierarchy.from_file(tmp_path / "h.json", class_order=["a", "b", "c", "d"])
 

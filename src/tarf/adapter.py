@@ -170,12 +170,21 @@ def _forward(model: nn.Module, x: torch.Tensor, shape: tuple[int, ...]) -> torch
     return out
 
 
-def check_label_domain(model: nn.Module, request: UnlearningRequest, sample: torch.Tensor) -> None:
-    """The model's output size must be the request's number of model labels."""
+def check_label_domain(
+    model: nn.Module, request: UnlearningRequest, sample: torch.Tensor, role: str = "model"
+) -> None:
+    """The model's output size must be the request's number of model labels (``role``
+    "reference": the retrained reference's, whose labels are the model's)."""
     out = _forward(model, sample, getattr(model, "sample_shape", tuple(sample.shape[1:])))
     if out.ndim != 2:
-        raise ValueError(f"the model must return logits [N, labels], got shape {tuple(out.shape)}")
+        raise ValueError(f"the {role} must return logits [N, labels], got shape {tuple(out.shape)}")
     k, h = out.shape[1], request.hierarchy
+    if k != request.num_model_classes and role == "reference":
+        raise ValueError(
+            f"label-domain mismatch: the reference outputs {k} logits but the model and the "
+            f"request have {request.num_model_classes} {request.model_level.label}es of {h.name}; "
+            "pass a reference trained with the model's labels (without the target concept's data)"
+        )
     if k != request.num_model_classes:
         levels = {h.num_classes: "class", h.num_superclasses: "superclass"}
         fix = (
@@ -234,7 +243,8 @@ def check_label_mapping(
     chance = 100.0 / k
     rows, cols = linear_sum_assignment(-confusion.numpy())
     best = 100.0 * confusion.numpy()[rows, cols].sum() / max(len(y), 1)
-    if acc >= chance + 0.25 * (100.0 - chance) and best - acc < 20.0:
+    well_above_chance = chance + 0.25 * (100.0 - chance)
+    if acc >= well_above_chance and best - acc < 20.0:
         return
     h = request.hierarchy
     names = h.class_names if k == h.num_classes else h.superclass_names
@@ -242,20 +252,21 @@ def check_label_mapping(
         f"the original model is {acc:.1f}% accurate on your training data (chance: "
         f"{chance:.1f}%), so its outputs cannot be the data's labels"
     )
-    if best - acc >= 20.0:
+    if best - acc >= 20.0 and best >= well_above_chance:
         order = [names[int(r)] for r, _ in sorted(zip(rows, cols), key=lambda rc: rc[1])]
         fix = (
             f"read in another order, its outputs are {best:.1f}% accurate: output 0 is "
             f"{order[0]!r}, output 1 {order[1]!r}, ...; give the classes in the model's "
-            f"output order: class_names={order!r}"
+            f"output order: class_names={order!r} in Python, a 'class_order' list in a "
+            "hierarchy file"
             if k == h.num_classes
             else f"read in another order its outputs are {best:.1f}% accurate; give the "
             "hierarchy's superclasses in the model's output order"
         )
     else:
         fix = (
-            "check that y holds the labels the model was trained on and that x is scaled as "
-            "in its training (uint8 images reach the model as x / 255); check_labels=False "
-            "skips this check"
+            "check that the model is trained, that y holds the labels it was trained on and "
+            "that x is scaled as in its training (uint8 images reach the model as x / 255); "
+            "in Python, check_labels=False skips this check"
         )
     raise ValueError(f"label mapping: {what}; {fix}")

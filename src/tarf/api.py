@@ -139,6 +139,9 @@ def _resolve_request(
 def _recipe(train_epochs: int, batch_size: int, augment: bool, image_like: bool) -> Recipe:
     """The budget rule needs the original's training length (one run costs at most a
     tenth of it); augmentation (crop + flip) only for images, on request."""
+    for name, value in (("train_epochs", train_epochs), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}={value!r}: give a whole number >= 1")
     aug = augment and image_like
     return Recipe(
         name="user", arch="user", epochs=train_epochs, batch_size=batch_size, lr=0.0,
@@ -196,10 +199,34 @@ def _sample(prep: PreparedData, device: torch.device) -> torch.Tensor:
     return prep.x[:2].to(device).float() / 255
 
 
-def _checked(model: nn.Module, prep: PreparedData, req: UnlearningRequest, dev: torch.device):
-    """The user's model behind the input adapter, its output size checked."""
+def _check_module(model: Any, role: str) -> None:
+    """A saved file or a state dict where a model belongs: say how to make the module."""
+    if model is None and role == "reference" or isinstance(model, nn.Module):
+        return
+    hint = ""
+    if isinstance(model, dict):
+        hint = ": a state dict? load it into its architecture first (net.load_state_dict(sd))"
+    elif isinstance(model, (str, Path)):
+        hint = ": a path? load the model first (torch.jit.load(path)), or use `tarf unlearn-model`"
+    raise TypeError(f"{role} must be a torch.nn.Module, got {type(model).__name__}{hint}")
+
+
+def _device(device: str | torch.device | None, model: nn.Module) -> torch.device:
+    if device is None:
+        return model_device(model)
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device {device!r}: give 'cpu', 'cuda' or 'cuda:N'") from None
+
+
+def _checked(
+    model: nn.Module, prep: PreparedData, req: UnlearningRequest, dev: torch.device,
+    role: str = "model",
+):  # fmt: skip
+    """The user's model (or reference) behind the input adapter, its output size checked."""
     wrapped = prep.wrap(model.to(dev))
-    check_label_domain(wrapped, req, _sample(prep, dev))
+    check_label_domain(wrapped, req, _sample(prep, dev), role)
     return wrapped
 
 
@@ -217,13 +244,17 @@ def evaluate(
     """The paper's metrics of ``model`` on a request: UA (on ``D_t``), RA (on ``D_r``),
     TA (on ``test_r``), MIA, and with a retrained ``reference`` its metrics and the Gap.
     Without one it says so; without ``test`` there is no TA or MIA."""
+    _check_module(model, "model")
+    _check_module(reference, "reference")
     req = _resolve_request(request, hierarchy, model, data)
-    dev = torch.device(device) if device is not None else model_device(model)
+    dev = _device(device, model)
     prep = PreparedData(data, test, req)
     out: dict[str, Any] = {"task": req.task.name, "reference": None}
     out["metrics"] = _metrics(_checked(model, prep, req, dev), prep, req, dev, seed)
     if reference is not None:
-        out["reference"] = _metrics(_checked(reference, prep, req, dev), prep, req, dev, seed)
+        out["reference"] = _metrics(
+            _checked(reference, prep, req, dev, "reference"), prep, req, dev, seed
+        )
         out["metrics"]["Gap"] = gap_to(out["metrics"], out["reference"])
     out["notes"] = _notes(req, prep.has_test, reference is not None)
     return out
@@ -263,8 +294,10 @@ def unlearn(
     mapping, usually; the message gives the fix).
     The method sees only ``D_f``, ``D_un`` and the prior, never the concept.
     """
+    _check_module(model, "model")
+    _check_module(reference, "reference")
     req = _resolve_request(request, hierarchy, model, data)
-    dev = torch.device(device) if device is not None else model_device(model)
+    dev = _device(device, model)
     model = model.to(dev)
     if isinstance(method, str):
         method = get_method(method, config, None, **hyperparameters)
@@ -291,7 +324,7 @@ def unlearn(
         measure = lambda m: _metrics(m, prep, req, dev, seed)  # noqa: E731
         original = measure(wrapped)
         if reference is not None:
-            ref = measure(_checked(reference, prep, req, dev))
+            ref = measure(_checked(reference, prep, req, dev, "reference"))
     result, report = execute(
         method, wrapped, make_unlearn_data(req, prep.x, prep.y), ctx, req,
         measure=measure, original=original, reference=ref, partition_sizes=prep.parts.sizes(),

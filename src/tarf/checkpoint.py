@@ -78,6 +78,12 @@ def load_checkpoint(
             f"checkpoint {path} lacks {', '.join(missing)}: it is damaged; {make} again"
         )
     names = model_label_names(request)
+    h = request.hierarchy
+    if ck.get("dataset") and ck["dataset"] != h.name and list(ck["label_names"]) != names:
+        raise CheckpointError(
+            f"checkpoint {path} is a model of {ck['dataset']} ({ck['label_level']} labels), "
+            f"not of {h.name}: pass --dataset {ck['dataset']}, or a checkpoint trained on {h.name}"
+        )
     if ck["label_level"] != request.model_level.label or list(ck["label_names"]) != names:
         raise CheckpointError(
             f"checkpoint {path} predicts {len(ck['label_names'])} {ck['label_level']} labels, but the request's "

@@ -84,9 +84,16 @@ class LabelHierarchy:
         )
         by_key = {normalize_name(c): c for c in candidates}
         hint = ", ".join(repr(by_key[c]) for c in close) if close else "none close"
+        from tarf.data import DATASETS  # here: the registry reads hierarchies
+
+        every = (
+            f"`tarf classes --dataset {self.name}` lists every name"
+            if self.name in DATASETS
+            else "The hierarchy's class_names and superclass_names list every name"
+        )
         raise UnknownNameError(
             f"unknown class or superclass {name!r} in the {self.name} hierarchy "
-            f"(closest: {hint}). `tarf classes --dataset {self.name}` lists every name."
+            f"(closest: {hint}). {every}."
         )
 
     def resolve_many(self, names: Iterable[str]) -> tuple[Level, frozenset[int]]:
@@ -150,7 +157,10 @@ class LabelHierarchy:
         )
         missing = [c for c in classes if c not in mapping]
         if missing:
-            raise ValueError(f"hierarchy {name!r}: classes without a superclass: {missing}")
+            raise ValueError(
+                f"hierarchy {name!r}: classes without a superclass: {missing}; list each "
+                "under its superclass (a superclass of its own if none fits)"
+            )
         extra = [c for c in mapping if c not in set(classes)]
         if extra:
             raise ValueError(
@@ -192,7 +202,13 @@ class LabelHierarchy:
             else:
                 data = json.loads(text)
         except Exception as e:  # noqa: BLE001 - any parse error becomes one clear message
-            raise ValueError(f"hierarchy file {path} is not valid JSON/YAML: {e}") from e
+            mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+            line = mark.line + 1 if mark is not None else getattr(e, "lineno", None)
+            problem = getattr(e, "problem", None) or getattr(e, "msg", None)
+            raise ValueError(
+                f"hierarchy file {path}{f', line {line}' if line else ''} is not valid "
+                f"JSON/YAML ({problem or str(e).splitlines()[0]}); fix the file"
+            ) from None
         if not isinstance(data, dict) or not data:
             raise ValueError(
                 f"hierarchy file {path} must map class names to superclass names "

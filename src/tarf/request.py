@@ -110,11 +110,11 @@ class UnlearningRequest:
         if isinstance(self.prior_classes, str):
             if self.prior_classes.strip().lower() != AUTO:
                 raise ValueError(
-                    f"--prior must be a number >= 0 or 'auto', got {self.prior_classes!r}"
+                    f"prior (--prior) must be a number >= 0 or 'auto', got {self.prior_classes!r}"
                 )
             object.__setattr__(self, "prior_classes", AUTO)
         elif self.prior_classes is not None and self.prior_classes < 0:
-            raise ValueError(f"--prior must be >= 0, got {self.prior_classes}")
+            raise ValueError(f"prior (--prior) must be >= 0, got {self.prior_classes}")
         # Resolve eagerly so that bad names fail when the request is made, not mid-run.
         self.task  # noqa: B018
         if self.target is not None and not self.forget_classes <= self.target_classes:
@@ -123,7 +123,7 @@ class UnlearningRequest:
             )
             raise ValueError(
                 f"the forget data must lie inside the target concept (D_f ⊆ D_t), but {extra} "
-                f"are not part of target {list(self.target)}; widen --target or drop them from --forget"
+                f"are not part of target {list(self.target)}; widen the target (--target) or drop them from the forget classes (--forget)"
             )
         self._check_something_remains()
         self._check_prior()
@@ -150,7 +150,7 @@ class UnlearningRequest:
         if isinstance(self.prior_classes, str):
             if self.prior_classes.strip().lower() != AUTO:
                 raise ValueError(
-                    f"--prior must be a number >= 0 or 'auto', got {self.prior_classes!r}"
+                    f"prior (--prior) must be a number >= 0 or 'auto', got {self.prior_classes!r}"
                 )
             object.__setattr__(self, "prior_classes", AUTO)
         elif self.prior_classes:  # None and 0 say the same: nothing to identify

@@ -101,10 +101,18 @@ def normalize_report(d: dict[str, Any]) -> Report:
 def load_reports(path: str | Path) -> list[Report]:
     """The reports in one JSON file (a report, or a list of them); a ValueError naming
     the file when it cannot be read or holds no report."""
+    path = Path(path)
+    made = "give the .json reports `tarf unlearn --out` or `tarf bench` wrote"
+    if not path.exists():
+        if any(c in str(path) for c in "*?["):  # a shell pattern that matched nothing
+            raise ValueError(f"no file matches {path}; {made}")
+        raise ValueError(f"report {path} not found; {made}")
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(path.read_text())
     except (OSError, ValueError) as e:
-        raise ValueError(f"cannot read report {path}: {e}") from None
+        raise ValueError(
+            f"cannot read report {path}: not a JSON file ({type(e).__name__}); {made}"
+        ) from None
     items = data if isinstance(data, list) else [data]
     reports = [normalize_report(d) for d in items if is_report(d)]
     if not reports:

@@ -68,6 +68,11 @@ def class_ids(names: list[str], hierarchy: LabelHierarchy, where: str) -> torch.
 def labels_to_ids(y: Any, hierarchy: LabelHierarchy, where: str) -> torch.Tensor:
     """Integer class ids (checked against the hierarchy) or class names -> ids."""
     arr = np.asarray(y)
+    if arr.ndim > 1 and arr.size != len(arr):
+        raise ValueError(
+            f"{where}: labels must be one class id or name per sample, got shape {arr.shape}"
+            + ("; one-hot or scores? pass y.argmax(1)" if arr.ndim == 2 else "")
+        )
     if arr.dtype.kind in "USO":
         return class_ids([str(v) for v in arr.reshape(-1)], hierarchy, where)
     if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and np.all(arr == np.round(arr))):
@@ -259,6 +264,7 @@ def load_model_file(path: str | Path, arch: str | None, in_channels: int) -> Loa
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         detail = first[1].strip() if len(first) > 1 else first[0]
+        detail = detail if len(detail) <= 160 else detail[:157].rstrip(", ") + "..."
         raise ValueError(
             f"the weights in {path} do not fit architecture {arch!r} ({detail}); "
             "pass the --arch the model was built with"

@@ -161,6 +161,12 @@ def sweep(
                     f"{name!r} has {len(h.classes_of(s))} classes: nothing is left to identify "
                     f"when {given} are given (use a smaller --given)"
                 )
+    if not ids:
+        largest = max(len(h.classes_of(s)) for s in range(h.num_superclasses))
+        raise ValueError(
+            f"no superclass of {h.name} has more than {given} classes (the largest has "
+            f"{largest}): nothing is left to identify; use a smaller --given"
+        )
     results = []
     everything = torch.arange(len(ds.y_train))
     for seed in seeds:

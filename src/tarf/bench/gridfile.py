@@ -407,6 +407,11 @@ def _names(value: Any, what: str) -> str:
     """A comma list or a YAML list of names, as one comma list."""
     if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
         return ",".join(v.strip() for v in value)
+    values = value if isinstance(value, list) else [value]
+    if any(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+        quoted = "[" + ", ".join(f"'{v}'" for v in values) + "]"
+        raise BenchError(f"expected {what} (a list or a comma list), got {value!r}: YAML reads "
+                         f"unquoted digits as numbers; quote the names: {quoted}")  # fmt: skip
     return _text(value, f"{what} (a list or a comma list)")
 
 

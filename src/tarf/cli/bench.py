@@ -93,7 +93,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
         problem = None if args.dry_run else unwritable(out, folder=True)
         if problem:
             raise CLIError(f"--out {out}: {problem}; give another folder")
-        plans.append(bench.make_plan(grid, out, download=args.download))
+        try:
+            plans.append(bench.make_plan(grid, out, download=args.download))
+        except bench.BenchError as e:
+            if not args.file:
+                raise
+            raise CLIError(  # the options named are the file's keys
+                f"{args.file}, grid {len(plans) + 1} ({out}): {str(e).replace('--', '')}"
+            ) from None
     descriptions = {description for *_, description in specs}
     shared = descriptions.pop() if len(specs) > 1 and len(descriptions) == 1 else ""
     headers = [  # a description every grid shares (the file's) is said once, first

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from tarf.cli import options as opt
@@ -12,7 +13,7 @@ from tarf.hierarchy import LabelHierarchy, builtin_hierarchy
 from tarf.io import write_text
 from tarf.methods import METHODS
 from tarf.report import flat_row, hierarchy_lines, methods_catalogue, to_csv
-from tarf.schema import load_reports
+from tarf.schema import load_reports, read_reports
 
 
 def add_parsers(sub: Any) -> None:
@@ -27,7 +28,11 @@ def add_parsers(sub: Any) -> None:
     p.set_defaults(func=cmd_methods)
 
     p = opt.add_command(sub, "report", "collect run reports (JSON) into a Markdown table and a CSV")
-    p.add_argument("reports", nargs="+", help="JSON files written by `tarf unlearn --out`")
+    p.add_argument(
+        "reports",
+        nargs="+",
+        help="JSON reports written by `tarf unlearn --out` or `tarf bench`, or folders of them",
+    )
     p.add_argument("--md", help="write the Markdown table here; left out: print it")
     p.add_argument("--csv", help="write one CSV row per run here")
     p.add_argument("--layout", choices=("runs", "table1", "gaps"), default="runs",
@@ -55,6 +60,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     preflight(args, files=("md", "csv"), cache=False)
     reports = []
     for path in args.reports:
+        if Path(path).is_dir():  # a bench folder: the reports in it
+            found = [r for f in sorted(Path(path).glob("*.json")) for r in read_reports(f)]
+            if not found:
+                raise CLIError(f"{path} is a folder with no run report in it (*.json)")
+            reports.extend(found)
+            continue
         try:
             reports.extend(load_reports(path))
         except ValueError as e:

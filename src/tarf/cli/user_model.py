@@ -7,6 +7,9 @@ import argparse
 import json
 from typing import Any
 
+import numpy as np
+import torch
+
 from tarf.api import evaluate, infer_model_labels, make_request, summary, unlearn
 from tarf.cli import options as opt
 from tarf.cli.common import CLIError, device, log, make_method, nonempty, preflight
@@ -82,7 +85,18 @@ def _user_inputs(args: argparse.Namespace):
     labels = args.model_labels or infer_model_labels(loaded.model, h, data.x[:2])
     req = make_request(h, args.forget, args.target, model_labels=labels, prior=args.prior)
     log(req.describe())
-    return loaded, reference, (data.x, data.y), test_pair, req
+    data_pair = (data.x, data.y)
+    if not h.ordered:  # the files named their classes (ids would have failed to read)
+        data_pair = (data.x, _names(data.y, h))
+        if test_pair is not None:
+            test_pair = (test_pair[0], _names(test_pair[1], h))
+    return loaded, reference, data_pair, test_pair, req
+
+
+def _names(y: torch.Tensor, h: LabelHierarchy) -> np.ndarray:
+    """Class ids read from class names, as those names again: a hierarchy without a
+    class order takes labels as names only."""
+    return np.asarray(h.class_names, dtype=object)[y.numpy()]
 
 
 def cmd_unlearn_model(args: argparse.Namespace) -> int:

@@ -58,7 +58,7 @@ FOLDERS = {"cifar10": CIFAR10_DIR, "cifar100": CIFAR100_DIR, "fashion-mnist": FA
 def fix_hint(dataset: str) -> str:
     """The one remedy every data error offers."""
     return (
-        f"re-download with `tarf <command> --dataset {dataset} --download`, or point "
+        f"rerun the command with --download (it fetches {dataset} again), or point "
         f"--data-root / TARF_DATA at a folder holding {FOLDERS[dataset]}/"
     )
 

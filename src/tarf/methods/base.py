@@ -242,9 +242,8 @@ def coerce_overrides(config_cls: type, values: dict[str, Any]) -> dict[str, Any]
     for k, v in values.items():
         key = k.replace("-", "_")
         if key not in fields:
-            raise ValueError(
-                f"unknown hyperparameter {k!r} for this method; valid: {', '.join(fields)}"
-            )
+            valid = f"valid: {', '.join(fields)}" if fields else "it takes none; leave out --set"
+            raise ValueError(f"unknown hyperparameter {k!r} for this method; {valid}")
         out[key] = _coerce(v, hints[key], key)
     return out
 
