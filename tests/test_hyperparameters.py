@@ -115,6 +115,9 @@ def test_config_files_that_cannot_be_read_name_themselves(tmp_path):
         read_config_file(tmp_path / "nope.yaml")
     (tmp_path / "ok.yaml").write_text("lr: 0.5\n")
     assert get_method("ft", tmp_path / "ok.yaml").config.lr == 0.5
+    (tmp_path / "typo.yaml").write_text("lrr: 0.5\n")
+    with pytest.raises(ValueError, match=r"--config \S*typo.yaml: unknown hyperparameter 'lrr'"):
+        get_method("ft", tmp_path / "typo.yaml", {"lr": "0.1"})
     (tmp_path / "nan.yaml").write_text("lr: .nan\n")
     with pytest.raises(ValueError, match="lr=nan"):
         get_method("ft", tmp_path / "nan.yaml")

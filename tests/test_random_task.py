@@ -186,6 +186,15 @@ def test_every_method_runs_on_the_random_task(name, toy_dataset, shared_cache):
     assert request_label(rep) == "random 0.1 of the training set -> D_f"
 
 
+def test_a_forget_set_of_few_samples_gets_a_note(toy_dataset, shared_cache):
+    req = UnlearningRequest.random(toy_dataset.hierarchy, 0.05)
+    rep = run_request(toy_dataset, req, get_method("ft"), MICRO, 0, CPU, shared_cache,
+                      log=lambda *_: None)  # fmt: skip
+    assert rep["partition_sizes"]["forget"] == 14
+    assert any("the forget data holds 14 samples: an accuracy on it moves in steps of 7 "
+               "points" in note for note in rep["notes"])  # fmt: skip
+
+
 # -- the command line and the bench ------------------------------------------------------------
 @pytest.fixture
 def no_training(monkeypatch):

@@ -89,6 +89,8 @@ def gap_to(metrics: dict[str, Any], reference: dict[str, Any]) -> float:
 # Percent of D_t below the MIA attack's range (metrics.mia_extrapolated) from which the
 # report notes an MIA that still calls most of D_t members: an extrapolation, not evidence.
 MIA_EXTRAPOLATED = 50.0
+# Fewer forget samples than this and the metrics on them move in coarse steps: a note says so.
+FEW_FORGET = 20
 # The unlearned model counts as having forgotten little when it moved less than this
 # fraction of the way from the original toward the retrained reference on D_t (or, with
 # no reference, kept more than this fraction of the original's accuracy on D_f).
@@ -310,6 +312,13 @@ def execute(
     )
     report["warnings"] = list(result.warnings) + ([failed] if failed else [])
     report["notes"] = list(notes or [])
+    n_forget = partition_sizes.get("forget", FEW_FORGET)
+    if 0 < n_forget < FEW_FORGET:
+        report["notes"].append(
+            f"the forget data holds {n_forget} sample{'s' * (n_forget != 1)}: an accuracy on "
+            f"it moves in steps of {100 / n_forget:.0f} points; forget more samples (a larger "
+            "--forget-fraction, or more classes) for a result that can tell methods apart"
+        )
     outside, mia = (report["metrics"].get(k) for k in ("MIA_extrapolated", "MIA"))
     if outside is not None and mia is not None and outside >= MIA_EXTRAPOLATED and mia < 50:
         report["notes"].append(

@@ -174,6 +174,10 @@ def get_method(
     values: dict[str, Any] = {}
     if config_file is not None:
         values.update(read_config_file(config_file))
+        try:  # the file's own keys first, so that an error names the file
+            coerce_overrides(cls.Config, values)
+        except ValueError as e:
+            raise ValueError(f"--config {config_file}: {e}") from None
     values.update(overrides or {})
     values.update(params)
     return cls(**values)
