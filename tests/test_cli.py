@@ -400,10 +400,15 @@ def test_unlearn_a_subset_of_a_class(capsys, tmp_path):
     sizes = rep["partition_sizes"]
     assert sizes["forget"] + sizes["pseudo_remaining"] == sizes["target"]  # the rest of "1"
     assert abs(sizes["forget"] - sizes["pseudo_remaining"]) <= 1  # half of it
+    capsys.readouterr()
     with pytest.raises(SystemExit):
         main(["unlearn", "--dataset", "digits", "--model-labels", "class", "--forget", "1",
               "--forget-fraction", "2", "--target", "1"])  # fmt: skip
-    assert "between 0 and 1" in capsys.readouterr().err
+    err = capsys.readouterr().err  # one line, like every tarf error, not the usage first
+    assert err.startswith("tarf unlearn: error: ") and "between 0 and 1" in err
+    assert err.count("\n") == 1 and err.rstrip().endswith(
+        "`tarf unlearn --help` lists the options)"
+    )
 
 
 # -- refusals before any work -----------------------------------------------------------------

@@ -22,8 +22,17 @@ from tarf.data.core import DataError
 __all__ = ["CLIError", "build_parser", "main"]
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser with its errors in one line, like every other tarf error (the
+    full usage is one ``--help`` away rather than above the message)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        what = "commands" if " " not in self.prog else "options"
+        self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the {what})\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tarf",
         description="Concept-level machine unlearning under label-domain mismatch (TARF and "
         "baselines).",
