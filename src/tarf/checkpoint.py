@@ -79,10 +79,13 @@ def load_checkpoint(
         )
     names = model_label_names(request)
     h = request.hierarchy
-    if ck.get("dataset") and ck["dataset"] != h.name and list(ck["label_names"]) != names:
+    if not set(ck["label_names"]) & {*h.class_names, *h.superclass_names}:  # no name in common
+        other = ck.get("dataset")
         raise CheckpointError(
-            f"checkpoint {path} is a model of {ck['dataset']} ({ck['label_level']} labels), "
-            f"not of {h.name}: pass --dataset {ck['dataset']}, or a checkpoint trained on {h.name}"
+            f"checkpoint {path} is a model of {other or 'other classes'} (no label of "
+            f"{h.name} among its {len(ck['label_names'])} {ck['label_level']} labels): "
+            + (f"pass --dataset {other}, or " if other else "give ")
+            + f"a checkpoint trained on {h.name}"
         )
     if ck["label_level"] != request.model_level.label or list(ck["label_names"]) != names:
         raise CheckpointError(
