@@ -322,6 +322,31 @@ def test_failed_job_is_isolated(toy, tmp_path, monkeypatch, capsys):
     assert len((out / "results.csv").read_text().splitlines()) == 2
 
 
+class Recording(bench.LocalBackend):
+    """In this process, with ``slots`` jobs handed out at once: records each job handed to
+    it (its folder's name, its name, how many results were in by then) and each result
+    it hands back, in order; ``on_submit(fn, job)`` and ``on_result(res)`` see them too."""
+
+    def __init__(self, slots: int = 1, on_submit=None, on_result=None) -> None:
+        super().__init__(1)
+        self.slots, self.on_submit, self.on_result = slots, on_submit, on_result
+        self.submitted: list[tuple[str, str, int]] = []
+        self.finished: list[dict] = []
+
+    def submit(self, fn, job, out_dir):
+        if self.on_submit:
+            self.on_submit(fn, job)
+        self.submitted.append((Path(out_dir).name, job.name, len(self.finished)))
+        super().submit(fn, job, out_dir)
+
+    def results(self):
+        for res in super().results():
+            self.finished.append(dict(res))  # as handed back (run_plans pops "out")
+            if self.on_result:
+                self.on_result(res)
+            yield res
+
+
 def test_runs_start_as_soon_as_their_models_are_there(toy, tmp_path, monkeypatch):
     """A run whose models are cached is submitted at once, ahead of the model others wait
     for; a model that fails fails only the runs that need it."""
@@ -334,20 +359,10 @@ def test_runs_start_as_soon_as_their_models_are_there(toy, tmp_path, monkeypatch
         return bench.jobs._result(job, "failed", 0.0)
 
     monkeypatch.setattr(bench.jobs, "train_model_job", broken)
-    submitted, finished = [], []
-
-    class Recording(bench.LocalBackend):
-        def submit(self, fn, job, out_dir):
-            submitted.append((job.name, len(finished)))
-            super().submit(fn, job, out_dir)
-
-        def results(self):
-            for res in super().results():
-                finished.append(res["job"])
-                yield res
-
-    outcome = bench.run_plan(bench.make_plan(grid(), out), out, Recording(1), log=lambda _m: None)
+    backend = Recording()
+    outcome = bench.run_plan(bench.make_plan(grid(), out), out, backend, log=lambda _m: None)
     # the ready run first, the model once its slot is free; the target-mismatch run never
+    submitted = [(name, n) for _, name, n in backend.submitted]
     assert submitted == [("ft_all-matched_s0", 0), ("retrained_target-mismatch_s0", 1)]
     assert outcome.ok == ["ft_all-matched_s0"]
     assert outcome.failed == ["retrained_target-mismatch_s0", "ft_target-mismatch_s0"]
@@ -367,19 +382,15 @@ def _another_bench_holds(plan, model: str, events: list) -> bench.LocalBackend:
     other_bench = contextlib.ExitStack()
     other_bench.enter_context(ModelCache().lock(held.key))
 
-    class OtherBenchFinishes(bench.LocalBackend):
-        def submit(self, fn, job, out_dir):
-            if fn is bench.jobs.train_model_job:  # the wait starts: let the lock go
-                other_bench.close()
-                events.append(("wait", None))
-            super().submit(fn, job, out_dir)
+    def on_submit(fn, job) -> None:
+        if fn is bench.jobs.train_model_job:  # the wait starts: let the lock go
+            other_bench.close()
+            events.append(("wait", None))
 
-        def results(self):
-            for res in super().results():
-                events.append((res["job"], res["status"]))
-                yield res
+    def on_result(res) -> None:
+        events.append((res["job"], res["status"]))
 
-    return OtherBenchFinishes(1)
+    return Recording(on_submit=on_submit, on_result=on_result)
 
 
 def test_a_model_in_training_elsewhere_waits_behind_the_rest(toy, tmp_path):
@@ -434,17 +445,10 @@ def test_runs_go_before_the_models_still_to_train(toy, tmp_path):
     plan = bench.make_plan(grid(), out)
     assert [m.job.name for m in plan.models_to_train()] == [
         "original_class_s0", "retrained_all-matched_s0", "retrained_target-mismatch_s0"]  # fmt: skip
-    order = []
-
-    class Recording(bench.LocalBackend):
-        def results(self):
-            for res in super().results():
-                order.append(res["job"])
-                yield res
-
-    outcome = bench.run_plan(plan, out, Recording(1), log=lambda _m: None)
+    backend = Recording()
+    outcome = bench.run_plan(plan, out, backend, log=lambda _m: None)
     assert sorted(outcome.ok) == ["ft_all-matched_s0", "ft_target-mismatch_s0"]
-    assert order == ["original_class_s0", "retrained_all-matched_s0", "ft_all-matched_s0",
+    assert [res["job"] for res in backend.finished] == ["original_class_s0", "retrained_all-matched_s0", "ft_all-matched_s0",
                      "retrained_target-mismatch_s0", "ft_target-mismatch_s0"]  # fmt: skip
 
 
@@ -462,22 +466,12 @@ def test_grids_run_at_once_on_shared_workers(toy, tmp_path):
     est = bench.Estimate({"ft": 10.0}, {"ft": "log"}, 100.0, "log", None, [])
     total = bench.format_total([p for p, _ in plans], [est, est], workers=1)
     assert total == "all 2 grids, sharing 1 worker: ~5min left"  # 3 models, 2 runs: 320 s
-    submitted, results, done, lines = [], [], [], []
-
-    class TwoSlots(bench.LocalBackend):  # in this process, but two jobs handed out at once
-        def submit(self, fn, job, out_dir):
-            submitted.append((Path(out_dir).name, job.name, len(results)))
-            super().submit(fn, job, out_dir)
-
-        def results(self):
-            for res in super().results():
-                results.append((Path(res["out"]).name, res["job"]))
-                yield res
-
-    backend = TwoSlots(1)
-    backend.slots = 2
+    done, lines = [], []
+    backend = Recording(slots=2)  # in this process, but two jobs handed out at once
     outcomes = bench.run_plans(plans, backend, lines.append,
-                               lambda i, o: done.append((i, list(o.ok), len(results))))  # fmt: skip
+                               lambda i, o: done.append((i, list(o.ok), len(backend.finished))))  # fmt: skip
+    submitted = backend.submitted
+    results = [(Path(res["out"]).name, res["job"]) for res in backend.finished]
     assert [o.ok for o in outcomes] == [["ft_all-matched_s0"], ["ft_all-matched_s0"]]
     assert sorted(d[:2] for d in done) == [(0, ["ft_all-matched_s0"]), (1, ["ft_all-matched_s0"])]
     last_of_a = results.index(("a", "ft_all-matched_s0"))
@@ -512,16 +506,10 @@ def test_a_failed_shared_model_fails_both_grids_and_spares_the_models_left(toy, 
         return real(job, out_dir)
 
     monkeypatch.setattr(bench.jobs, "train_model_without_waiting", original_fails)
-    submitted, done = [], []
-
-    class Recording(bench.LocalBackend):
-        def submit(self, fn, job, out_dir):
-            submitted.append(job.name)
-            super().submit(fn, job, out_dir)
-
-    outcomes = bench.run_plans(plans, Recording(1), lambda _m: None,
+    done, backend = [], Recording()
+    outcomes = bench.run_plans(plans, backend, lambda _m: None,
                                lambda i, o: done.append((i, list(o.failed))))  # fmt: skip
-    assert submitted == ["original_class_s0"]  # no reference trained for nothing
+    assert [name for _, name, _ in backend.submitted] == ["original_class_s0"]  # none for nothing
     assert [o.failed for o in outcomes] == [["original_class_s0", "ft_all-matched_s0"],
                                             ["ft_all-matched_s0"]]  # fmt: skip
     assert sorted(done) == [(0, outcomes[0].failed), (1, outcomes[1].failed)]
