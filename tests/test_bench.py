@@ -785,8 +785,13 @@ def test_a_grid_that_does_not_fit_its_dataset_names_the_file_and_its_keys(toy, t
     """)  # fmt: skip
     assert main(["bench", str(path), "--dry-run"]) == 2
     err = capsys.readouterr().err
-    assert f"{path}, grid 2 ({tmp_path / 'b'}): concept animals does not fit forget car" in err
-    assert "--" not in err and err.rstrip().endswith("concept vehicles")
+    assert (
+        f"{path}, the grid of out {tmp_path / 'b'}: concept animals does not fit forget car" in err
+    )
+    assert "--" not in err and err.rstrip().endswith("concept vehicles")  # the file's keys
+    assert main(["bench", str(path), "--dry-run", "--concept", "plants"]) == 2
+    err = capsys.readouterr().err  # a value given on the command line keeps its flag
+    assert "--concept plants does not fit forget car" in err
 
 
 def test_grid_file_grids_inherit_and_override(toy, tmp_path):

@@ -72,6 +72,10 @@ def test_unlearn_writes_report(capsys, tmp_path, monkeypatch, shared_cache):
     # a pattern that matched nothing, or a file that is not JSON, says what to give
     assert main(["report", str(tmp_path)]) == 0
     assert "| target-mismatch | tarf" in capsys.readouterr().out
+    (tmp_path / "nest" / "sub").mkdir(parents=True)
+    (tmp_path / "nest" / "sub" / "r.json").write_text(out.read_text())
+    assert main(["report", str(tmp_path / "nest")]) == 2  # the reports are one folder down
+    assert f"1 of its subfolders do: {tmp_path / 'nest' / 'sub'}" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "none" / "*.json")]) == 2
     assert "no file matches" in capsys.readouterr().err
     assert main(["report", str(ck)]) == 2
@@ -114,8 +118,10 @@ def test_unlearn_writes_report(capsys, tmp_path, monkeypatch, shared_cache):
     other = tarf.make_request(
         groups, "cat", "animals", class_names=["cat", "dog", "fox", "car", "bus"]
     )
-    with pytest.raises(CheckpointError, match="is a model of digits .*pass --dataset digits"):
-        load_checkpoint(ck, other, torch.device("cpu"))
+    with pytest.raises(
+        CheckpointError, match="is a model of digits, not of toy: pass --dataset digits"
+    ):
+        load_checkpoint(ck, other, torch.device("cpu"), "toy")
 
 
 def test_second_run_hits_the_cache(capsys, monkeypatch, shared_cache):
@@ -150,7 +156,7 @@ def test_second_run_hits_the_cache(capsys, monkeypatch, shared_cache):
         (["--forget", "1", "--target", "1", "--method", "magic"], "unknown method 'magic'"),
         (
             ["--forget", "1", "--target", "1", "--method", "retrain", "--set", "lr=0.1"],
-            "for this method; it takes none; leave out --set",
+            "for this method; it takes no hyperparameters",
         ),
     ],
 )

@@ -191,8 +191,8 @@ def test_a_forget_set_of_few_samples_gets_a_note(toy_dataset, shared_cache):
     rep = run_request(toy_dataset, req, get_method("ft"), MICRO, 0, CPU, shared_cache,
                       log=lambda *_: None)  # fmt: skip
     assert rep["partition_sizes"]["forget"] == 14
-    assert any("the forget data holds 14 samples: an accuracy on it moves in steps of 7 "
-               "points" in note for note in rep["notes"])  # fmt: skip
+    assert any("UA is measured on 14 samples of D_t: it moves in steps of 7 points" in note
+               and "a larger fraction of the training set" in note for note in rep["notes"])  # fmt: skip
 
 
 # -- the command line and the bench ------------------------------------------------------------

@@ -260,12 +260,20 @@ def test_training_time_alone_is_its_cpu_time_over_its_threads(toy_dataset, tmp_p
     assert saved["alone_elapsed"] > 0
     torch.save({**saved, "alone_elapsed": 1000.0, "elapsed": 2000.0}, state)  # a long first part
     threads = torch.get_num_threads()
-    try:  # the last part with twice the threads: the first part's 1000 s stay 1000 s
+    # the last part with twice the threads, its CPU clock running `threads` times the wall
+    # clock: its share is half its wall time, and the first part's 1000 s stay 1000 s
+    busy = types.SimpleNamespace(
+        perf_counter=time.perf_counter, process_time=lambda: threads * time.perf_counter()
+    )
+    monkeypatch.setattr(training, "time", busy)
+    try:
         torch.set_num_threads(2 * threads)
         resumed = training.train_classifier(x, y, k, recipe, 0, cpu, resume_path=state)
     finally:
         torch.set_num_threads(threads)
-    assert 1000.0 < resumed.alone_seconds <= 1000.0 + resumed.train_seconds - 2000.0
+    monkeypatch.setattr(training, "time", time)
+    last_part = resumed.train_seconds - 2000.0
+    assert resumed.alone_seconds - 1000.0 == pytest.approx(last_part / 2, rel=0.1)
 
     state = interrupted_training_state(toy_dataset, tmp_path, monkeypatch, recipe)
     older = torch.load(state, weights_only=False)

@@ -18,6 +18,7 @@ unchanged, in its own shape. Everything is held in memory, as elsewhere in tarf.
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -140,7 +141,7 @@ def _recipe(train_epochs: int, batch_size: int, augment: bool, image_like: bool)
     """The budget rule needs the original's training length (one run costs at most a
     tenth of it); augmentation (crop + flip) only for images, on request."""
     for name, value in (("train_epochs", train_epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"{name}={value!r}: give a whole number >= 1")
     aug = augment and image_like
     return Recipe(
@@ -207,7 +208,8 @@ def _check_module(model: Any, role: str) -> None:
     if isinstance(model, dict):
         hint = ": a state dict? load it into its architecture first (net.load_state_dict(sd))"
     elif isinstance(model, (str, Path)):
-        hint = ": a path? load the model first (torch.jit.load(path)), or use `tarf unlearn-model`"
+        hint = (": a path? load the model first (torch.jit.load(path)); from the command line, "
+                "`tarf unlearn-model` and `tarf eval-model` take files")  # fmt: skip
     raise TypeError(f"{role} must be a torch.nn.Module, got {type(model).__name__}{hint}")
 
 

@@ -50,11 +50,12 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
 
 
 def load_checkpoint(
-    path: str | Path, request: UnlearningRequest, device: torch.device
+    path: str | Path, request: UnlearningRequest, device: torch.device, dataset: str | None = None
 ) -> nn.Module:
-    """Load a checkpoint, refusing one whose label domain is not the request's model domain.
-    A file that is missing, is not a file ``torch.save`` wrote, or is not a tarf checkpoint
-    is a :class:`CheckpointError` naming it and the fix."""
+    """Load a checkpoint, refusing one whose label domain is not the request's model domain
+    (``dataset``, the one in use: a checkpoint of another is told so). A file that is
+    missing, is not a file ``torch.save`` wrote, or is not a tarf checkpoint is a
+    :class:`CheckpointError` naming it and the fix."""
     make = "write one with `tarf unlearn --save-model` or `tarf train --out`"
     path = Path(path)
     if not path.is_file():
@@ -78,14 +79,11 @@ def load_checkpoint(
             f"checkpoint {path} lacks {', '.join(missing)}: it is damaged; {make} again"
         )
     names = model_label_names(request)
-    h = request.hierarchy
-    if not set(ck["label_names"]) & {*h.class_names, *h.superclass_names}:  # no name in common
-        other = ck.get("dataset")
+    other = ck.get("dataset")
+    if dataset and other and other != dataset:
         raise CheckpointError(
-            f"checkpoint {path} is a model of {other or 'other classes'} (no label of "
-            f"{h.name} among its {len(ck['label_names'])} {ck['label_level']} labels): "
-            + (f"pass --dataset {other}, or " if other else "give ")
-            + f"a checkpoint trained on {h.name}"
+            f"checkpoint {path} is a model of {other}, not of {dataset}: pass --dataset "
+            f"{other}, or a checkpoint trained on {dataset}"
         )
     if ck["label_level"] != request.model_level.label or list(ck["label_names"]) != names:
         raise CheckpointError(

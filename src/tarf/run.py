@@ -89,7 +89,7 @@ def gap_to(metrics: dict[str, Any], reference: dict[str, Any]) -> float:
 # Percent of D_t below the MIA attack's range (metrics.mia_extrapolated) from which the
 # report notes an MIA that still calls most of D_t members: an extrapolation, not evidence.
 MIA_EXTRAPOLATED = 50.0
-# Fewer forget samples than this and the metrics on them move in coarse steps: a note says so.
+# Fewer samples than this where UA is measured and it moves in coarse steps: a note says so.
 FEW_FORGET = 20
 # The unlearned model counts as having forgotten little when it moved less than this
 # fraction of the way from the original toward the retrained reference on D_t (or, with
@@ -312,13 +312,9 @@ def execute(
     )
     report["warnings"] = list(result.warnings) + ([failed] if failed else [])
     report["notes"] = list(notes or [])
-    n_forget = partition_sizes.get("forget", FEW_FORGET)
-    if 0 < n_forget < FEW_FORGET:
-        report["notes"].append(
-            f"the forget data holds {n_forget} sample{'s' * (n_forget != 1)}: an accuracy on "
-            f"it moves in steps of {100 / n_forget:.0f} points; forget more samples (a larger "
-            "--forget-fraction, or more classes) for a result that can tell methods apart"
-        )
+    few = _few_samples_note(request, partition_sizes) if measure is not None else None
+    if few:
+        report["notes"].append(few)
     outside, mia = (report["metrics"].get(k) for k in ("MIA_extrapolated", "MIA"))
     if outside is not None and mia is not None and outside >= MIA_EXTRAPOLATED and mia < 50:
         report["notes"].append(
@@ -330,6 +326,25 @@ def execute(
     report["machine"] = machine_info(ctx.device)
     report["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return result, report
+
+
+def _few_samples_note(request: UnlearningRequest, sizes: dict[str, int]) -> str | None:
+    """A note when UA is measured on fewer than FEW_FORGET samples (D_t, and D_f where
+    UA-F is reported): its steps are then too coarse to tell methods apart."""
+    measured = {"target": "D_t"} | ({"forget": "D_f"} if request.task.ua_split else {})
+    n, name = min((sizes.get(k, FEW_FORGET), v) for k, v in measured.items())
+    if not 0 < n < FEW_FORGET:
+        return None
+    if request.random_forgetting:
+        more = "a larger fraction of the training set"
+    elif request.forget_fraction is not None:
+        more = "a larger forget fraction"
+    else:
+        more = "more classes, or classes with more samples"
+    return (
+        f"UA is measured on {n} sample{'s' * (n != 1)} of {name}: it moves in steps of "
+        f"{100 / n:.0f} points, too coarse to tell methods apart; forget more ({more})"
+    )
 
 
 def run_request(

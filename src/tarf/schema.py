@@ -108,8 +108,14 @@ def load_reports(path: str | Path) -> list[Report]:
             raise ValueError(f"no file matches {path}; {made}")
         raise ValueError(f"report {path} not found; {made}")
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"cannot read report {path}: not a JSON file (binary); {made}") from None
+    except OSError as e:
+        raise ValueError(f"cannot read report {path} ({e.strerror or e})") from None
+    try:
+        data = json.loads(text)
+    except ValueError as e:
         raise ValueError(
             f"cannot read report {path}: not a JSON file ({type(e).__name__}); {made}"
         ) from None

@@ -27,7 +27,7 @@ class Parser(argparse.ArgumentParser):
     full usage is one ``--help`` away rather than above the message)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        what = "commands" if " " not in self.prog else "options"
+        what = "commands" if self._subparsers is not None else "options"
         self.exit(2, f"{self.prog}: error: {message} (`{self.prog} --help` lists the {what})\n")
 
 

@@ -10,6 +10,7 @@ is planned (and so checked) before the first one runs.
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any
 
@@ -98,8 +99,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         except bench.BenchError as e:
             if not args.file:
                 raise
-            raise CLIError(  # the options named are the file's keys
-                f"{args.file}, grid {len(plans) + 1} ({out}): {str(e).replace('--', '')}"
+            raise CLIError(
+                f"{args.file}, the grid of out {out}: {_as_keys(str(e), args)}"
             ) from None
     descriptions = {description for *_, description in specs}
     shared = descriptions.pop() if len(specs) > 1 and len(descriptions) == 1 else ""
@@ -143,6 +144,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
     bench.run_plans([(plan, out) for plan, (_, out, _) in zip(plans, specs)], backend, log,
                     grid_done)  # fmt: skip
     return 1 if failed else 0
+
+
+def _as_keys(message: str, args: argparse.Namespace) -> str:
+    """A grid's error as its file spells it: ``--concept`` as the key ``concept``, unless
+    the value came from the command line (or the flag is part of a quoted command)."""
+    from_file = "|".join(
+        k.replace("_", "-") for k in sorted(GRID_OPTIONS, key=len, reverse=True)
+        if k not in opt.given(args)
+    )  # fmt: skip
+    flag = re.compile(rf"(?<![\w-])--({from_file})(?![\w-])")
+    parts = message.split("`")  # odd parts are quoted commands: left as they are
+    for i in range(0, len(parts), 2):
+        parts[i] = flag.sub(lambda m: m.group(1).replace("-", "_"), parts[i])
+    return "`".join(parts)
 
 
 def _grids_from_file(args: argparse.Namespace) -> list[tuple[Any, Path, str]]:

@@ -63,7 +63,14 @@ def cmd_report(args: argparse.Namespace) -> int:
         if Path(path).is_dir():  # a bench folder: the reports in it
             found = [r for f in sorted(Path(path).glob("*.json")) for r in read_reports(f)]
             if not found:
-                raise CLIError(f"{path} is a folder with no run report in it (*.json)")
+                below = sorted(
+                    {str(f.parent) for f in Path(path).glob("*/*.json") if read_reports(f)}
+                )
+                more = ", ..." if len(below) > 3 else ""
+                hint = f"; {len(below)} of its subfolders do: {', '.join(below[:3])}{more}"
+                raise CLIError(
+                    f"{path} is a folder with no run report in it (*.json){hint if below else ''}"
+                )
             reports.extend(found)
             continue
         try:

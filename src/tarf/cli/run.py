@@ -168,8 +168,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     req = make_request(args, ds)
     rec, dev = recipe(args), device(args)
     ds = prepare_dataset(ds, rec)
-    model = load_checkpoint(args.checkpoint, req, dev)
-    ref = load_checkpoint(args.reference, req, dev) if args.reference else None
+    model = load_checkpoint(args.checkpoint, req, dev, ds.name)
+    ref = load_checkpoint(args.reference, req, dev, ds.name) if args.reference else None
     parts = req.partitions(ds.y_train, ds.y_test)
     ev = (ds.x_train, req.model_labels(ds.y_train), ds.x_test, req.model_labels(ds.y_test),
           parts, dev, args.seed, req.task.ua_split)  # fmt: skip

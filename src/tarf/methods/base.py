@@ -246,7 +246,7 @@ def coerce_overrides(config_cls: type, values: dict[str, Any]) -> dict[str, Any]
     for k, v in values.items():
         key = k.replace("-", "_")
         if key not in fields:
-            valid = f"valid: {', '.join(fields)}" if fields else "it takes none; leave out --set"
+            valid = f"valid: {', '.join(fields)}" if fields else "it takes no hyperparameters"
             raise ValueError(f"unknown hyperparameter {k!r} for this method; {valid}")
         out[key] = _coerce(v, hints[key], key)
     return out
