@@ -15,6 +15,7 @@ import pytest
 import torch
 from conftest import interrupted_training_state
 
+import tarf.devices as tarf_devices
 import tarf.training as training
 from tarf.bench import backends
 from tarf.bench.grid import BenchError
@@ -249,7 +250,7 @@ def test_evaluation_is_fp32_under_mixed_precision(toy_dataset, monkeypatch):
                 per_sample_loss(model, x, y, ctx), evaluate(model, *ev))  # fmt: skip
 
     fp32 = measure()
-    monkeypatch.setattr(training, "amp_dtype", lambda device: torch.bfloat16)
+    monkeypatch.setattr(tarf_devices, "amp_dtype", lambda device: torch.bfloat16)
     with torch.no_grad(), training.autocast(CPU):  # the simulation is real: bf16 differs
         assert not torch.equal(model(training.to_float(x, CPU)).float(), fp32[0])
     for outer in (contextlib.nullcontext(), torch.autocast("cpu", dtype=torch.bfloat16)):
