@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tarf.domains import Level
+from tarf.io import parse_error_at
 
 
 def normalize_name(name: str) -> str:
@@ -202,12 +203,10 @@ class LabelHierarchy:
             else:
                 data = json.loads(text)
         except Exception as e:  # noqa: BLE001 - any parse error becomes one clear message
-            mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-            line = mark.line + 1 if mark is not None else getattr(e, "lineno", None)
-            problem = getattr(e, "problem", None) or getattr(e, "msg", None)
+            line, problem = parse_error_at(e)
             raise ValueError(
                 f"hierarchy file {path}{f', line {line}' if line else ''} is not valid "
-                f"JSON/YAML ({problem or str(e).splitlines()[0]}); fix the file"
+                f"JSON/YAML ({problem}); fix the file"
             ) from None
         if not isinstance(data, dict) or not data:
             raise ValueError(

@@ -110,3 +110,12 @@ def unwritable(path: str | Path, folder: bool = False) -> str | None:
     except OSError as e:
         return f"cannot write in {where} ({e.strerror or e})"
     return None
+
+
+def parse_error_at(e: Exception) -> tuple[int | None, str]:
+    """Where a YAML or JSON parse error is (its 1-based line, when known) and what it is,
+    in one line: the parsers' own messages draw the spot over several."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    line = mark.line + 1 if mark is not None else getattr(e, "lineno", None)
+    problem = getattr(e, "problem", None) or getattr(e, "msg", None) or str(e).splitlines()[0]
+    return line, problem

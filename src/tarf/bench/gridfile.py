@@ -30,6 +30,7 @@ from tarf.bench.grid import (
     parse_seeds,
     parse_tasks,
 )
+from tarf.io import parse_error_at
 
 GRID_KEYS = ("description", "dataset", "forget", "concept", "recipe", "tasks", "seeds", "out",
              "data_root", "hierarchy", "device", "audit", "forget_fraction", "forget_seed", "set",
@@ -65,9 +66,8 @@ def load_grid_file(path: str | Path, **overrides: Any) -> list[GridSpec]:
         lines = _key_lines(path, yaml.compose(text, Loader=yaml.SafeLoader))
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        where = f", line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e)
+        line, problem = parse_error_at(e)
+        where = f", line {line}" if line else ""
         raise BenchError(f"{path}{where}: not valid YAML: {problem}") from None
     err = _Errors(path, lines)
     if not isinstance(data, dict):

@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
+from tarf.io import parse_error_at
 from tarf.recipes import Recipe
 from tarf.request import Prior
 
@@ -200,10 +201,9 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-            line = f", line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-            raise ValueError(f"{what}{line}: not valid YAML ({problem}); fix the file") from None
+            line, problem = parse_error_at(e)
+            where = f", line {line}" if line else ""
+            raise ValueError(f"{what}{where}: not valid YAML ({problem}); fix the file") from None
     else:
         try:
             data = json.loads(text) if text.strip() else {}
