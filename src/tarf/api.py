@@ -37,6 +37,7 @@ from tarf.adapter import (
     infer_model_labels,
     model_device,
 )
+from tarf.devices import pick_device
 from tarf.domains import RANDOM
 from tarf.hierarchy import LabelHierarchy
 from tarf.methods.base import Method, UnlearnContext, get_method
@@ -216,10 +217,7 @@ def _check_module(model: Any, role: str) -> None:
 def _device(device: str | torch.device | None, model: nn.Module) -> torch.device:
     if device is None:
         return model_device(model)
-    try:
-        return torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device {device!r}: give 'cpu', 'cuda' or 'cuda:N'") from None
+    return pick_device(device, given_as="device=")
 
 
 def _checked(

@@ -10,26 +10,32 @@ from collections.abc import Iterator
 import torch
 
 
-def pick_device(name: str = "auto") -> torch.device:
+def pick_device(name: str | torch.device = "auto", given_as: str = "--device ") -> torch.device:
     """``auto`` takes a CUDA GPU when there is one, else the CPU. A CUDA device is returned
     with its index (``cuda`` = the current GPU) and made the current one, so that every
-    CUDA call of this process (synchronisation, generators, autocast) uses that GPU."""
+    CUDA call of this process (synchronisation, generators, autocast) uses that GPU.
+    ``given_as`` is how the caller's user wrote the choice (``--device `` on the command
+    line, ``device=`` in the API), so that an error speaks their language."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(name)
-    except RuntimeError as e:
-        raise ValueError(f"--device {name}: not a device torch knows (cpu, cuda, cuda:N)") from e
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(
+            f"{given_as}{name!s}: not a device torch knows (auto, cpu, cuda, cuda:N)"
+        ) from e
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
-                "--device cuda was asked for but no CUDA GPU is available; use --device cpu"
+                f"{given_as}{name!s} was asked for but no CUDA GPU is available; "
+                f"use {given_as}cpu"
             )
         count = torch.cuda.device_count()
         index = torch.cuda.current_device() if dev.index is None else dev.index
         if index >= count:
             raise ValueError(
-                f"--device {name}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
+                f"{given_as}{name!s}: this machine has {count} CUDA GPU(s), "
+                f"cuda:0 to cuda:{count - 1}"
             )
         torch.cuda.set_device(index)
         dev = torch.device("cuda", index)
