@@ -65,161 +65,205 @@ def run_plans(
     with another model) is not trained. With several plans a progress line names the
     job's folder (``[3/40] people-vgg16-bn/ft_all-matched_s0``); the backend must tag each
     result with the folder it was submitted with (``"out"``, as tarf's backends do)."""
-    from tqdm.auto import tqdm
+    return _Scheduler(plans, backend, log or jobs._log, grid_done).run()
 
-    log = log or jobs._log
-    outs = [Path(o) for _, o in plans]
-    outcomes = [Outcome(skipped=[r.name for r in p.runs if r.name in p.done]) for p, _ in plans]
-    where = _labels(outs)
-    runs: dict[RunId, RunJob] = {}
-    run_at: dict[tuple[str, str], int] = {}  # (folder, run name) -> its plan
-    needs: dict[RunId, set[str]] = {}  # run -> keys of the models not there yet
-    owner: dict[str, tuple[int, ModelJob]] = {}  # model key -> the grid whose job trains it
-    users: dict[str, list[RunId]] = {}
-    left = [0] * len(plans)  # runs of each grid not finished yet
-    open_models = [0] * len(plans)  # models each grid trains, not finished yet
-    failed_models = [0] * len(plans)
-    for i, ((plan, _), out) in enumerate(zip(plans, outs)):
-        out.mkdir(parents=True, exist_ok=True)
-        for name, changes in plan.other_config.items():
-            log(f"warning: {where[i]}{name}.json exists with other "
-                f"hyperparameters ({_fmt_changes(changes)}); kept, not rerun")  # fmt: skip
-        for r in plan.todo():
-            runs[(i, r.name)], needs[(i, r.name)] = r, set()
-            run_at[(str(out), r.name)] = i
-            left[i] += 1
-        for m in plan.models_to_train() + plan.stats_to_compute():
-            if m.key not in owner:
-                owner[m.key] = (i, m.job)
-                open_models[i] += 1
-            elif m.job.audit and not owner[m.key][1].audit:  # its statistics too
-                j, job = owner[m.key]
-                owner[m.key] = (j, dataclasses.replace(job, audit=m.job.audit))
+
+@dataclass
+class _Grid:
+    """One plan while the plans run: its folder, outcome and what of it is still open."""
+
+    plan: Plan
+    out: Path
+    where: str  # its folder as progress lines name it ("" for a single grid)
+    outcome: Outcome
+    left: int = 0  # runs not finished yet
+    open_models: int = 0  # models this grid trains, not finished yet
+    failed_models: int = 0  # at the head of outcome.failed, sorted
+
+
+class _Scheduler:
+    """The queues of :func:`run_plans` and what moves jobs between them: ready runs (their
+    models are all there), models to train, models another process is training (``busy``,
+    waited for only when a slot would otherwise idle)."""
+
+    def __init__(
+        self,
+        plans: Sequence[tuple[Plan, str | Path]],
+        backend: Any,
+        log: Callable[[str], None],
+        grid_done: Callable[[int, Outcome], None] | None,
+    ) -> None:
+        self.backend, self.log, self.grid_done = backend, log, grid_done
+        outs = [Path(o) for _, o in plans]
+        self.grids = [
+            _Grid(
+                plan,
+                out,
+                where,
+                Outcome(skipped=[r.name for r in plan.runs if r.name in plan.done]),
+            )
+            for (plan, _), out, where in zip(plans, outs, _labels(outs))
+        ]
+        self.runs: dict[RunId, RunJob] = {}
+        self.run_at: dict[tuple[str, str], int] = {}  # (folder, run name) -> its plan
+        self.needs: dict[RunId, set[str]] = {}  # run -> keys of the models not there yet
+        self.owner: dict[str, tuple[int, ModelJob]] = {}  # model key -> the grid training it
+        self.users: dict[str, list[RunId]] = {}  # model key -> the runs that need it
+        for i, g in enumerate(self.grids):
+            self._add(i, g)
+        self.ready_runs: deque[RunId] = deque()  # models all there, not yet submitted
+        # another bench training one of them must not stall this one: not waited for at first
+        self.to_train: deque[str] = deque(self.owner)
+        self.busy: deque[str] = deque()  # models in training elsewhere, waited for when idle
+        self.submitted: dict[tuple[str, str], list[str]] = {}  # (folder, model job) -> keys
+        self.total, self.count = len(self.owner) + len(self.runs), 0
+
+    def _add(self, i: int, g: _Grid) -> None:
+        """Plan ``i``'s runs to do and the models they need, each model owned by the
+        first grid that needs it."""
+        g.out.mkdir(parents=True, exist_ok=True)
+        for name, changes in g.plan.other_config.items():
+            self.log(f"warning: {g.where}{name}.json exists with other "
+                     f"hyperparameters ({_fmt_changes(changes)}); kept, not rerun")  # fmt: skip
+        for r in g.plan.todo():
+            self.runs[(i, r.name)], self.needs[(i, r.name)] = r, set()
+            self.run_at[(str(g.out), r.name)] = i
+            g.left += 1
+        for m in g.plan.models_to_train() + g.plan.stats_to_compute():
+            if m.key not in self.owner:
+                self.owner[m.key] = (i, m.job)
+                g.open_models += 1
+            elif m.job.audit and not self.owner[m.key][1].audit:  # its statistics too
+                j, job = self.owner[m.key]
+                self.owner[m.key] = (j, dataclasses.replace(job, audit=m.job.audit))
             for user in m.users:
-                if (i, user) in needs:
-                    needs[(i, user)].add(m.key)
-                    users.setdefault(m.key, []).append((i, user))
-    ready_runs: deque[RunId] = deque()  # runs whose models are all there, not yet submitted
-    # another bench training one of them must not stall this one: not waited for at first
-    to_train: deque[str] = deque(owner)
-    busy: deque[str] = deque()  # models in training elsewhere, waited for when idle
-    submitted: dict[tuple[str, str], list[str]] = {}  # (folder, model job name) -> keys
-    total = len(owner) + len(runs)
-    with backend, tqdm(total=total, desc="jobs", unit="job", disable=None,
-                       dynamic_ncols=True) as bar:  # fmt: skip
-        count = 0
+                if (i, user) in self.needs:
+                    self.needs[(i, user)].add(m.key)
+                    self.users.setdefault(m.key, []).append((i, user))
 
-        def say(line: str) -> None:
-            if bar.disable:
-                log(line)
-            else:  # above the bar, which stays at the bottom
-                bar.write(line, file=sys.stderr)
+    def run(self) -> list[Outcome]:
+        from tqdm.auto import tqdm
 
-        def maybe_done(i: int) -> None:
-            if left[i] == 0 and open_models[i] == 0 and grid_done is not None:
-                grid_done(i, outcomes[i])
+        with self.backend, tqdm(total=self.total, desc="jobs", unit="job", disable=None,
+                                dynamic_ncols=True) as self.bar:  # fmt: skip
+            for rid in [rid for rid, missing in self.needs.items() if not missing]:
+                self.ready_runs.append(rid)
+                del self.needs[rid]
+            for i in range(len(self.grids)):
+                self._maybe_done(i)
+            self._feed()
+            for res in self.backend.results():
+                self._take(res)
+                self._feed()
+        return [g.outcome for g in self.grids]
 
-        def finished(i: int, res: dict[str, Any]) -> None:
-            """One job done: the bar moves, and a line says which and how it went."""
-            nonlocal count
-            count += 1
-            bar.update()
-            say(job_line(res, count, total, outs[i], where[i]))
-            if res["kind"] == "run":
-                left[i] -= 1
-                maybe_done(i)
+    def _say(self, line: str) -> None:
+        if self.bar.disable:
+            self.log(line)
+        else:  # above the bar, which stays at the bottom
+            self.bar.write(line, file=sys.stderr)
 
-        def needed(key: str) -> bool:
-            """A run still waits for the model (else its runs failed with another)."""
-            if any(rid in needs for rid in users.get(key, [])):
-                return True
-            nonlocal total
-            i = owner[key][0]
-            total, open_models[i] = total - 1, open_models[i] - 1
-            bar.total = total
-            bar.refresh()
-            maybe_done(i)
-            return False
+    def _maybe_done(self, i: int) -> None:
+        g = self.grids[i]
+        if g.left == 0 and g.open_models == 0 and self.grid_done is not None:
+            self.grid_done(i, g.outcome)
 
-        def feed() -> None:
-            """Fill the free slots: ready runs, then models to train, then busy models."""
-            while ready_runs or to_train or busy:
-                if backend.slots is not None and backend.pending() >= backend.slots:
-                    return
-                if ready_runs:
-                    i, name = ready_runs.popleft()
-                    backend.submit(jobs.run_job, runs[(i, name)], str(outs[i]))
-                    continue
-                fn = jobs.train_model_without_waiting if to_train else jobs.train_model_job
-                key = (to_train or busy).popleft()
-                if needed(key):
-                    i, job = owner[key]
-                    submitted.setdefault((str(outs[i]), job.name), []).append(key)
-                    backend.submit(fn, job, str(outs[i]))
+    def _finished(self, i: int, res: dict[str, Any]) -> None:
+        """One job done: the bar moves, and a line says which and how it went."""
+        g = self.grids[i]
+        self.count += 1
+        self.bar.update()
+        self._say(job_line(res, self.count, self.total, g.out, g.where))
+        if res["kind"] == "run":
+            g.left -= 1
+            self._maybe_done(i)
 
-        def model_done(i: int, key: str, res: dict[str, Any]) -> None:
-            """Queue the runs a trained model unblocks; fail those a failed one blocks."""
-            model, failed = res["job"], res["status"] == "failed"
-            if failed:  # failed models first (sorted), then the runs
-                bisect.insort(outcomes[i].failed, model, hi=failed_models[i])
-                failed_models[i] += 1
-            elif res["key"] != key:
-                log(f"warning: {model} is cached under another key than planned")
-            for j, name in users.get(key, []):
-                if (j, name) not in needs:
-                    continue
-                if failed:
-                    error = (
-                        f"{model}.error.txt"
-                        if outs[j] == outs[i]
-                        else outs[i] / f"{model}.error.txt"
-                    )
-                    write_text(outs[j] / f"{name}.error.txt",
-                               f"not run: model {model} failed, see {error}\n")  # fmt: skip
-                    outcomes[j].failed.append(name)
-                    del needs[(j, name)]
-                    finished(j, {"job": name, "kind": "run", "status": "failed",
-                                 "seconds": 0.0, "cause": model})  # fmt: skip
-                    continue
-                needs[(j, name)].discard(key)
-                if not needs[(j, name)]:
-                    ready_runs.append((j, name))
-                    del needs[(j, name)]
-            open_models[i] -= 1
-            maybe_done(i)
+    def _needed(self, key: str) -> bool:
+        """A run still waits for the model (else its runs failed with another, and it is
+        dropped from the total)."""
+        if any(rid in self.needs for rid in self.users.get(key, [])):
+            return True
+        i = self.owner[key][0]
+        self.total -= 1
+        self.grids[i].open_models -= 1
+        self.bar.total = self.total
+        self.bar.refresh()
+        self._maybe_done(i)
+        return False
 
-        for rid in [rid for rid, missing in needs.items() if not missing]:
-            ready_runs.append(rid)
-            del needs[rid]
-        for i in range(len(plans)):
-            maybe_done(i)
-        feed()
-        for res in backend.results():
-            if "out" not in res and len(plans) > 1:
-                raise BenchError("the backend's results do not say their folder ('out')")
-            out = str(Path(res.pop("out", outs[0])))
-            if res["kind"] == "run":
-                i = run_at[(out, res["job"])]
-                if res["status"] != "skipped":
-                    append_log(outs[i], res)
-                {"ok": outcomes[i].ok, "failed": outcomes[i].failed,
-                 "skipped": outcomes[i].skipped}[res["status"]].append(res["job"])  # fmt: skip
-                finished(i, res)
-            else:
-                keys = submitted[(out, res["job"])]  # two only if one folder has two alike
-                key = res["key"] if res.get("key") in keys else keys[0]
-                keys.remove(key)
-                i = owner[key][0]
-                if res["status"] == "busy":  # in training elsewhere: wait for it when idle
-                    say(f"{where[i]}{res['job']}: another process is training it; waiting "
-                        "for it after the rest of the work")  # fmt: skip
-                    busy.append(key)
-                else:
-                    append_log(outs[i], res)
-                    finished(i, res)
-                    model_done(i, key, res)
-            feed()
-    return outcomes
+    def _feed(self) -> None:
+        """Fill the free slots: ready runs, then models to train, then busy models."""
+        backend = self.backend
+        while self.ready_runs or self.to_train or self.busy:
+            if backend.slots is not None and backend.pending() >= backend.slots:
+                return
+            if self.ready_runs:
+                i, name = self.ready_runs.popleft()
+                backend.submit(jobs.run_job, self.runs[(i, name)], str(self.grids[i].out))
+                continue
+            fn = jobs.train_model_without_waiting if self.to_train else jobs.train_model_job
+            key = (self.to_train or self.busy).popleft()
+            if self._needed(key):
+                i, job = self.owner[key]
+                out = str(self.grids[i].out)
+                self.submitted.setdefault((out, job.name), []).append(key)
+                backend.submit(fn, job, out)
+
+    def _take(self, res: dict[str, Any]) -> None:
+        """A result from the backend: logged, counted, and a model's runs unblocked."""
+        if "out" not in res and len(self.grids) > 1:
+            raise BenchError("the backend's results do not say their folder ('out')")
+        out = str(Path(res.pop("out", self.grids[0].out)))
+        if res["kind"] == "run":
+            i = self.run_at[(out, res["job"])]
+            g = self.grids[i]
+            if res["status"] != "skipped":
+                append_log(g.out, res)
+            {"ok": g.outcome.ok, "failed": g.outcome.failed,
+             "skipped": g.outcome.skipped}[res["status"]].append(res["job"])  # fmt: skip
+            self._finished(i, res)
+            return
+        keys = self.submitted[(out, res["job"])]  # two only if one folder has two alike
+        key = res["key"] if res.get("key") in keys else keys[0]
+        keys.remove(key)
+        i = self.owner[key][0]
+        if res["status"] == "busy":  # in training elsewhere: wait for it when idle
+            self._say(f"{self.grids[i].where}{res['job']}: another process is training it; "
+                      "waiting for it after the rest of the work")  # fmt: skip
+            self.busy.append(key)
+            return
+        append_log(self.grids[i].out, res)
+        self._finished(i, res)
+        self._model_done(i, key, res)
+
+    def _model_done(self, i: int, key: str, res: dict[str, Any]) -> None:
+        """Queue the runs a trained model unblocks; fail those a failed one blocks."""
+        g = self.grids[i]
+        model, failed = res["job"], res["status"] == "failed"
+        if failed:  # failed models first (sorted), then the runs
+            bisect.insort(g.outcome.failed, model, hi=g.failed_models)
+            g.failed_models += 1
+        elif res["key"] != key:
+            self.log(f"warning: {model} is cached under another key than planned")
+        for j, name in self.users.get(key, []):
+            if (j, name) not in self.needs:
+                continue
+            if failed:
+                user = self.grids[j]
+                error = f"{model}.error.txt" if user.out == g.out else g.out / f"{model}.error.txt"
+                write_text(user.out / f"{name}.error.txt",
+                           f"not run: model {model} failed, see {error}\n")  # fmt: skip
+                user.outcome.failed.append(name)
+                del self.needs[(j, name)]
+                self._finished(j, {"job": name, "kind": "run", "status": "failed",
+                                   "seconds": 0.0, "cause": model})  # fmt: skip
+                continue
+            self.needs[(j, name)].discard(key)
+            if not self.needs[(j, name)]:
+                self.ready_runs.append((j, name))
+                del self.needs[(j, name)]
+        g.open_models -= 1
+        self._maybe_done(i)
 
 
 def _labels(outs: list[Path]) -> list[str]:
