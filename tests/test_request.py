@@ -72,6 +72,12 @@ def test_unknown_name_lists_closest():
         UnlearningRequest.from_names(h, "boyy,girl", "class", "people")
     with pytest.raises(UnknownNameError, match="closest"):
         UnlearningRequest.from_names(h, "boy", "class", "peeple")
+    with pytest.raises(UnknownNameError, match="`tarf classes --dataset cifar100` lists"):
+        h.resolve("peeple")
+    # a user's file that happens to be named like a built-in dataset: its own names
+    mine = LabelHierarchy.from_groups("cifar100", {"people": ["boy", "girl"], "trees": ["oak"]})
+    with pytest.raises(UnknownNameError, match="The hierarchy's class_names and super"):
+        mine.resolve("peeple")
 
 
 def test_names_are_normalised():

@@ -85,11 +85,9 @@ class LabelHierarchy:
         )
         by_key = {normalize_name(c): c for c in candidates}
         hint = ", ".join(repr(by_key[c]) for c in close) if close else "none close"
-        from tarf.data import DATASETS  # here: the registry reads hierarchies
-
         every = (
             f"`tarf classes --dataset {self.name}` lists every name"
-            if self.name in DATASETS
+            if self.name in BUILTIN and self == builtin_hierarchy(self.name)
             else "The hierarchy's class_names and superclass_names list every name"
         )
         raise UnknownNameError(
