@@ -27,8 +27,7 @@ def pick_device(name: str | torch.device = "auto", given_as: str = "--device ") 
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
-                f"{given_as}{name!s} was asked for but no CUDA GPU is available; "
-                f"use {given_as}cpu"
+                f"{given_as}{name!s} was asked for but no CUDA GPU is available; use {given_as}cpu"
             )
         count = torch.cuda.device_count()
         index = torch.cuda.current_device() if dev.index is None else dev.index
