@@ -257,7 +257,7 @@ def test_training_time_alone_is_its_cpu_time_over_its_threads(toy_dataset, tmp_p
     monkeypatch.setattr(training, "time", time)
     state = interrupted_training_state(toy_dataset, tmp_path, monkeypatch, recipe)
     saved = torch.load(state, weights_only=False)
-    assert saved["alone_elapsed"] > 0
+    assert 0 < saved["alone_elapsed"] <= saved["elapsed"]
     torch.save({**saved, "alone_elapsed": 1000.0, "elapsed": 2000.0}, state)  # a long first part
     threads = torch.get_num_threads()
     # the last part with twice the threads, its CPU clock running `threads` times the wall
@@ -297,3 +297,5 @@ def test_time_alone_is_cpu_time_over_threads_at_most_the_wall_time(monkeypatch):
     assert training.time_alone(10.0, 1.0, threads=4) == 0.5  # two CPU seconds over 4 threads
     monkeypatch.setattr(training, "time", clocks(wall=11.0, cpu=6.0))
     assert training.time_alone(10.0, 1.0, threads=2) == 1.0  # 2.5 over 2 threads: the wall's 1
+    # the caller's own reading of the wall clock caps it (a saved state's elapsed time)
+    assert training.time_alone(10.0, 1.0, threads=2, wall_now=10.5) == 0.5

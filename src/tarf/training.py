@@ -39,11 +39,15 @@ CODE_VERSION = "train-v1"  # bump when the training loop changes the weights it 
 
 
 # -- timing, progress --------------------------------------------------------------------
-def time_alone(wall_start: float, cpu_start: float, threads: int) -> float:
+def time_alone(
+    wall_start: float, cpu_start: float, threads: int, wall_now: float | None = None
+) -> float:
     """Seconds since ``wall_start`` this process would have taken with its cores to itself:
-    its CPU time over torch's threads, at most the wall time (CPU time counts every thread
-    of the process, so a short job's can exceed its torch threads' share)."""
-    return min(time.perf_counter() - wall_start, (time.process_time() - cpu_start) / threads)
+    its CPU time over torch's threads, at most the wall time up to ``wall_now`` (default:
+    now; give the caller's own reading so that the two never disagree). CPU time counts
+    every thread of the process, so a short job's can exceed its torch threads' share."""
+    wall_now = time.perf_counter() if wall_now is None else wall_now
+    return min(wall_now - wall_start, (time.process_time() - cpu_start) / threads)
 
 
 def _progress_mode() -> str:
@@ -356,7 +360,7 @@ def train_classifier(
                         "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "seen": seen,
                         "elapsed": elapsed + now - start, "device_type": device.type,
                         "alone_elapsed": None if alone is None
-                        else alone + time_alone(start, cpu_start, threads),
+                        else alone + time_alone(start, cpu_start, threads, now),
                     })  # fmt: skip
                     last_save = now
     finally:
