@@ -136,10 +136,10 @@ def test_bad_inputs_name_the_fix(user):
         tarf.unlearn(user["model"].state_dict(), user["data"], user["request"])
     with pytest.raises(TypeError, match="reference must be a torch.nn.Module, got str: a path"):
         tarf.evaluate(user["model"], user["data"], user["request"], reference="ref.pt")
-    with pytest.raises(ValueError, match="device=gpu: not a device torch knows"):
+    with pytest.raises(ValueError, match="device='gpu': not a device torch knows"):
         tarf.evaluate(user["model"], user["data"], user["request"], device="gpu")
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="no CUDA GPU is available; use device=cpu"):
+        with pytest.raises(ValueError, match="no CUDA GPU is available; use device='cpu'"):
             tarf.evaluate(user["model"], user["data"], user["request"], device="cuda")
     one_hot = F.one_hot(torch.as_tensor(user["data"][1]), 7)
     with pytest.raises(

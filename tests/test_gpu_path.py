@@ -302,8 +302,12 @@ def test_device_index_is_kept_and_made_current(monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_device", current.append)
     assert training.pick_device("cuda:1") == torch.device("cuda", 1) and current == [1]
     assert training.pick_device("cuda") == torch.device("cuda", 0) and current == [1, 0]
-    with pytest.raises(ValueError, match="cuda:0 to cuda:1"):
+    with pytest.raises(ValueError, match="--device cuda:2: this machine has 2 CUDA GPU"):
         training.pick_device("cuda:2")
+    # the API's wording, and a torch.device as the API takes it
+    with pytest.raises(ValueError, match="device='cuda:2': this machine has 2 CUDA GPU"):
+        training.pick_device(torch.device("cuda", 2), given_as="device=")
+    assert training.pick_device(torch.device("cpu"), given_as="device=") == torch.device("cpu")
     synced = []
     monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: synced.append(device))
     from tarf.speed import _sync

@@ -16,25 +16,26 @@ def pick_device(name: str | torch.device = "auto", given_as: str = "--device ") 
     CUDA call of this process (synchronisation, generators, autocast) uses that GPU.
     ``given_as`` is how the caller's user wrote the choice (``--device `` on the command
     line, ``device=`` in the API), so that an error speaks their language."""
+
+    def said(value: object) -> str:  # --device cuda:3, or device='cuda:3' in Python
+        return f"{given_as}{str(value)!r}" if given_as.endswith("=") else f"{given_as}{value}"
+
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(name)
     except (RuntimeError, TypeError) as e:
-        raise ValueError(
-            f"{given_as}{name!s}: not a device torch knows (auto, cpu, cuda, cuda:N)"
-        ) from e
+        raise ValueError(f"{said(name)}: not a device torch knows (auto, cpu, cuda, cuda:N)") from e
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
-                f"{given_as}{name!s} was asked for but no CUDA GPU is available; use {given_as}cpu"
+                f"{said(name)} was asked for but no CUDA GPU is available; use {said('cpu')}"
             )
         count = torch.cuda.device_count()
         index = torch.cuda.current_device() if dev.index is None else dev.index
         if index >= count:
             raise ValueError(
-                f"{given_as}{name!s}: this machine has {count} CUDA GPU(s), "
-                f"cuda:0 to cuda:{count - 1}"
+                f"{said(name)}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}"
             )
         torch.cuda.set_device(index)
         dev = torch.device("cuda", index)

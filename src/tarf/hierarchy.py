@@ -88,7 +88,7 @@ class LabelHierarchy:
         every = (
             f"`tarf classes --dataset {self.name}` lists every name"
             if self.name in BUILTIN and self == builtin_hierarchy(self.name)
-            else "The hierarchy's class_names and superclass_names list every name"
+            else "The hierarchy you gave (its file, or its dict in Python) lists every name"
         )
         raise UnknownNameError(
             f"unknown class or superclass {name!r} in the {self.name} hierarchy "

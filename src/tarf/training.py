@@ -354,11 +354,12 @@ def train_classifier(
                     and epoch + 1 < recipe.epochs
                     and now - last_save >= resume_every_s
                 ):
+                    session = now - start  # one reading for both times: alone <= elapsed
                     save_torch(resume_path, {
                         **{name: part.state_dict() for name, part in parts.items()},
                         "gen": gen.get_state(), "aug_gen": aug_gen.get_state().cpu(),
                         "torch_rng": torch.get_rng_state(), "epoch": epoch + 1, "seen": seen,
-                        "elapsed": elapsed + now - start, "device_type": device.type,
+                        "elapsed": elapsed + session, "device_type": device.type,
                         "alone_elapsed": None if alone is None
                         else alone + time_alone(start, cpu_start, threads, now),
                     })  # fmt: skip
