@@ -466,6 +466,13 @@ def test_grids_run_at_once_on_shared_workers(toy, tmp_path):
     est = bench.Estimate({"ft": 10.0}, {"ft": "log"}, 100.0, "log", None, [])
     total = bench.format_total([p for p, _ in plans], [est, est], workers=1)
     assert total == "all 2 grids, sharing 1 worker: ~5min left"  # 3 models, 2 runs: 320 s
+    # a grid whose models another grid trains still waits for them: with workers to
+    # spare, the floor is a model then its longest run (100 + 1000 s), not the run alone
+    same_models = [bench.make_plan(grid(tasks=("all-matched",)), a),
+                   bench.make_plan(grid(tasks=("all-matched",), methods=("rl",)), a)]  # fmt: skip
+    slow = bench.Estimate({"rl": 1000.0}, {"rl": "log"}, 100.0, "log", None, [])
+    total = bench.format_total(same_models, [est, slow], workers=8)
+    assert total == "all 2 grids, sharing 8 workers: ~18min left"  # was ~17min: 1000 s
     done, lines = [], []
     backend = Recording(slots=2)  # in this process, but two jobs handed out at once
     outcomes = bench.run_plans(plans, backend, lines.append,

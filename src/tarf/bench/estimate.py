@@ -128,12 +128,17 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
     return Estimate(run_s, src, model_s, model_src, left, unknown)
 
 
-def _time_left(work: list[tuple[list[float], list[float]]], workers: int) -> float:
+def _time_left(
+    work: list[tuple[list[float], list[float]]], workers: int, chain: float | None = None
+) -> float:
     """How long the (model times, run times) of one or more grids take on ``workers``
     that share everything (runs start as their models are there): the total over the
-    workers, or the longest chain (one model then one run) when that is longer."""
+    workers, or the longest chain (one model then one run) when that is longer.
+    ``chain``: that chain when the caller knows it better (a grid's runs waiting on a
+    model another grid trains, which its own model times leave out)."""
     total = sum(sum(models) + sum(runs) for models, runs in work)
-    chain = max((max(m, default=0.0) + max(r, default=0.0) for m, r in work), default=0.0)
+    if chain is None:
+        chain = max((max(m, default=0.0) + max(r, default=0.0) for m, r in work), default=0.0)
     return max(total / max(1, workers), chain)
 
 
@@ -141,19 +146,21 @@ def format_total(plans: list[Plan], ests: list[Estimate], workers: int) -> str:
     """The dry run's last line for a file of several grids, which run at once on the
     same workers: the time left for all of them, a model two grids need counted once."""
     seen: set[str] = set()
-    work = []
+    work, chain = [], 0.0
     for plan, est in zip(plans, ests):
-        todo = plan.todo()
-        models = [m.key for m in plan.models_to_train() if m.key not in seen]
+        needed = [m.key for m in plan.models_to_train()]
+        models = [k for k in needed if k not in seen]  # a model two grids need: once
         seen.update(models)
-        work.append(
-            ([est.model_s or 0.0] * len(models), [est.run_s[r.method] or 0.0 for r in todo])
-        )
+        runs = [est.run_s[r.method] or 0.0 for r in plan.todo()]
+        work.append(([est.model_s or 0.0] * len(models), runs))
+        # its runs wait for every model they need, whichever grid trains it
+        waited = (est.model_s or 0.0) if needed else 0.0
+        chain = max(chain, waited + max(runs, default=0.0))
     if not any(models or runs for models, runs in work):
         return f"all {len(plans)} grids: nothing to do"
     unknown = sorted({u for est in ests for u in est.unknown})
     line = f"all {len(plans)} grids, sharing {workers} worker{'s' * (workers > 1)}: "
-    line += f"~{fmt_seconds(_time_left(work, workers))} left"
+    line += f"~{fmt_seconds(_time_left(work, workers, chain))} left"
     return line + (f" (not counting {', '.join(unknown)}: unknown)" if unknown else "")
 
 
