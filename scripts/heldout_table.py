@@ -3,7 +3,7 @@
 unlearning method's, ``retrain``'s and the untouched original's, whether the cell meets
 the goal, then the goal over all cells (TARF's mean at most half the best baseline's).
 
-    python scripts/heldout_table.py [--root docs/results/tarf-heldout] [--cases a,b]
+    python scripts/heldout_table.py [--root docs/results/tarf-heldout] [--cases a,b] [--by-case]
 
 A case is a folder under the root holding the bench's reports. TARF's reports come from
 its ``defaults/`` sub-folder where there is one (the current defaults, run after the
@@ -11,7 +11,9 @@ case's own TARF run; its Gap is against the same recipe's reference, possibly of
 trained again), else from the case folder; a TARF report whose config is not the current
 defaults' as written is marked ``†`` (a setting now ``auto`` that the report records
 resolved counts as a difference). The untouched original is that of the baselines'
-models. Reads committed reports only; seconds.
+models. ``--by-case``: one row per case instead, TARF's Gap per task with the best
+other method's beside it, bold where the cell meets the goal (the README's table).
+Reads committed reports only; seconds.
 """
 
 from __future__ import annotations
@@ -42,6 +44,28 @@ def current_defaults(report: dict) -> bool:
     return report.get("config") == want
 
 
+DISPLAY = {"ft": "FT", "rl": "RL", "ga": "GA", "iu": "IU", "bs": "BS", "salun": "SalUn",
+           "scrub": "SCRUB", "ssd": "SSD", "neggrad-plus": "NegGrad+", "bad-teacher": "Bad Teacher",
+           "unsir": "UNSIR", "lotus": "LoTUS", "rfe": "RFE", "l1-sparse": "L1-sparse"}  # fmt: skip
+DATASET_NAMES = {"cifar100": "CIFAR-100", "fashion-mnist": "Fashion-MNIST"}
+
+
+def case_label(report: dict, seed: int) -> str:
+    """``CIFAR-100 boy, girl / people on VGG-16-bn, seed 2``: the request (forget /
+    concept), given a report of a task whose target is the concept (target or data
+    mismatch; in the other two the target is the forget data's own labels)."""
+    req = report["request"]
+    label = f"{DATASET_NAMES.get(report['dataset'], report['dataset'])} {', '.join(req['forget'])}"
+    recipe, _, arch = report["recipe"].partition(":")
+    label += f" / {', '.join(req['target'])}" if req["target"] != req["forget"] else ""
+    label += f" on {ARCH_NAMES.get(arch, arch)}" if arch else ""
+    label += f" (`{recipe}`)" if recipe != "cpu" else ""
+    return label + (f", seed {seed}" if seed else "")
+
+
+ARCH_NAMES = {"vgg16-bn": "VGG-16-bn", "wrn16-4": "WRN-16-4"}
+
+
 def gap(report: dict | None) -> float | None:
     return None if report is None else report["metrics"].get("Gap")
 
@@ -50,12 +74,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--root", default=str(REPO / "docs/results/tarf-heldout"))
     ap.add_argument("--cases", default="", help="comma list of case folders (default: all)")
+    ap.add_argument("--by-case", action="store_true",
+                    help="one row per case, TARF's Gap per task (the README's table)")  # fmt: skip
     args = ap.parse_args()
     root = Path(args.root)
     names = args.cases.split(",") if args.cases else sorted(p.name for p in root.iterdir())
     cases = [root / n for n in names if (root / n).is_dir() and any((root / n).glob("*.json"))]
     rows, tarf_gaps, baseline_gaps = [], [], {m: [] for m in BASELINES}
     marks = set()
+    by_case: dict[tuple[str, int], dict[str, str]] = {}  # -> task -> "Gap (best other)"
+    labels: dict[tuple[str, int], str] = {}
     for case in cases:
         tarf_dir = case / "defaults" if (case / "defaults").is_dir() else case
         for seed in seeds_of(case):
@@ -86,6 +114,14 @@ def main() -> None:
                     for m in BASELINES:
                         # a baseline's mean over the cells TARF is measured on
                         baseline_gaps[m].append(others.get(m))
+                if t is not None and best is not None:
+                    cell = f"{t:.2f}" if met != "**yes**" else f"**{t:.2f}**"
+                    by_case.setdefault((case.name, seed), {})[task] = (
+                        f"{cell} ({DISPLAY.get(best, best)} {others[best]:.2f})"
+                    )
+                    req = (tarf or anyrep)["request"]
+                    if req["target"] != req["forget"] or (case.name, seed) not in labels:
+                        labels[(case.name, seed)] = case_label(tarf or anyrep, seed)
                 rows.append(
                     [
                         f"{case.name} s{seed}",
@@ -97,6 +133,12 @@ def main() -> None:
                         met,
                     ]
                 )
+    if args.by_case:
+        print("| held-out case | " + " | ".join(t.replace("-", " ") for t in TASKS) + " |")
+        print("|" + "---|" * (len(TASKS) + 1))
+        for key, cells in by_case.items():
+            print(f"| {labels[key]} | " + " | ".join(cells.get(t, "—") for t in TASKS) + " |")
+        return
     header = ["case", "task", "TARF", "best other unlearning method", "`retrain`",
               "untouched original", "goal met (Gap < 2; mismatch: also the lowest)"]  # fmt: skip
     print("| " + " | ".join(header) + " |")
