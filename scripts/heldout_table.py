@@ -48,6 +48,7 @@ DISPLAY = {"ft": "FT", "rl": "RL", "ga": "GA", "iu": "IU", "bs": "BS", "salun": 
            "scrub": "SCRUB", "ssd": "SSD", "neggrad-plus": "NegGrad+", "bad-teacher": "Bad Teacher",
            "unsir": "UNSIR", "lotus": "LoTUS", "rfe": "RFE", "l1-sparse": "L1-sparse"}  # fmt: skip
 DATASET_NAMES = {"cifar100": "CIFAR-100", "fashion-mnist": "Fashion-MNIST"}
+ARCH_NAMES = {"vgg16-bn": "VGG-16-bn", "wrn16-4": "WRN-16-4"}
 
 
 def case_label(report: dict, seed: int) -> str:
@@ -61,9 +62,6 @@ def case_label(report: dict, seed: int) -> str:
     label += f" on {ARCH_NAMES.get(arch, arch)}" if arch else ""
     label += f" (`{recipe}`)" if recipe != "cpu" else ""
     return label + (f", seed {seed}" if seed else "")
-
-
-ARCH_NAMES = {"vgg16-bn": "VGG-16-bn", "wrn16-4": "WRN-16-4"}
 
 
 def gap(report: dict | None) -> float | None:
