@@ -111,11 +111,12 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
         ]
         scaled = _scaled_from_base(plan, base, base_log)
         if scaled is not None:
-            ratio, base_runs, base_model = scaled
+            ratio, base_runs, work, base_model = scaled
             label = f"{base} × {ratio:.1f} FLOPs"
             for m in g.methods:
                 if run_s[m] is None and base_runs.get(m) is not None:
-                    run_s[m], src[m] = base_runs[m] * ratio, label
+                    run_s[m] = base_runs[m] * ratio * work[m]
+                    src[m] = label + (f" × {work[m]:.1f} samples" if work[m] != 1 else "")
             if model_s is None and base_model is not None:
                 model_s, model_src = base_model * ratio, label
     todo_models = plan.models_to_train()
@@ -166,15 +167,18 @@ def format_total(plans: list[Plan], ests: list[Estimate], workers: int) -> str:
 
 def _scaled_from_base(
     plan: Plan, base: str, log: list[dict[str, Any]]
-) -> tuple[float, dict[str, float | None], float | None] | None:
-    """(cost ratio, per-method run times, model time) of ``base`` (the recipe without
-    its ``:ARCH``) from ``log`` (this machine's finished jobs of ``base``), the ratio
-    being the forward FLOPs of the two architectures on the plan's images; None when
+) -> tuple[float, dict[str, float | None], dict[str, float], float | None] | None:
+    """(cost ratio, per-method run times, per-method work ratio, model time) of ``base``
+    (the recipe without its ``:ARCH``) from ``log`` (this machine's finished jobs of
+    ``base``), the cost ratio being the forward FLOPs of the two architectures on the
+    plan's images, the work ratio that of the images a run pushes through on each (1 but
+    for a method whose count grows with the network, ``Method.relative_work``); None when
     the log has nothing of ``base``. A run is timed by ``base``'s runs audited or not
     alike; for a grid without audit whose method ``base`` has run only audited, by their
     method time (``rte_s``) plus the evaluation overhead of ``base``'s unaudited runs,
     else ``EVAL_OVERHEAD_S``."""
-    from tarf.models import forward_flops
+    from tarf.methods import get_method
+    from tarf.models import create_model, forward_flops
     from tarf.recipes import get_recipe
 
     if not log or not plan.input_shape:
@@ -182,19 +186,26 @@ def _scaled_from_base(
     g = plan.grid
     base_arch, arch = get_recipe(base).arch, get_recipe(g.recipe).arch
     ratio = forward_flops(arch, plan.input_shape) / forward_flops(base_arch, plan.input_shape)
+    n_params = [
+        sum(p.numel() for p in create_model(a, 10, plan.input_shape[0]).parameters())
+        for a in (base_arch, arch)
+    ]
     runs_logged = [x for x in log if x["kind"] == "run"]
     alike = [x for x in runs_logged if bool(x.get("audit")) == bool(g.audit)]
     overhead = _typical([x["seconds"] - x["rte_s"] for x in alike if x.get("rte_s") is not None])
     if overhead is None:
         overhead = EVAL_OVERHEAD_S.get((g.dataset, base))
     runs: dict[str, float | None] = {}
+    work: dict[str, float] = {}
     for m in g.methods:
         runs[m] = _typical([_job_s(x) for x in alike if x.get("method") == m])
         if runs[m] is None and not g.audit and overhead is not None:
             rte = _typical([x.get("rte_s") for x in runs_logged if x.get("method") == m])
             runs[m] = None if rte is None else rte + overhead
+        method = get_method(m, None, dict(g.overrides.get(m, {})))
+        work[m] = method.relative_work(n_params[1]) / method.relative_work(n_params[0])
     model = _typical([_job_s(x) for x in log if x["kind"] == "model" and not x.get("cached")])
-    return ratio, runs, model
+    return ratio, runs, work, model
 
 
 def expected_model_s(dataset: str, recipe: str) -> float | None:

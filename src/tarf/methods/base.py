@@ -149,6 +149,14 @@ class Method:
             "target-aware method (--method tarf)"
         )
 
+    def relative_work(self, n_params: int) -> float:
+        """Images through forward+backward per run on a network of ``n_params``
+        parameters, up to a constant: the dry run scales a run time measured on another
+        architecture by the ratio of two of these (besides their FLOPs per image). The
+        budget fixes most methods' sample count whatever the network (1); a method whose
+        count grows with it says how."""
+        return 1.0
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
 
