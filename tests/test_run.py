@@ -134,6 +134,24 @@ def test_a_run_that_cost_the_retained_data_more_than_retraining_is_told_so():
     assert "damaged the model" in checks[0] and "cost the retained data" in checks[2]
 
 
+def test_the_checks_of_a_run_measure_the_retained_sample_once(monkeypatch):
+    """Unmeasured (no RA), the damage and the cost checks both judge the run on a sample
+    of D_un: one run's checks share a memo, so it is measured once (two models), not
+    twice."""
+    from tarf.methods.base import MethodResult, UnlearnContext
+
+    ctx = UnlearnContext(torch.device("cpu"), get_recipe("tiny"))
+    data, calls = _toy_data(), []
+    measured = run.accuracy
+    monkeypatch.setattr(run, "accuracy", lambda *a: calls.append(1) or measured(*a))
+    kept, memo = MethodResult(_Always(1)), {}
+    for check in (run.damage_warning, run.cost_warning):
+        assert check(get_method("ft"), kept, _Always(1), data, ctx, {"metrics": {}}, memo) is None
+    assert len(calls) == 2  # the original and the unlearned model, once each
+    run.cost_warning(get_method("ft"), kept, _Always(1), data, ctx, {"metrics": {}})
+    assert len(calls) == 4  # without a memo each check measures again
+
+
 def test_a_run_that_forgot_the_forget_data_but_not_the_target_is_told_why():
     """Target mismatch: D_f is forgotten but UA on D_t stays high, so the cause is the rest
     of the concept, not a weak ascent; TARF names the classes it set aside."""

@@ -114,10 +114,28 @@ def retained_accuracy(
     data: UnlearnData,
     ctx: UnlearnContext,
     report: Report,
+    memo: dict[str, Any] | None = None,
 ) -> tuple[float, float, str] | None:
     """The original's and the unlearned model's accuracy on the retained data, and its
     name: RA where the run is measured, else on a seeded sample of ``D_un``. None when
-    there is nothing to judge a loss by: no retained data, or an original under 20 %."""
+    there is nothing to judge a loss by: no retained data, or an original under 20 %.
+    ``memo``: one run's checks share it, so the sample is measured once, not per check
+    (two forward passes of 2,000 images: a minute for a large network on a CPU)."""
+    if memo is not None and "retained" in memo:
+        return memo["retained"]
+    kept = _retained_accuracy(result, original, data, ctx, report)
+    if memo is not None:
+        memo["retained"] = kept
+    return kept
+
+
+def _retained_accuracy(
+    result: MethodResult,
+    original: nn.Module,
+    data: UnlearnData,
+    ctx: UnlearnContext,
+    report: Report,
+) -> tuple[float, float, str] | None:
     m, orig = report.get("metrics") or {}, report.get("original") or {}
     if m.get("RA") is not None and orig.get("RA") is not None:
         before, after, what = orig["RA"], m["RA"], "RA"
@@ -140,10 +158,11 @@ def damage_warning(
     data: UnlearnData,
     ctx: UnlearnContext,
     report: Report,
+    memo: dict[str, Any] | None = None,
 ) -> str | None:
     """One line when the run wrecked what it should keep, with the likely cause and the
     fix (the opposite advice to :func:`forgetting_warning`'s, which it then replaces)."""
-    kept = retained_accuracy(result, original, data, ctx, report)
+    kept = retained_accuracy(result, original, data, ctx, report, memo)
     if kept is None:
         return None
     before, after, what = kept
@@ -162,11 +181,12 @@ def cost_warning(
     data: UnlearnData,
     ctx: UnlearnContext,
     report: Report,
+    memo: dict[str, Any] | None = None,
 ) -> str | None:
     """One line when the run, short of damage, lost more than :data:`COSTLY_POINTS` of
     the retained accuracy that retraining keeps: the forgetting came at a cost the user
     should weigh (checked last, so that a worse failure is the one named)."""
-    kept = retained_accuracy(result, original, data, ctx, report)
+    kept = retained_accuracy(result, original, data, ctx, report, memo)
     if kept is None:
         return None
     before, after, what = kept
@@ -189,6 +209,7 @@ def forgetting_warning(
     data: UnlearnData,
     ctx: UnlearnContext,
     report: Report,
+    memo: dict[str, Any] | None = None,  # the checks' shared signature; unused here
 ) -> str | None:
     """One line when the run forgot little, with the likely cause and the fix: against
     the reference on D_t where there is one, else on D_f's labels that D_un no longer
@@ -307,8 +328,10 @@ def execute(
                 report["metrics"]["RTE_ratio"] = rte / reference["train_s"]
             if report["original"] is not None:
                 report["original"]["Gap"] = gap_to(report["original"], reference)
+    memo: dict[str, Any] = {}  # what more than one check measures, measured once
     failed = next(
-        filter(None, (check(method, result, model, data, ctx, report) for check in CHECKS)), None
+        filter(None, (check(method, result, model, data, ctx, report, memo) for check in CHECKS)),
+        None,
     )
     report["warnings"] = list(result.warnings) + ([failed] if failed else [])
     report["notes"] = list(notes or [])
