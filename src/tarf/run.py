@@ -120,7 +120,7 @@ def retained_accuracy(
     name: RA where the run is measured, else on a seeded sample of ``D_un``. None when
     there is nothing to judge a loss by: no retained data, or an original under 20 %.
     ``memo``: one run's checks share it, so the sample is measured once, not per check
-    (two forward passes of 2,000 images: a minute for a large network on a CPU)."""
+    (two forward passes of 2,000 images: tens of seconds for a large network on a CPU)."""
     if memo is not None and "retained" in memo:
         return memo["retained"]
     kept = _retained_accuracy(result, original, data, ctx, report)
