@@ -238,20 +238,22 @@ def test_estimate_scales_the_base_recipe_for_a_swapped_architecture(toy, tmp_pat
     est = bench.estimate(audited, tmp_path / "audited", workers=1)
     assert est.run_s == {"ft": pytest.approx(99.0 * ratio), "rl": pytest.approx(90.0 * ratio)}
 
-    # IU's per-sample gradients grow with the network once they no longer fit in memory:
-    # its time scales by the two networks' sample counts as well
+    # IU's cost grows with the parameters (its Gram matrix, its per-sample gradients,
+    # recomputed in blocks once they no longer fit in memory), not with the FLOPs: its
+    # method time scales by that cost, the rest of the job (evaluation) by the FLOPs
     from tarf.methods import get_method
     from tarf.models import create_model
 
     iu = dataclasses.replace(g, methods=("iu",), overrides={"iu": {"max_store_mb": 1000.0}})
     write_log(root, [{"kind": "run", "method": "iu", "seconds": 12.0, "rte_s": 8.0}])
-    n_params = [sum(p.numel() for p in create_model(a, 10, plan.input_shape[0]).parameters())
-                for a in (MICRO.arch, "cpunet")]  # fmt: skip
-    work = [get_method("iu", None, {"max_store_mb": 1000.0}).relative_work(n) for n in n_params]
-    assert work[1] > 2 * work[0]  # the bigger network's gradients are recomputed in blocks
+    nets = [(sum(p.numel() for p in create_model(a, 10, plan.input_shape[0]).parameters()),
+             forward_flops(a, plan.input_shape)) for a in (MICRO.arch, "cpunet")]  # fmt: skip
+    costs = [get_method("iu", None, {"max_store_mb": 1000.0}).relative_cost(*n) for n in nets]
+    cost = costs[1] / costs[0]
+    assert cost > 2 * ratio  # the bigger network's gradients are recomputed in blocks
     est = bench.estimate(bench.make_plan(iu, tmp_path / "iu"), tmp_path / "iu", workers=1)
-    assert est.run_s["iu"] == pytest.approx(12.0 * ratio * work[1] / work[0])
-    assert "samples" in est.run_source["iu"]
+    assert est.run_s["iu"] == pytest.approx(4.0 * ratio + 8.0 * cost)
+    assert "iu's cost" in est.run_source["iu"]
 
 
 def test_subset_scenarios_run_through_the_bench(toy, tmp_path, capsys):

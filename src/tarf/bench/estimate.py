@@ -111,14 +111,15 @@ def estimate(plan: Plan, out_dir: str | Path, workers: int, cache: Any = None) -
         ]
         scaled = _scaled_from_base(plan, base, base_log)
         if scaled is not None:
-            ratio, base_runs, work, base_model = scaled
+            ratio, base_runs, costs, base_model = scaled
             label = f"{base} × {ratio:.1f} FLOPs"
             for m in g.methods:
                 if run_s[m] is None and base_runs.get(m) is not None:
-                    run_s[m] = base_runs[m] * ratio * work[m]
-                    src[m] = label + (f" × {work[m]:.1f} samples" if work[m] != 1 else "")
+                    run_s[m], src[m] = base_runs[m], label
+                    if costs[m] != ratio:
+                        src[m] += f", its method time × {costs[m]:.1f} ({m}'s cost)"
             if model_s is None and base_model is not None:
-                model_s, model_src = base_model * ratio, label
+                model_s, model_src = base_model, label
     todo_models = plan.models_to_train()
     unknown = sorted({r.method for r in plan.todo() if run_s[r.method] is None})
     if todo_models and model_s is None:
@@ -168,15 +169,16 @@ def format_total(plans: list[Plan], ests: list[Estimate], workers: int) -> str:
 def _scaled_from_base(
     plan: Plan, base: str, log: list[dict[str, Any]]
 ) -> tuple[float, dict[str, float | None], dict[str, float], float | None] | None:
-    """(cost ratio, per-method run times, per-method work ratio, model time) of ``base``
-    (the recipe without its ``:ARCH``) from ``log`` (this machine's finished jobs of
-    ``base``), the cost ratio being the forward FLOPs of the two architectures on the
-    plan's images, the work ratio that of the images a run pushes through on each (1 but
-    for a method whose count grows with the network, ``Method.relative_work``); None when
-    the log has nothing of ``base``. A run is timed by ``base``'s runs audited or not
-    alike; for a grid without audit whose method ``base`` has run only audited, by their
-    method time (``rte_s``) plus the evaluation overhead of ``base``'s unaudited runs,
-    else ``EVAL_OVERHEAD_S``."""
+    """(FLOPs ratio, per-method run times scaled, per-method cost ratio, model time
+    scaled) of ``base`` (the recipe without its ``:ARCH``) from ``log`` (this machine's
+    finished jobs of ``base``), the FLOPs ratio being that of the two architectures'
+    forward passes on the plan's images, a method's cost ratio that of its
+    ``Method.relative_cost`` on each (the FLOPs ratio but for a method whose work grows
+    otherwise, such as IU): a run's method time scales by its cost ratio, the rest of the
+    job (evaluation) by the FLOPs ratio. None when the log has nothing of ``base``. A run
+    is timed by ``base``'s runs audited or not alike; for a grid without audit whose
+    method ``base`` has run only audited, by their method time (``rte_s``) plus the
+    evaluation overhead of ``base``'s unaudited runs, else ``EVAL_OVERHEAD_S``."""
     from tarf.methods import get_method
     from tarf.models import create_model, forward_flops
     from tarf.recipes import get_recipe
@@ -185,7 +187,8 @@ def _scaled_from_base(
         return None
     g = plan.grid
     base_arch, arch = get_recipe(base).arch, get_recipe(g.recipe).arch
-    ratio = forward_flops(arch, plan.input_shape) / forward_flops(base_arch, plan.input_shape)
+    flops = [forward_flops(a, plan.input_shape) for a in (base_arch, arch)]
+    ratio = flops[1] / flops[0]
     n_params = [
         sum(p.numel() for p in create_model(a, 10, plan.input_shape[0]).parameters())
         for a in (base_arch, arch)
@@ -196,16 +199,22 @@ def _scaled_from_base(
     if overhead is None:
         overhead = EVAL_OVERHEAD_S.get((g.dataset, base))
     runs: dict[str, float | None] = {}
-    work: dict[str, float] = {}
+    costs: dict[str, float] = {}
     for m in g.methods:
-        runs[m] = _typical([_job_s(x) for x in alike if x.get("method") == m])
-        if runs[m] is None and not g.audit and overhead is not None:
-            rte = _typical([x.get("rte_s") for x in runs_logged if x.get("method") == m])
-            runs[m] = None if rte is None else rte + overhead
         method = get_method(m, None, dict(g.overrides.get(m, {})))
-        work[m] = method.relative_work(n_params[1]) / method.relative_work(n_params[0])
+        cost = [method.relative_cost(n, f) for n, f in zip(n_params, flops)]
+        costs[m] = cost[1] / cost[0]
+        job = _typical([_job_s(x) for x in alike if x.get("method") == m])
+        rte = _typical([x.get("rte_s") for x in runs_logged if x.get("method") == m])
+        if job is None and not g.audit and overhead is not None and rte is not None:
+            job = rte + overhead
+        if job is None:
+            runs[m] = None
+            continue
+        own = job if rte is None else min(rte, job)  # the method's time; the rest evaluates
+        runs[m] = (job - own) * ratio + own * costs[m]
     model = _typical([_job_s(x) for x in log if x["kind"] == "model" and not x.get("cached")])
-    return ratio, runs, work, model
+    return ratio, runs, costs, None if model is None else model * ratio
 
 
 def expected_model_s(dataset: str, recipe: str) -> float | None:

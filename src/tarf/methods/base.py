@@ -149,13 +149,13 @@ class Method:
             "target-aware method (--method tarf)"
         )
 
-    def relative_work(self, n_params: int) -> float:
-        """Images through forward+backward per run on a network of ``n_params``
-        parameters, up to a constant: the dry run scales a run time measured on another
-        architecture by the ratio of two of these (besides their FLOPs per image). The
-        budget fixes most methods' sample count whatever the network (1); a method whose
-        count grows with it says how."""
-        return 1.0
+    def relative_cost(self, n_params: int, flops: float) -> float:
+        """The cost of one run on a network of ``n_params`` parameters and ``flops``
+        floating-point operations per image's forward pass, up to a constant: the dry run
+        scales a run time measured on another architecture by the ratio of two of these.
+        The budget fixes most methods' sample count whatever the network, so their cost
+        is its FLOPs; a method whose work grows otherwise says how."""
+        return flops
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.config})"
