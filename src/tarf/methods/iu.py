@@ -217,9 +217,9 @@ class IU(Method):
         """IU's time goes to the Gram matrix (``N² P``) and to writing per-sample
         gradients (``P`` floats for each of the samples :func:`plan_work` computes, blocks
         recomputed pair by pair once ``G`` exceeds ``max_store_mb``), not to the forward
-        FLOPs. ``GRADIENT_WRITE_COST``, the second's weight against the first, fits this
-        machine's IU times on cpunet, WRN-16-4 and VGG-16-bn (28, 159 and 2,477 s on
-        CIFAR-100) within 15 %."""
+        FLOPs. ``GRADIENT_WRITE_COST``, the second's weight against the first, was fitted
+        to this machine's IU times on cpunet and VGG-16-bn (28 and 2,477 s of method time
+        on CIFAR-100); it puts WRN-16-4's at 186 s, measured 159."""
         c, plenty = self.config, 10**9
         plan = plan_work(n_params, plenty, 1, plenty, c.num_samples, c.max_store_mb)
         n = plan.fisher_samples
