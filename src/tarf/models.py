@@ -43,12 +43,20 @@ def create_model(
 def forward_flops(name: str, input_shape: tuple[int, ...], num_classes: int = 10) -> float:
     """Floating-point operations of one forward pass on one image (torch's flop counter):
     what the bench's dry run scales measured times by when a recipe swaps architectures."""
+    return network_size(name, input_shape, num_classes)[0]
+
+
+def network_size(
+    name: str, input_shape: tuple[int, ...], num_classes: int = 10
+) -> tuple[float, int]:
+    """(:func:`forward_flops`, trainable parameters) of one architecture, from one model."""
     from torch.utils.flop_counter import FlopCounterMode
 
     model = create_model(name, num_classes, in_channels=input_shape[0]).eval()
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, *input_shape))
-    return float(counter.get_total_flops())
+    params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return float(counter.get_total_flops()), params
 
 
 class Classifier(nn.Module):

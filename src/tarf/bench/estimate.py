@@ -180,19 +180,15 @@ def _scaled_from_base(
     method ``base`` has run only audited, by their method time (``rte_s``) plus the
     evaluation overhead of ``base``'s unaudited runs, else ``EVAL_OVERHEAD_S``."""
     from tarf.methods import get_method
-    from tarf.models import create_model, forward_flops
+    from tarf.models import network_size
     from tarf.recipes import get_recipe
 
     if not log or not plan.input_shape:
         return None
     g = plan.grid
     base_arch, arch = get_recipe(base).arch, get_recipe(g.recipe).arch
-    flops = [forward_flops(a, plan.input_shape) for a in (base_arch, arch)]
-    ratio = flops[1] / flops[0]
-    n_params = [
-        sum(p.numel() for p in create_model(a, 10, plan.input_shape[0]).parameters())
-        for a in (base_arch, arch)
-    ]
+    sizes = [network_size(a, plan.input_shape) for a in (base_arch, arch)]  # (FLOPs, params)
+    ratio = sizes[1][0] / sizes[0][0]
     runs_logged = [x for x in log if x["kind"] == "run"]
     alike = [x for x in runs_logged if bool(x.get("audit")) == bool(g.audit)]
     overhead = _typical([x["seconds"] - x["rte_s"] for x in alike if x.get("rte_s") is not None])
@@ -202,7 +198,7 @@ def _scaled_from_base(
     costs: dict[str, float] = {}
     for m in g.methods:
         method = get_method(m, None, dict(g.overrides.get(m, {})))
-        cost = [method.relative_cost(n, f) for n, f in zip(n_params, flops)]
+        cost = [method.relative_cost(n, f) for f, n in sizes]
         costs[m] = cost[1] / cost[0]
         job = _typical([_job_s(x) for x in alike if x.get("method") == m])
         rte = _typical([x.get("rte_s") for x in runs_logged if x.get("method") == m])
