@@ -107,13 +107,7 @@ class UnlearningRequest:
                 "the hierarchy, the number of its model classes left in the data (--prior N, "
                 "or --prior auto to let TARF estimate it)"
             )
-        if isinstance(self.prior_classes, str):
-            if self.prior_classes.strip().lower() != AUTO:
-                raise ValueError(
-                    f"prior (--prior) must be a number >= 0 or 'auto', got {self.prior_classes!r}"
-                )
-            object.__setattr__(self, "prior_classes", AUTO)
-        elif self.prior_classes is not None and self.prior_classes < 0:
+        if not self._prior_text() and self.prior_classes is not None and self.prior_classes < 0:
             raise ValueError(f"prior (--prior) must be >= 0, got {self.prior_classes}")
         # Resolve eagerly so that bad names fail when the request is made, not mid-run.
         self.task  # noqa: B018
@@ -127,6 +121,18 @@ class UnlearningRequest:
             )
         self._check_something_remains()
         self._check_prior()
+
+    def _prior_text(self) -> bool:
+        """Whether the prior was given as text; 'auto' (any case) is read as AUTO, any
+        other text is refused."""
+        if not isinstance(self.prior_classes, str):
+            return False
+        if self.prior_classes.strip().lower() != AUTO:
+            raise ValueError(
+                f"prior (--prior) must be a number >= 0 or 'auto', got {self.prior_classes!r}"
+            )
+        object.__setattr__(self, "prior_classes", AUTO)
+        return True
 
     def _check_random(self) -> None:
         """Random forgetting: D_f is drawn from the whole training set, so every other
@@ -147,13 +153,8 @@ class UnlearningRequest:
                 "random forgetting takes a model with class labels, as the SalUn and Deep "
                 "Unlearn harnesses: --model-labels class (or leave it out)"
             )
-        if isinstance(self.prior_classes, str):
-            if self.prior_classes.strip().lower() != AUTO:
-                raise ValueError(
-                    f"prior (--prior) must be a number >= 0 or 'auto', got {self.prior_classes!r}"
-                )
-            object.__setattr__(self, "prior_classes", AUTO)
-        elif self.prior_classes:  # None and 0 say the same: nothing to identify
+        # None and 0 say the same: nothing to identify
+        if not self._prior_text() and self.prior_classes:
             raise ValueError(
                 f"--prior {self.prior_classes} contradicts random forgetting: D_f is its whole "
                 "target, so none of it is left in D_un (the prior is 0); drop --prior"
