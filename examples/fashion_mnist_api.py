@@ -7,12 +7,16 @@ data, unmarked, and nobody says how many classes of footwear there are: TARF est
 that itself (``prior="auto"``). A model retrained without footwear, also trained here
 with the same loop, is the reference the result is measured against.
 
-What to expect: on this small CNN, gradient ascent on sneakers (TARF's Phase I) moves
-tops (pullover, T-shirt) more than sandals and ankle boots, whose loss even falls as the
-sneakers' probability flows to them. The rule reports what moved and by how much: it
-may set aside nothing, or tops. TARF's identification assumes the concept's other
-classes move most ("representational gravity", seen on CIFAR-100 for people); the
-report's ``identification`` shows whether that held.
+What to expect: TARF ranks the model's classes by what the original CNN answers for the
+sneakers once "Sneaker" itself is ruled out (its default ``class_signal="outputs"``).
+Sandal and Ankle boot come first, far above Bag and T-shirt/top, and ``prior="auto"``
+sets those two aside, so the ascent removes footwear and not only sneakers. The run as
+printed (2026-12-05, 2 CPU cores, no GPU) ends at UA 16.3 % on footwear (the original
+96.7 %, the retrained reference 0) and Gap 9.52 against the original's 47.78. The
+count itself is less sure than the ranking: the cut after Ankle boot is the largest gap
+but under what noise could make (1.23 robust SDs against 4.76), and is taken because a
+target mismatch says some of the concept is left in the data; the printed line says so.
+The report's ``identification`` holds the ranking, the cut and its margin.
 
     python examples/fashion_mnist_api.py            # 2,000 images per class, 3 epochs
     python examples/fashion_mnist_api.py --tiny     # a few hundred images, 1 epoch (the test)

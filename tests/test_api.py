@@ -188,6 +188,13 @@ def test_hierarchy_mistakes_are_refused(tmp_path):
     ordered = tmp_path / "ordered.yaml"
     ordered.write_text(digits.read_text() + f"class_order: {[str(i) for i in range(10)]}\n")
     assert tarf.load_hierarchy(ordered).class_names == tuple(str(i) for i in range(10))
+    as_dict = {"round": ["0", "6", "8", "9"], "straight": ["1", "4", "7"],
+               "curved": ["2", "3", "5"], "class_order": [str(i) for i in range(10)]}  # fmt: skip
+    assert tarf.load_hierarchy(as_dict).class_names == tuple(str(i) for i in range(10))
+    same = tarf.load_hierarchy(ordered, class_names=[str(i) for i in range(10)])
+    assert same.class_names == tuple(str(i) for i in range(10))  # the same order twice: fine
+    with pytest.raises(ValueError, match="'class_order' lists the classes in another order"):
+        tarf.load_hierarchy(as_dict, class_names=[str(i) for i in reversed(range(10))])
 
 
 def test_wrong_input_shape_is_one_sentence(user):
@@ -197,7 +204,8 @@ def test_wrong_input_shape_is_one_sentence(user):
 
 
 def test_dir_shows_the_api():
-    assert {"make_request", "unlearn", "evaluate", "summary"} <= set(dir(tarf))
+    assert {"make_request", "unlearn", "evaluate", "summary", "TarfWarning"} <= set(dir(tarf))
+    assert issubclass(tarf.TarfWarning, UserWarning)  # warnings.simplefilter("error", ...) takes it
 
 
 # -- the command line --------------------------------------------------------------------
@@ -213,7 +221,7 @@ def files(tmp_path_factory, user, toy_dataset):
     torch.jit.script(user["reference"]).save(str(d / "reference.ts"))
     (d / "mynets.py").write_text(
         "import torch.nn as nn\nfrom tarf.models import register\n\n\n"
-        '@register("toy-mlp")\ndef toy_mlp(num_classes, in_channels=1, mean=None, std=None):\n'
+        '@register("toy-mlp")\ndef toy_mlp(num_classes):  # only what it needs\n'
         "    return nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, num_classes))\n"
     )
     torch.save(user["model"].state_dict(), d / "weights.pt")
@@ -226,6 +234,7 @@ def files(tmp_path_factory, user, toy_dataset):
             folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(x[i, 0].numpy(), mode="L").save(folder / f"{i}.png")
     (d / "corrupt.npz").write_bytes(b"PK\x03\x04 truncated")
+    np.savez(d / "nhwc.npz", x=ds.x_train.numpy().transpose(0, 2, 3, 1), y=ds.y_train.numpy())
     return d
 
 
@@ -304,6 +313,7 @@ def test_cli_torchscript_image_folder_prior_auto(capsys, files, tmp_path):
         ),
         ({"--model-labels": "superclass"}, "label-domain mismatch"),
         ({"--data": "missing.npz"}, "not found"),
+        ({"--model": "weights.pt", "--arch": "cpunet-tiny", "--data": "nhwc.npz"}, "channels-last"),
     ],
 )
 def test_cli_bad_input_is_one_line(capsys, files, change, message):

@@ -211,6 +211,17 @@ def test_ablation_architectures_classify_small_images(arch):
         get_recipe("cpu:nope")
 
 
+def test_a_registered_factory_gets_the_keywords_it_names(monkeypatch):
+    """A user's ``def net(num_classes)`` builds; one that needs more names the fix."""
+    from tarf import models
+
+    monkeypatch.setitem(models.MODELS, "mine", lambda num_classes: torch.nn.Linear(4, num_classes))
+    assert models.create_model("mine", 3, in_channels=1).out_features == 3
+    monkeypatch.setitem(models.MODELS, "needy", lambda num_classes, width: None)
+    with pytest.raises(ValueError, match="'needy' could not be built .*give any other argument"):
+        models.create_model("needy", 3)
+
+
 def test_interrupted_training_resumes_to_the_same_weights(toy_dataset, tmp_path, monkeypatch):
     """A training killed after its first epoch picks up the saved state and ends with the
     weights of an uninterrupted run; the state file is gone once the model is done."""

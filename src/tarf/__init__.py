@@ -8,7 +8,7 @@ __version__ = "0.1.0"
 
 # The API for a user's own model and data (tarf.api) loads on first use: it pulls in every
 # method, which `import tarf` for the taxonomy alone should not pay for.
-_API = ("evaluate", "load_hierarchy", "make_request", "summary", "unlearn")
+_API = ("TarfWarning", "evaluate", "load_hierarchy", "make_request", "summary", "unlearn")
 
 
 def __getattr__(name: str):
@@ -32,6 +32,7 @@ __all__ = [
     "Partitions",
     "Prior",
     "UnlearningRequest",
+    "TarfWarning",
     "evaluate",
     "load_hierarchy",
     "make_request",

@@ -69,21 +69,19 @@ def load_hierarchy(
     hierarchy: HierarchyLike, class_names: Sequence[str] | None = None
 ) -> LabelHierarchy:
     """A :class:`LabelHierarchy`, a dict (``{class: superclass}`` or ``{superclass:
-    [classes]}``), or a JSON/YAML file of either. ``class_names`` (the class of each label
-    id, in order) fixes the ids; by default they follow the order classes are listed in."""
+    [classes]}``, either with an optional ``"class_order"`` list), or a JSON/YAML file of
+    either. ``class_names`` (the class of each label id, in order) or ``class_order`` fixes
+    the ids; by default they follow the order classes are listed in."""
     if isinstance(hierarchy, LabelHierarchy):
         return hierarchy
     if isinstance(hierarchy, (str, Path)):
         return LabelHierarchy.from_file(hierarchy, class_order=class_names)
-    if isinstance(hierarchy, Mapping) and hierarchy:
-        values = list(hierarchy.values())
-        if all(isinstance(v, str) for v in values):
-            return LabelHierarchy.from_mapping("user", hierarchy, class_names)
-        if all(isinstance(v, (list, tuple)) for v in values):
-            return LabelHierarchy.from_groups("user", hierarchy, class_names)
+    if isinstance(hierarchy, Mapping):
+        return LabelHierarchy.from_dict("user", hierarchy, class_names, where="hierarchy")
     raise ValueError(
         "hierarchy must map class names to superclass names ({'boy': 'people', ...}), "
-        "superclasses to class lists ({'people': ['boy', ...]}), or be a JSON/YAML file of either"
+        "superclasses to class lists ({'people': ['boy', ...]}), or be a JSON/YAML file of "
+        f"either; got {type(hierarchy).__name__}"
     )
 
 

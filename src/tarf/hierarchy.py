@@ -206,26 +206,49 @@ class LabelHierarchy:
                 f"hierarchy file {path}{f', line {line}' if line else ''} is not valid "
                 f"JSON/YAML ({problem}); fix the file"
             ) from None
-        if not isinstance(data, dict) or not data:
+        return cls.from_dict(path.stem, data, class_order, where=f"hierarchy file {path}")
+
+    @classmethod
+    def from_dict(
+        cls,
+        name: str,
+        data: object,
+        class_order: Iterable[str] | None = None,
+        where: str | None = None,
+    ) -> LabelHierarchy:
+        """Either shape, ``{class: superclass}`` or ``{superclass: [classes]}``, with an
+        optional ``class_order`` entry (every class name in label-id order). Where the data
+        already fix the order (``class_order`` given, e.g. a built-in dataset's), an entry
+        listing another order is refused: the ids cannot follow both."""
+        where = where or f"hierarchy {name!r}"
+        if not isinstance(data, Mapping) or not data:
             raise ValueError(
-                f"hierarchy file {path} must map class names to superclass names "
+                f"{where} must map class names to superclass names "
                 '({"boy": "people", ...}) or superclasses to class lists ({"people": ["boy", ...]})'
             )
+        data = dict(data)
         stated = data.pop(CLASS_ORDER_KEY, None)
         if stated is not None:
-            if not isinstance(stated, list) or class_order is not None:
+            if not isinstance(stated, (list, tuple)):
                 raise ValueError(
-                    f"hierarchy file {path}: {CLASS_ORDER_KEY!r} must list every class name in "
-                    "label-id order (and only in a hierarchy for your own data)"
+                    f"{where}: {CLASS_ORDER_KEY!r} must be a list of every class name in "
+                    f"label-id order, got {stated!r}"
+                )
+            stated = [_name(c, name) for c in stated]
+            if class_order is not None and stated != [_name(c, name) for c in class_order]:
+                raise ValueError(
+                    f"{where}: {CLASS_ORDER_KEY!r} lists the classes in another order than "
+                    "the one given beside it (a built-in dataset's label ids, or "
+                    "class_names= in Python); give the order once"
                 )
             class_order = stated
-        if all(isinstance(v, list) for v in data.values()):
-            return cls.from_groups(path.stem, data, class_order)
+        if all(isinstance(v, (list, tuple)) for v in data.values()):
+            return cls.from_groups(name, data, class_order)
         if all(isinstance(v, str) for v in data.values()):
-            return cls.from_mapping(path.stem, data, class_order)
+            return cls.from_mapping(name, data, class_order)
         raise ValueError(
-            f"hierarchy file {path}: values must be all strings (class -> superclass) "
-            "or all lists (superclass -> classes)"
+            f"{where}: values must be all strings (class -> superclass) or all lists "
+            "(superclass -> classes)"
         )
 
 

@@ -7,6 +7,7 @@ identification analyses and probes) and ``head`` (the final linear layer).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -32,12 +33,30 @@ def create_model(
     std: tuple[float, ...] | None = None,
     **kwargs,
 ) -> nn.Module:
-    """Instantiate a registered architecture; unknown names list the registered ones."""
+    """Instantiate a registered architecture; unknown names list the registered ones.
+
+    A factory gets, as keywords, those of ``num_classes``, ``in_channels``, ``mean`` and
+    ``std`` (and ``kwargs``) that its signature names, so a user's ``def net(num_classes)``
+    registers as it is."""
     if name not in MODELS:
         raise ValueError(f"unknown architecture {name!r}; registered: {', '.join(sorted(MODELS))}")
-    return MODELS[name](
-        num_classes=num_classes, in_channels=in_channels, mean=mean, std=std, **kwargs
-    )
+    factory = MODELS[name]
+    given = dict(num_classes=num_classes, in_channels=in_channels, mean=mean, std=std, **kwargs)
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):  # no signature to read (a builtin): give it everything
+        params = ()
+    if params and not any(p.kind is p.VAR_KEYWORD for p in params):
+        names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+        given = {k: v for k, v in given.items() if k in names}
+    try:
+        return factory(**given)
+    except TypeError as e:
+        raise ValueError(
+            f"architecture {name!r} could not be built ({e}); its factory is called with "
+            f"keywords among {', '.join(given)} - take num_classes, and give any other "
+            "argument it needs a default"
+        ) from e
 
 
 def forward_flops(name: str, input_shape: tuple[int, ...], num_classes: int = 10) -> float:

@@ -185,7 +185,9 @@ class RayBackend:
         self.devices, self.requested = tuple(devices), gpus_per_job
         self.gpus = ray_gpus_per_job(gpus_per_job, self.devices, visible_gpus() > 0)
         if importlib.util.find_spec("ray") is None:
-            raise BenchError("the ray backend needs Ray: install with pip install tarf[ray]")
+            raise BenchError(
+                'the ray backend needs Ray: pip install -e ".[ray]" in tarf\'s checkout'
+            )
         self.cpus, self.setup, self.started = cpus_per_job, setup, False
         self.slots: int | None = None  # the cluster's room is not known here
         self.refs: dict = {}  # object ref -> (job, out_dir)

@@ -57,7 +57,7 @@ def add_parsers(sub: Any) -> None:
                    "these (e.g. --only digits-curved); every grid is still checked")  # fmt: skip
     opt.method_options(p, scoped=True)
     g = p.add_argument_group("execution")
-    opt.jobs(g)
+    opt.jobs(g, ray=True)
     g.add_argument("--backend", choices=("local", "ray"), default="local",
                    help="local: a process pool of --jobs; ray: a Ray cluster, scheduled by "
                    "--cpus-per-job / --gpus-per-job")  # fmt: skip

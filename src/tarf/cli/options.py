@@ -109,10 +109,15 @@ def dataset(g: Any, required: bool = True, track: bool = False) -> None:
 
 
 def hierarchy(g: Any, required: bool = False, track: bool = False) -> None:
-    what = "the labels' hierarchy" if required else "replaces the dataset's built-in hierarchy"
+    what = (
+        "the labels' hierarchy; class ids follow the order the classes are listed in, or a "
+        "'class_order' list of every class in label-id order"
+        if required
+        else "replaces the dataset's built-in hierarchy; it lists every class of the "
+        "dataset, whose label ids stay the dataset's"
+    )
     _add(g, "--hierarchy", required=required, track=track,
-         help=f"JSON/YAML file, {{class: superclass}} or {{superclass: [classes]}} ({what}); "
-         "class ids follow the order the classes are listed in")  # fmt: skip
+         help=f"JSON/YAML file, {{class: superclass}} or {{superclass: [classes]}} ({what})")  # fmt: skip
 
 
 def model_labels(g: Any, required: bool = True, left_out: str = "") -> None:
@@ -224,10 +229,11 @@ def set_values(g: Any, help: str, track: bool = False) -> None:
     _add(g, "--set", action="append", metavar="NAME=VALUE", track=track, help=help)
 
 
-def jobs(g: Any) -> None:
+def jobs(g: Any, ray: bool = False) -> None:
     g.add_argument("--jobs", type=int,
                    help="parallel jobs of the local backend; left out: min(2, cores); 1 runs "
-                   "in this process")  # fmt: skip
+                   "in this process" + ("; with --backend ray, only how many jobs the dry "
+                   "run counts the cluster running at once" if ray else ""))  # fmt: skip
 
 
 def dry_run(g: Any) -> None:

@@ -79,7 +79,8 @@ def add_parsers(sub: Any) -> None:
     p = opt.add_command(
         sub,
         "eval",
-        "evaluate a saved checkpoint on a request (UA, RA, TA, MIA; Gap with --reference)",
+        "evaluate a saved checkpoint on a request (UA, RA, TA, MIA; the Gap against "
+        "--reference, else against the recipe's retrained reference, trained once and cached)",
     )
     opt.data_options(p)
     opt.request_options(p)

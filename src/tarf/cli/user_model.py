@@ -78,6 +78,12 @@ def _user_inputs(args: argparse.Namespace):
     test = read_data(args.test, h) if args.test else None
     test_pair = (test.x, test.y) if test is not None else data.test
     channels = data.x.shape[1] if data.x.ndim == 4 else 1
+    if args.arch and data.x.ndim == 4 and channels not in (1, 3) and data.x.shape[3] in (1, 3):
+        raise CLIError(
+            f"--data {args.data}: images of shape {tuple(data.x.shape[1:])} look channels-last "
+            "(H, W, C), but --arch builds a network that takes (C, H, W); save "
+            "x.transpose(0, 3, 1, 2)"
+        )
     loaded = load_model_file(args.model, args.arch, channels)
     reference = (
         load_model_file(args.reference, args.arch, channels).model if args.reference else None
