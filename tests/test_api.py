@@ -150,6 +150,58 @@ def test_bad_inputs_name_the_fix(user):
         tarf.unlearn(user["model"], user["data"], user["request"], train_epochs=0)
 
 
+def test_mistakes_a_user_makes_are_one_line_each(user):
+    m, r, (x, y), req = user["model"], user["reference"], user["data"], user["request"]
+    with pytest.raises(ValueError, match="hierarchy= is for a dict request"):
+        tarf.evaluate(m, (x, y), req, hierarchy=GROUPS)
+    with pytest.raises(ValueError, match="'modle_labels' .*closest: 'model_labels'"):
+        tarf.evaluate(m, (x, y), {"forget": "cat", "target": "animals", "modle_labels": "class"},
+                      hierarchy=GROUPS)  # fmt: skip
+    with pytest.raises(ValueError, match="evaluate=False measures nothing"):
+        tarf.unlearn(m, (x, y), req, reference=r, evaluate=False)
+
+    class Pair(nn.Module):  # returns (logits, features), as many research models do
+        def forward(self, inp):
+            return m(inp), inp
+
+    with pytest.raises(ValueError, match="returns a tuple, not a tensor of logits"):
+        tarf.evaluate(Pair(), (x, y), req)
+    nan = x.float().clone()
+    nan[3, 0, 0, 0] = float("nan")
+    with pytest.raises(ValueError, match="NaN or infinite values in 1 of"):
+        tarf.evaluate(m, (nan, y), req)
+    with pytest.raises(ValueError, match=r"weights are torch.float64 .*pass model.float\(\)"):
+        tarf.evaluate(copy.deepcopy(m).double(), (x, y), req)
+
+
+def test_evaluate_says_what_it_could_not_trust(user):
+    """Labels that cannot be the model's give a warning (a model unlearning wrecked is
+    near chance too, so it is still measured); a reference without test data gives the
+    Gap over UA and RA; the result reads through tarf.summary."""
+    m, r, (x, y), req = user["model"], user["reference"], user["data"], user["request"]
+    with pytest.warns(tarf.TarfWarning, match="label mapping: the model is"):
+        shifted = tarf.evaluate(m, (x, (y + 1) % 7), req)
+    assert shifted["warnings"] and shifted["warnings"][0].startswith("label mapping")
+    with pytest.raises(ValueError, match="label mapping: the reference is"):
+        tarf.evaluate(m, (x, (y + 1) % 7), req, reference=r)
+    no_test = tarf.evaluate(m, (x, y), req, reference=r)
+    ua_ra = (abs(no_test["metrics"][k] - no_test["reference"][k]) for k in ("UA", "RA"))
+    assert no_test["metrics"]["Gap"] == pytest.approx(sum(ua_ra) / 2)
+    assert any("the Gap is over UA and RA only" in n for n in no_test["notes"])
+    assert "| target-mismatch | model " in tarf.summary(no_test)
+    with pytest.warns(tarf.TarfWarning, match="so it was not retrained without it"):
+        itself = tarf.evaluate(m, (x, y), req, reference=m)  # the model as its own reference
+    assert itself["metrics"]["Gap"] == 0 and len(itself["warnings"]) == 1
+
+
+def test_config_as_a_dict_and_the_model_left_as_it_was(user):
+    before = copy.deepcopy(user["model"].state_dict())
+    _, report = tarf.unlearn(user["model"], user["data"], user["request"], method="ga",
+                             config={"epochs": 1, "lr": 0.05}, lr=0.02, evaluate=False)  # fmt: skip
+    assert report["config"]["epochs"] == 1 and report["config"]["lr"] == 0.02  # keywords win
+    assert all(torch.equal(before[k], v) for k, v in user["model"].state_dict().items())
+
+
 def test_label_order_must_be_stated_for_integer_labels(user):
     """A dict hierarchy lists classes in some order; integer labels need the real one."""
     shuffled = {
@@ -168,7 +220,9 @@ def test_label_order_must_be_stated_for_integer_labels(user):
 
 def test_near_chance_model_is_refused(user):
     untrained = mlp()
-    with pytest.raises(ValueError, match="model is .* accurate.*check that the model is trained"):
+    with pytest.raises(
+        ValueError, match="model is .* accurate.*check that the original model is trained"
+    ):
         tarf.unlearn(untrained, user["data"], user["request"], evaluate=False)
     model, report = tarf.unlearn(
         untrained, user["data"], user["request"], method="ft", evaluate=False, check_labels=False

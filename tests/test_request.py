@@ -111,6 +111,15 @@ def test_mixed_levels_rejected(toy_hierarchy):
 def test_no_target_needs_prior(toy_hierarchy):
     with pytest.raises(ValueError, match="--prior"):
         UnlearningRequest.from_names(toy_hierarchy, "cat", "class")
+    import numpy as np
+
+    numpy_prior = UnlearningRequest.from_names(
+        toy_hierarchy, "cat", "class", prior_classes=np.int64(2)
+    )
+    assert numpy_prior.prior_classes == 2 and type(numpy_prior.prior_classes) is int
+    for bad in (2.0, True, [2]):  # a float, a bool and a list are not counts
+        with pytest.raises(ValueError, match="must be a whole number >= 0 or 'auto'"):
+            UnlearningRequest.from_names(toy_hierarchy, "cat", "class", prior_classes=bad)
     r = UnlearningRequest.from_names(toy_hierarchy, "cat", "class", prior_classes=2)
     assert not r.has_reference and r.prior(labels(toy_hierarchy, 2)).num_classes == 2
 

@@ -109,6 +109,12 @@ def _internal(x: Any, what: str) -> tuple[torch.Tensor, tuple[int, ...], float]:
         scale = 1.0
     elif x.is_floating_point() or x.dtype in (torch.int16, torch.int32, torch.int64):
         x, scale = x.to(torch.float64), 255.0
+        bad = int((~torch.isfinite(x)).reshape(len(x), -1).any(1).sum()) if len(x) else 0
+        if bad:
+            raise ValueError(
+                f"{what}: x holds NaN or infinite values in {bad} of {len(x)} samples; drop "
+                "those samples or fill the values"
+            )
     else:
         raise ValueError(f"{what}: x must be uint8 images or numeric, got {x.dtype}")
     if x.ndim != 4:
@@ -160,13 +166,28 @@ def _forward(model: nn.Module, x: torch.Tensor, shape: tuple[int, ...]) -> torch
         try:
             out = model(x)
         except RuntimeError as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+            # TorchScript leads with "The following operation failed ..."; the cause is last
+            cause = (lines[-1] if "TorchScript" in lines[0] else lines[0]) if lines else ""
+            dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
+            if dtypes and torch.float32 not in dtypes:
+                raise ValueError(
+                    f"the model's weights are {', '.join(sorted(map(str, dtypes)))} and tarf "
+                    f"feeds it float32 ({cause or type(e).__name__}); pass model.float()"
+                ) from None
             raise ValueError(
-                f"the model cannot take samples of shape {tuple(shape)} ({first}); give x in "
-                "the shape the model was trained on, samples first"
+                f"the model cannot take samples of shape {tuple(shape)} "
+                f"({cause or type(e).__name__}); give x in the shape the model was trained "
+                "on, samples first"
             ) from None
         finally:
             model.train(was)
+    if not isinstance(out, torch.Tensor):
+        raise ValueError(
+            f"the model returns a {type(out).__name__}, not a tensor of logits [N, labels]; "
+            "wrap it in a module whose forward returns the logits alone (e.g. "
+            "model(x)[0], or model(x)['logits'])"
+        )
     return out
 
 
@@ -220,14 +241,25 @@ def infer_model_labels(model: nn.Module, hierarchy: LabelHierarchy, x: Any) -> s
 
 def check_label_mapping(
     model: nn.Module, prep: PreparedData, request: UnlearningRequest, device: torch.device,
-    samples: int = 2000,
+    samples: int = 2000, role: str = "the original model",
 ) -> None:  # fmt: skip
-    """Refuse a model whose outputs do not follow the data's label ids: its accuracy on
-    (a seeded sample of) the user's own training data must be well above chance.
+    """Refuse a model whose outputs do not follow the data's label ids (ValueError with
+    :func:`label_mapping_problem`'s line)."""
+    problem = label_mapping_problem(model, prep, request, device, samples, role)
+    if problem:
+        raise ValueError(problem)
+
+
+def label_mapping_problem(
+    model: nn.Module, prep: PreparedData, request: UnlearningRequest, device: torch.device,
+    samples: int = 2000, role: str = "the original model",
+) -> str | None:  # fmt: skip
+    """Whether a model's outputs cannot follow the data's label ids: its accuracy on (a
+    seeded sample of) the user's own training data must be well above chance.
 
     A wrong mapping is the usual cause (class ids follow the order the hierarchy lists
     its classes in, which need not be the model's output order); when some other order
-    of the outputs fits the data far better, the message gives that order.
+    of the outputs fits the data far better, the line gives that order.
     """
     from scipy.optimize import linear_sum_assignment
 
@@ -245,11 +277,12 @@ def check_label_mapping(
     best = 100.0 * confusion.numpy()[rows, cols].sum() / max(len(y), 1)
     well_above_chance = chance + 0.25 * (100.0 - chance)
     if acc >= well_above_chance and best - acc < 20.0:
-        return
+        return None
     h = request.hierarchy
     names = h.class_names if k == h.num_classes else h.superclass_names
+    damaged = " and not damaged (unlearning can wreck a model)" if role == "the model" else ""
     what = (
-        f"the original model is {acc:.1f}% accurate on your training data (chance: "
+        f"{role} is {acc:.1f}% accurate on your training data (chance: "
         f"{chance:.1f}%), so its outputs cannot be the data's labels"
     )
     if best - acc >= 20.0 and best >= well_above_chance:
@@ -265,8 +298,8 @@ def check_label_mapping(
         )
     else:
         fix = (
-            "check that the model is trained, that y holds the labels it was trained on and "
+            f"check that {role} is trained{damaged}, that y holds the labels it was trained on and "
             "that x is scaled as in its training (uint8 images reach the model as x / 255); "
             "in Python, check_labels=False skips this check"
         )
-    raise ValueError(f"label mapping: {what}; {fix}")
+    return f"label mapping: {what}; {fix}"

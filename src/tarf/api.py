@@ -17,10 +17,13 @@ unchanged, in its own shape. Everything is held in memory, as elsewhere in tarf.
 
 from __future__ import annotations
 
+import contextlib
+import difflib
+import inspect
 import math
 import numbers
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +38,7 @@ from tarf.adapter import (
     check_label_mapping,
     first_input,
     infer_model_labels,
+    label_mapping_problem,
     model_device,
 )
 from tarf.devices import pick_device
@@ -124,12 +128,26 @@ def _resolve_request(
     request: RequestLike, hierarchy: HierarchyLike | None, model: nn.Module, x: Any
 ) -> UnlearningRequest:
     if isinstance(request, UnlearningRequest):
+        if hierarchy is not None:
+            raise ValueError(
+                "hierarchy= is for a dict request; a make_request result holds its own "
+                "hierarchy: drop hierarchy=, or make the request with it"
+            )
         return request
     if not isinstance(request, Mapping):
         raise ValueError("request must be an UnlearningRequest (tarf.make_request) or a dict")
     if hierarchy is None and "hierarchy" not in request:
         raise ValueError("a dict request needs a hierarchy (hierarchy=... or request['hierarchy'])")
     spec = dict(request)
+    keys = list(inspect.signature(make_request).parameters)
+    for key in spec:
+        if key not in keys:
+            close = difflib.get_close_matches(str(key), keys, n=1)
+            raise ValueError(
+                f"request key {key!r} is not one of make_request's"
+                + (f" (closest: {close[0]!r})" if close else "")
+                + f"; valid: {', '.join(keys)}"
+            )
     h = load_hierarchy(spec.pop("hierarchy", hierarchy), spec.pop("class_names", None))
     if spec.get("model_labels") is None:
         spec["model_labels"] = infer_model_labels(model, h, first_input(x))
@@ -191,8 +209,25 @@ def _notes(request: UnlearningRequest, has_test: bool, has_reference: bool) -> l
     if not request.has_reference:
         notes.append("the concept is unnamed: UA is measured on D_f, RA on D_un")
     if not has_test:
-        notes.append("no test data: TA and MIA need held-out samples (pass test=)")
+        notes.append(
+            "no test data: TA and MIA need held-out samples (pass test=)"
+            + ("; the Gap is over UA and RA only" if has_reference else "")
+        )
     return notes
+
+
+def _reference_problem(prep: PreparedData, reference: dict[str, Any]) -> list[str]:
+    """A reference retrained without the concept cannot give the concept's samples labels
+    it never saw (when no kept sample has them): one that does was not retrained so."""
+    p, ua = prep.parts, reference.get("UA")
+    concept = set(prep.y_model[p.target].tolist())
+    if ua is None or ua <= 20.0 or not concept or concept & set(prep.y_model[p.remaining].tolist()):
+        return []
+    return [
+        f"the reference gives {ua:.1f}% of the concept's samples their labels, which a model "
+        "retrained without the concept never saw, so it was not retrained without it and "
+        "the Gap against it means little; pass a model trained on the data without the concept"
+    ]
 
 
 def _sample(prep: PreparedData, device: torch.device) -> torch.Tensor:
@@ -218,6 +253,18 @@ def _device(device: str | torch.device | None, model: nn.Module) -> torch.device
     return pick_device(device, given_as="device=")
 
 
+@contextlib.contextmanager
+def _devices_kept(*models: nn.Module | None) -> Iterator[None]:
+    """Running on ``device=`` moves the user's own model (``module.to`` works in place):
+    each goes back where it was, so the input is not modified."""
+    where = [(m, model_device(m)) for m in models if m is not None]
+    try:
+        yield
+    finally:
+        for m, dev in where:
+            m.to(dev)
+
+
 def _checked(
     model: nn.Module, prep: PreparedData, req: UnlearningRequest, dev: torch.device,
     role: str = "model",
@@ -238,24 +285,40 @@ def evaluate(
     hierarchy: HierarchyLike | None = None,
     device: str | torch.device | None = None,
     seed: int = 0,
+    check_labels: bool = True,
 ) -> dict[str, Any]:
     """The paper's metrics of ``model`` on a request: UA (on ``D_t``), RA (on ``D_r``),
     TA (on ``test_r``), MIA, and with a retrained ``reference`` its metrics and the Gap.
-    Without one it says so; without ``test`` there is no TA or MIA."""
+    Without one it says so; without ``test`` there is no TA or MIA.
+
+    ``check_labels``: a reference near chance on ``data`` is refused (a wrong label
+    mapping); a model near chance is measured, with a warning (it may be one unlearning
+    damaged), unless a reference has shown the mapping right."""
     _check_module(model, "model")
     _check_module(reference, "reference")
-    req = _resolve_request(request, hierarchy, model, data)
-    dev = _device(device, model)
-    prep = PreparedData(data, test, req)
-    out: dict[str, Any] = {"task": req.task.name, "reference": None}
-    out["metrics"] = _metrics(_checked(model, prep, req, dev), prep, req, dev, seed)
-    if reference is not None:
-        out["reference"] = _metrics(
-            _checked(reference, prep, req, dev, "reference"), prep, req, dev, seed
-        )
-        out["metrics"]["Gap"] = gap_to(out["metrics"], out["reference"])
-    out["notes"] = _notes(req, prep.has_test, reference is not None)
-    return out
+    with _devices_kept(model, reference):  # moved to the run's device, then back
+        req = _resolve_request(request, hierarchy, model, data)
+        dev = _device(device, model)
+        prep = PreparedData(data, test, req)
+        out: dict[str, Any] = {"task": req.task.name, "reference": None, "warnings": []}
+        wrapped = _checked(model, prep, req, dev)
+        if reference is not None:
+            ref_wrapped = _checked(reference, prep, req, dev, "reference")
+            if check_labels:
+                check_label_mapping(ref_wrapped, prep, req, dev, role="the reference")
+            out["reference"] = _metrics(ref_wrapped, prep, req, dev, seed)
+            out["warnings"] += _reference_problem(prep, out["reference"])
+        elif check_labels:
+            problem = label_mapping_problem(wrapped, prep, req, dev, role="the model")
+            if problem:  # a damaged model is near chance too: measured, and said
+                out["warnings"].append(problem)
+        out["metrics"] = _metrics(wrapped, prep, req, dev, seed)
+        if reference is not None:
+            out["metrics"]["Gap"] = gap_to(out["metrics"], out["reference"])
+        out["notes"] = _notes(req, prep.has_test, reference is not None)
+        for line in out["warnings"]:
+            warnings.warn(line, TarfWarning, stacklevel=2)
+        return out
 
 
 def unlearn(
@@ -273,7 +336,7 @@ def unlearn(
     batch_size: int = 128,
     augment: bool = False,
     dataset_name: str | None = None,
-    config: str | Path | None = None,
+    config: str | Path | Mapping[str, Any] | None = None,
     evaluate: bool = True,
     check_labels: bool = True,
     **hyperparameters: Any,
@@ -284,7 +347,7 @@ def unlearn(
     ``request``: from :func:`make_request`, or a dict of its arguments (with
     ``hierarchy=``; ``model_labels`` is then read off the model's output size).
     ``method``: a registered name (``tarf methods``) or a :class:`Method`; its
-    hyperparameters come from ``config`` (YAML/JSON) and keyword arguments, e.g.
+    hyperparameters come from ``config`` (a YAML/JSON file, or a dict) and keyword arguments, e.g.
     ``lr=0.02``. ``train_epochs``: how long the original was trained; the budget rule
     gives each of the 10 unlearning epochs 1 % of that work. ``dataset_name`` names the
     dataset in the report; only TARF's ``preset="paper"`` reads it (the paper's ``k``). ``device``: default, the model's.
@@ -294,47 +357,63 @@ def unlearn(
     """
     _check_module(model, "model")
     _check_module(reference, "reference")
-    req = _resolve_request(request, hierarchy, model, data)
-    dev = _device(device, model)
-    model = model.to(dev)
-    if isinstance(method, str):
-        method = get_method(method, config, None, **hyperparameters)
-    elif hyperparameters or config is not None:
+    if reference is not None and not evaluate:
         raise ValueError(
-            "give hyperparameters either in the Method instance or as keywords, not both"
+            "reference= is only for measuring, and evaluate=False measures nothing; drop one"
         )
-    if method.trains_architecture:
-        raise ValueError(
-            f"method {method.name!r} trains one of tarf's architectures from scratch; for your "
-            "own model, retrain it your way and pass it as reference= (or use tarf.evaluate)"
-        )
-    prep = PreparedData(data, test, req)
-    wrapped = _checked(model, prep, req, dev)
-    if check_labels:
-        check_label_mapping(wrapped, prep, req, dev)
-    ctx = UnlearnContext(
-        device=dev, recipe=_recipe(train_epochs, batch_size, augment, len(prep.shape) == 3),
-        seed=seed, task=req.task.name, dataset=dataset_name or req.hierarchy.name,
-        train_size=len(prep.y),
-    )  # fmt: skip
-    measure = original = ref = None
-    if evaluate:
-        measure = lambda m: _metrics(m, prep, req, dev, seed)  # noqa: E731
-        original = measure(wrapped)
-        if reference is not None:
-            ref = measure(_checked(reference, prep, req, dev, "reference"))
-    result, report = execute(
-        method, wrapped, make_unlearn_data(req, prep.x, prep.y), ctx, req,
-        measure=measure, original=original, reference=ref, partition_sizes=prep.parts.sizes(),
-        recipe_name="user", notes=_notes(req, prep.has_test, reference is not None) if evaluate else [],
-    )  # fmt: skip
-    for line in report["warnings"]:
-        warnings.warn(line, TarfWarning, stacklevel=2)
-    unlearned = result.model.model if isinstance(result.model, InputAdapter) else result.model
-    return unlearned.eval(), report
+    with _devices_kept(model, reference):  # moved to the run's device, then back
+        req = _resolve_request(request, hierarchy, model, data)
+        dev = _device(device, model)
+        model = model.to(dev)
+        if isinstance(config, Mapping):  # the file's contents given as a dict: keywords win
+            hyperparameters, config = {**config, **hyperparameters}, None
+        if isinstance(method, str):
+            method = get_method(method, config, None, **hyperparameters)
+        elif hyperparameters or config is not None:
+            raise ValueError(
+                "give hyperparameters either in the Method instance or as keywords, not both"
+            )
+        if method.trains_architecture:
+            raise ValueError(
+                f"method {method.name!r} trains one of tarf's architectures from scratch; for your "
+                "own model, retrain it your way and pass it as reference= (or use tarf.evaluate)"
+            )
+        prep = PreparedData(data, test, req)
+        wrapped = _checked(model, prep, req, dev)
+        if check_labels:
+            check_label_mapping(wrapped, prep, req, dev)
+        ctx = UnlearnContext(
+            device=dev, recipe=_recipe(train_epochs, batch_size, augment, len(prep.shape) == 3),
+            seed=seed, task=req.task.name, dataset=dataset_name or req.hierarchy.name,
+            train_size=len(prep.y),
+        )  # fmt: skip
+        measure = original = ref = None
+        if evaluate:
+            measure = lambda m: _metrics(m, prep, req, dev, seed)  # noqa: E731
+            original = measure(wrapped)
+            if reference is not None:
+                ref = measure(_checked(reference, prep, req, dev, "reference"))
+        result, report = execute(
+            method, wrapped, make_unlearn_data(req, prep.x, prep.y), ctx, req,
+            measure=measure, original=original, reference=ref, partition_sizes=prep.parts.sizes(),
+            recipe_name="user", notes=_notes(req, prep.has_test, reference is not None) if evaluate else [],
+        )  # fmt: skip
+        if ref is not None:
+            report["warnings"] += _reference_problem(prep, ref)
+        for line in report["warnings"]:
+            warnings.warn(line, TarfWarning, stacklevel=2)
+        unlearned = result.model.model if isinstance(result.model, InputAdapter) else result.model
+        return unlearned.eval(), report
 
 
-def summary(report: dict[str, Any]) -> str:
+def summary(report: dict[str, Any] | str | Path) -> str:
     """A report as text: the metrics table (method, reference, original), what TARF set
-    aside and why, the warnings, and the notes on what could not be measured."""
+    aside and why, the warnings, and the notes on what could not be measured. Takes what
+    :func:`unlearn` or :func:`evaluate` returns, or a report's JSON file."""
+    if isinstance(report, (str, Path)):
+        from tarf.bench.results import read_report
+
+        path, report = report, read_report(Path(report))
+        if report is None:
+            raise ValueError(f"{path} is not a tarf run report (JSON); give a report's path")
     return run_summary(report)

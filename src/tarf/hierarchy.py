@@ -99,7 +99,9 @@ class LabelHierarchy:
         """Resolve names that must all be at one level; returns that level and the ids."""
         resolved = [self.resolve(n) for n in names]
         if not resolved:
-            raise ValueError("no names given")
+            raise ValueError(
+                "no class or superclass names given (an empty forget or target); name at least one"
+            )
         levels = {lvl for lvl, _ in resolved}
         if len(levels) > 1:
             raise ValueError(
@@ -157,14 +159,16 @@ class LabelHierarchy:
         missing = [c for c in classes if c not in mapping]
         if missing:
             raise ValueError(
-                f"hierarchy {name!r}: classes without a superclass: {missing}; list each "
-                "under its superclass (a superclass of its own if none fits)"
+                f"hierarchy {name!r}: classes without a superclass: {missing}; list "
+                "each under its superclass (a superclass of its own if none fits), or check "
+                "their spelling"
             )
         extra = [c for c in mapping if c not in set(classes)]
         if extra:
             raise ValueError(
                 f"hierarchy {name!r}: classes {extra} are not among the data's classes "
-                f"({', '.join(classes[:6])}{', ...' if len(classes) > 6 else ''}); check their spelling"
+                f"({', '.join(classes[:6])}{', ...' if len(classes) > 6 else ''}; "
+                f"{len(classes)} in all); check their spelling"
             )
         supers = [s for s in supers if any(mapping[c] == s for c in classes)]
         return cls(

@@ -103,10 +103,11 @@ def evaluate(
 
 
 def gap(metrics: dict[str, float], reference: dict[str, float]) -> float:
-    """Mean absolute difference to the retrained reference over UA, RA, TA, MIA."""
+    """Mean absolute difference to the retrained reference over UA, RA, TA, MIA (those
+    both hold: without test data there is no TA or MIA)."""
     diffs = [
         abs(metrics[k] - reference[k])
         for k in METRIC_KEYS
-        if not math.isnan(metrics[k] - reference[k])
+        if k in metrics and k in reference and not math.isnan(metrics[k] - reference[k])
     ]
     return float(np.mean(diffs)) if diffs else float("nan")

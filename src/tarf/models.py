@@ -42,6 +42,7 @@ def create_model(
         raise ValueError(f"unknown architecture {name!r}; registered: {', '.join(sorted(MODELS))}")
     factory = MODELS[name]
     given = dict(num_classes=num_classes, in_channels=in_channels, mean=mean, std=std, **kwargs)
+    offered = ", ".join(given)
     try:
         params = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):  # no signature to read (a builtin): give it everything
@@ -54,8 +55,8 @@ def create_model(
     except TypeError as e:
         raise ValueError(
             f"architecture {name!r} could not be built ({e}); its factory is called with "
-            f"keywords among {', '.join(given)} - take num_classes, and give any other "
-            "argument it needs a default"
+            f"those of the keywords {offered} it names: take num_classes, and give any "
+            "other argument a default"
         ) from e
 
 

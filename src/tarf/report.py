@@ -39,7 +39,8 @@ def method_label(report: dict[str, Any]) -> str:
     changes = dict(report.get("config_changes") or {})
     if (report.get("request") or {}).get("prior") == "auto":
         changes["prior"] = "auto"
-    return " ".join([report["method"], *(f"{k}={v}" for k, v in changes.items())])
+    # tarf.evaluate's result has no method: its row is the model it was given
+    return " ".join([report.get("method", "model"), *(f"{k}={v}" for k, v in changes.items())])
 
 
 def request_label(report: dict[str, Any]) -> str:

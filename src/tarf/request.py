@@ -7,6 +7,7 @@ knows the ground truth (the target concept); methods only ever receive
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -75,6 +76,13 @@ class UnlearningRequest:
     random_forgetting: bool = False  # the task `random` (see the class docstring)
 
     def __post_init__(self) -> None:
+        prior = self.prior_classes
+        if isinstance(prior, numbers.Integral) and not isinstance(prior, bool):
+            object.__setattr__(self, "prior_classes", int(prior))  # a numpy integer counts
+        elif prior is not None and not isinstance(prior, str):
+            raise ValueError(
+                f"prior (--prior) must be a whole number >= 0 or 'auto', got {prior!r}"
+            )
         if self.model_level not in (Level.CLASS, Level.SUPERCLASS):
             raise ValueError("the model's labels must be 'class' or 'superclass'")
         if isinstance(self.subset_seed, bool) or not isinstance(self.subset_seed, int):
@@ -224,8 +232,14 @@ class UnlearningRequest:
         (``forget`` None: no names, as random forgetting takes)."""
 
         def split(v: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
+            # a class named "1" may come as the number 1 (alone or in a list)
+            if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+                v = str(v)
             items = v.split(",") if isinstance(v, str) else list(v)
-            return tuple(s.strip() for s in items if s.strip())
+            for item in items:
+                if isinstance(item, bool) or not isinstance(item, (str, numbers.Integral)):
+                    raise ValueError(f"class and superclass names are text, got {item!r}")
+            return tuple(str(s).strip() for s in items if str(s).strip())
 
         level = model_level if isinstance(model_level, Level) else Level.parse(model_level)
         return cls(

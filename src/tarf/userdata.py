@@ -118,6 +118,9 @@ def read_npz(path: str | Path, hierarchy: LabelHierarchy) -> UserData:
     if x_key is None or y_key is None:
         raise DataError(f"{path} holds arrays {sorted(arrays)} but no 'x' and 'y'; {fix}")
     out = UserData(*_xy(arrays[x_key], arrays[y_key], hierarchy, f"{path}"))
+    if ("x_test" in arrays) != ("y_test" in arrays):
+        has, lacks = ("x_test", "y_test") if "x_test" in arrays else ("y_test", "x_test")
+        raise DataError(f"{path} holds {has} but no {lacks}; the test data need both. {fix}")
     if "x_test" in arrays and "y_test" in arrays:
         out.x_test, out.y_test = _xy(
             arrays["x_test"], arrays["y_test"], hierarchy, f"{path} (test)"

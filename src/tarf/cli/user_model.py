@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
 
-from tarf.api import evaluate, infer_model_labels, make_request, summary, unlearn
+from tarf.api import TarfWarning, evaluate, infer_model_labels, make_request, summary, unlearn
 from tarf.cli import options as opt
 from tarf.cli.common import CLIError, device, log, make_method, nonempty, preflight
 from tarf.hierarchy import LabelHierarchy
@@ -85,6 +87,9 @@ def _user_inputs(args: argparse.Namespace):
             "x.transpose(0, 3, 1, 2)"
         )
     loaded = load_model_file(args.model, args.arch, channels)
+    if args.arch and loaded.kind != "state_dict":
+        log(f"--arch {args.arch} not used: {args.model} is a {loaded.kind.replace('-', ' ')}, "
+            "which carries its architecture")  # fmt: skip
     reference = (
         load_model_file(args.reference, args.arch, channels).model if args.reference else None
     )
@@ -108,11 +113,13 @@ def _names(y: torch.Tensor, h: LabelHierarchy) -> np.ndarray:
 def cmd_unlearn_model(args: argparse.Namespace) -> int:
     loaded, reference, data, test, req = _user_inputs(args)
     method = make_method(args)
-    model, report = unlearn(
-        loaded.model, data, req, method, test=test, reference=reference,
-        device=device(args), seed=args.seed, train_epochs=args.train_epochs,
-        batch_size=args.batch_size, augment=args.augment,
-    )  # fmt: skip
+    with warnings.catch_warnings():  # the summary prints them, once
+        warnings.simplefilter("ignore", TarfWarning)
+        model, report = unlearn(
+            loaded.model, data, req, method, test=test, reference=reference,
+            device=device(args), seed=args.seed, train_epochs=args.train_epochs,
+            batch_size=args.batch_size, augment=args.augment,
+        )  # fmt: skip
     report["model_file"] = {"path": str(args.model), "format": loaded.kind, "arch": loaded.arch}
     print(summary(report))
     if args.save_model:
@@ -126,11 +133,15 @@ def cmd_unlearn_model(args: argparse.Namespace) -> int:
 
 def cmd_eval_model(args: argparse.Namespace) -> int:
     loaded, reference, data, test, req = _user_inputs(args)
-    out = evaluate(
-        loaded.model, data, req, test=test, reference=reference, device=device(args),
-        seed=args.seed,
-    )  # fmt: skip
+    with warnings.catch_warnings():  # said below as plain lines, beside the JSON
+        warnings.simplefilter("ignore", TarfWarning)
+        out = evaluate(
+            loaded.model, data, req, test=test, reference=reference, device=device(args),
+            seed=args.seed,
+        )  # fmt: skip
     print(json.dumps(out, indent=2))
+    for line in out["warnings"]:
+        print(f"warning: {line}", file=sys.stderr)
     if args.out:
         write_json(args.out, out)
     return 0
