@@ -204,13 +204,14 @@ def _notes(request: UnlearningRequest, has_test: bool, has_reference: bool) -> l
     if not has_reference:
         notes.append(
             "no retrained reference: Gap and the reference's metrics are unavailable "
-            "(pass reference=, a model retrained without the target concept)"
+            "(reference= in Python, --reference: a model retrained without the target concept)"
         )
     if not request.has_reference:
         notes.append("the concept is unnamed: UA is measured on D_f, RA on D_un")
     if not has_test:
         notes.append(
-            "no test data: TA and MIA need held-out samples (pass test=)"
+            "no test data: TA and MIA need held-out samples (test= in Python, --test or "
+            "x_test/y_test in the .npz)"
             + ("; the Gap is over UA and RA only" if has_reference else "")
         )
     return notes
