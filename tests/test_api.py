@@ -174,7 +174,7 @@ def test_mistakes_a_user_makes_are_one_line_each(user):
         tarf.evaluate(copy.deepcopy(m).double(), (x, y), req)
 
 
-def test_evaluate_says_what_it_could_not_trust(user):
+def test_evaluate_says_what_it_could_not_trust(user, tmp_path):
     """Labels that cannot be the model's give a warning (a model unlearning wrecked is
     near chance too, so it is still measured); a reference without test data gives the
     Gap over UA and RA; the result reads through tarf.summary."""
@@ -189,9 +189,23 @@ def test_evaluate_says_what_it_could_not_trust(user):
     assert no_test["metrics"]["Gap"] == pytest.approx(sum(ua_ra) / 2)
     assert any("the Gap is over UA and RA only" in n for n in no_test["notes"])
     assert "| target-mismatch | model " in tarf.summary(no_test)
+    (tmp_path / "eval.json").write_text(json.dumps(no_test))  # as eval-model --out writes it
+    assert tarf.summary(tmp_path / "eval.json") == tarf.summary(no_test)
+    with pytest.raises(ValueError, match="not found"):
+        tarf.summary(tmp_path / "missing.json")
     with pytest.warns(tarf.TarfWarning, match="so it was not retrained without it"):
         itself = tarf.evaluate(m, (x, y), req, reference=m)  # the model as its own reference
     assert itself["metrics"]["Gap"] == 0 and len(itself["warnings"]) == 1
+    # a concept of most of the data: a right reference is near chance on all of it, not on
+    # the retained data, where the mapping is checked (and a reference keeping the label
+    # of the concept's samples, as in model mismatch, is no cause for a warning)
+    wide = tarf.make_request(GROUPS, "cat", "animals,vehicles", class_names=CLASSES)
+    plants = fit(mlp(), x[y >= 5], y[y >= 5])
+    right = tarf.evaluate(m, (x, y), wide, reference=plants)
+    assert right["warnings"] == [] and right["reference"]["UA"] == 0
+    mm = tarf.make_request(GROUPS, "cat", "cat", model_labels="superclass", class_names=CLASSES)
+    coarse = fit(mlp(3), x, torch.tensor([0, 0, 0, 1, 1, 2, 2])[y])
+    assert tarf.evaluate(coarse, (x, y), mm, reference=coarse)["warnings"] == []
 
 
 def test_config_as_a_dict_and_the_model_left_as_it_was(user):
@@ -200,6 +214,22 @@ def test_config_as_a_dict_and_the_model_left_as_it_was(user):
                              config={"epochs": 1, "lr": 0.05}, lr=0.02, evaluate=False)  # fmt: skip
     assert report["config"]["epochs"] == 1 and report["config"]["lr"] == 0.02  # keywords win
     assert all(torch.equal(before[k], v) for k, v in user["model"].state_dict().items())
+
+    class Moves(nn.Module):  # records where it is sent: the run's device, then back
+        def __init__(self):
+            super().__init__()
+            self.net, self.sent = copy.deepcopy(user["model"]), []
+
+        def forward(self, inp):
+            return self.net(inp)
+
+        def to(self, *args, **kwargs):
+            self.sent.append(torch.device(args[0]) if args else kwargs.get("device"))
+            return super().to(*args, **kwargs)
+
+    model = Moves()
+    tarf.evaluate(model, user["data"], user["request"], device="cpu")
+    assert model.sent[-1] == torch.device("cpu") and len(model.sent) >= 2  # moved back last
 
 
 def test_label_order_must_be_stated_for_integer_labels(user):

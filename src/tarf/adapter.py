@@ -104,12 +104,14 @@ def _internal(x: Any, what: str) -> tuple[torch.Tensor, tuple[int, ...], float]:
         raise ValueError(
             f"{what}: x must have samples first and at least one feature, got {tuple(x.shape)}"
         )
+    if len(x) == 0:
+        raise ValueError(f"{what}: no samples")
     shape = tuple(x.shape[1:])
     if x.dtype == torch.uint8:
         scale = 1.0
     elif x.is_floating_point() or x.dtype in (torch.int16, torch.int32, torch.int64):
         x, scale = x.to(torch.float64), 255.0
-        bad = int((~torch.isfinite(x)).reshape(len(x), -1).any(1).sum()) if len(x) else 0
+        bad = int((~torch.isfinite(x)).reshape(len(x), -1).any(1).sum())
         if bad:
             raise ValueError(
                 f"{what}: x holds NaN or infinite values in {bad} of {len(x)} samples; drop "
@@ -169,8 +171,10 @@ def _forward(model: nn.Module, x: torch.Tensor, shape: tuple[int, ...]) -> torch
             lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
             # TorchScript leads with "The following operation failed ..."; the cause is last
             cause = (lines[-1] if "TorchScript" in lines[0] else lines[0]) if lines else ""
+            cause = cause.removeprefix("RuntimeError: ")
             dtypes = {p.dtype for p in model.parameters() if p.is_floating_point()}
-            if dtypes and torch.float32 not in dtypes:
+            dtype_error = any(w in cause for w in ("dtype", "Double", "Half", "BFloat16"))
+            if dtype_error and dtypes and torch.float32 not in dtypes:
                 raise ValueError(
                     f"the model's weights are {', '.join(sorted(map(str, dtypes)))} and tarf "
                     f"feeds it float32 ({cause or type(e).__name__}); pass model.float()"
@@ -255,7 +259,9 @@ def label_mapping_problem(
     samples: int = 2000, role: str = "the original model",
 ) -> str | None:  # fmt: skip
     """Whether a model's outputs cannot follow the data's label ids: its accuracy on (a
-    seeded sample of) the user's own training data must be well above chance.
+    seeded sample of) the user's own training data must be well above chance. The
+    original model is measured on all of it; any other (a reference, an unlearned
+    model) on the retained data ``D_r`` alone, since on the concept it is meant to fail.
 
     A wrong mapping is the usual cause (class ids follow the order the hierarchy lists
     its classes in, which need not be the model's output order); when some other order
@@ -265,7 +271,8 @@ def label_mapping_problem(
 
     k = request.num_model_classes
     g = torch.Generator().manual_seed(0)
-    idx = torch.randperm(len(prep.y), generator=g)[:samples]
+    pool = torch.arange(len(prep.y)) if role == "the original model" else prep.parts.remaining
+    idx = pool[torch.randperm(len(pool), generator=g)[:samples]]
     x = prep.x[idx].to(device).float() / 255
     pred = torch.cat([_forward(model, xb, prep.shape).argmax(1).cpu() for xb in x.split(256)])
     y = prep.y_model[idx]
@@ -281,8 +288,9 @@ def label_mapping_problem(
     h = request.hierarchy
     names = h.class_names if k == h.num_classes else h.superclass_names
     damaged = " and not damaged (unlearning can wreck a model)" if role == "the model" else ""
+    where = "training data" if role == "the original model" else "retained training data"
     what = (
-        f"{role} is {acc:.1f}% accurate on your training data (chance: "
+        f"{role} is {acc:.1f}% accurate on your {where} (chance: "
         f"{chance:.1f}%), so its outputs cannot be the data's labels"
     )
     if best - acc >= 20.0 and best >= well_above_chance:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import inspect
+import json
 import math
 import numbers
 import warnings
@@ -55,8 +56,10 @@ from tarf.training import forward_logits
 
 
 class TarfWarning(UserWarning):
-    """A run that likely failed (it forgot little, or its identification is noise); the
-    message names the cause and the fix, and the report holds it under ``warnings``."""
+    """A result not to trust as it stands: a run that likely failed (it forgot little, its
+    identification is noise, it damaged the model), a label mapping that cannot be
+    right, a reference not retrained without the concept. The message names the cause
+    and the fix; the report (or :func:`evaluate`'s result) holds it under ``warnings``."""
 
 
 HierarchyLike = LabelHierarchy | Mapping[str, Any] | str | Path
@@ -136,8 +139,11 @@ def _resolve_request(
         return request
     if not isinstance(request, Mapping):
         raise ValueError("request must be an UnlearningRequest (tarf.make_request) or a dict")
-    if hierarchy is None and "hierarchy" not in request:
-        raise ValueError("a dict request needs a hierarchy (hierarchy=... or request['hierarchy'])")
+    if (hierarchy is None) == ("hierarchy" not in request):
+        raise ValueError(
+            "a dict request needs one hierarchy: hierarchy=... or request['hierarchy'], "
+            + ("not both" if hierarchy is not None else "none was given")
+        )
     spec = dict(request)
     keys = list(inspect.signature(make_request).parameters)
     for key in spec:
@@ -292,9 +298,11 @@ def evaluate(
     TA (on ``test_r``), MIA, and with a retrained ``reference`` its metrics and the Gap.
     Without one it says so; without ``test`` there is no TA or MIA.
 
-    ``check_labels``: a reference near chance on ``data`` is refused (a wrong label
-    mapping); a model near chance is measured, with a warning (it may be one unlearning
-    damaged), unless a reference has shown the mapping right."""
+    ``check_labels``: a reference near chance on the retained data is refused (a wrong
+    label mapping); a model near chance is measured, with a warning (it may be one
+    unlearning damaged), unless a reference has shown the mapping right. The result's
+    ``warnings`` (each also a :class:`TarfWarning`) hold that, and a reference that still
+    gives the concept labels it never saw (not retrained without it)."""
     _check_module(model, "model")
     _check_module(reference, "reference")
     with _devices_kept(model, reference):  # moved to the run's device, then back
@@ -393,7 +401,10 @@ def unlearn(
             measure = lambda m: _metrics(m, prep, req, dev, seed)  # noqa: E731
             original = measure(wrapped)
             if reference is not None:
-                ref = measure(_checked(reference, prep, req, dev, "reference"))
+                ref_wrapped = _checked(reference, prep, req, dev, "reference")
+                if check_labels:
+                    check_label_mapping(ref_wrapped, prep, req, dev, role="the reference")
+                ref = measure(ref_wrapped)
         result, report = execute(
             method, wrapped, make_unlearn_data(req, prep.x, prep.y), ctx, req,
             measure=measure, original=original, reference=ref, partition_sizes=prep.parts.sizes(),
@@ -412,9 +423,17 @@ def summary(report: dict[str, Any] | str | Path) -> str:
     aside and why, the warnings, and the notes on what could not be measured. Takes what
     :func:`unlearn` or :func:`evaluate` returns, or a report's JSON file."""
     if isinstance(report, (str, Path)):
-        from tarf.bench.results import read_report
+        from tarf.schema import load_reports
 
-        path, report = report, read_report(Path(report))
-        if report is None:
-            raise ValueError(f"{path} is not a tarf run report (JSON); give a report's path")
+        try:
+            reports = load_reports(report)
+        except ValueError:
+            try:  # what tarf.evaluate (tarf eval-model --out) writes: metrics, no method
+                data = json.loads(Path(report).read_text())
+            except (OSError, ValueError):
+                data = None
+            if not (isinstance(data, dict) and {"task", "metrics"} <= set(data)):
+                raise
+            reports = [data]
+        return "\n\n".join(run_summary(r) for r in reports)
     return run_summary(report)

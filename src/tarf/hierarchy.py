@@ -85,6 +85,8 @@ class LabelHierarchy:
         )
         by_key = {normalize_name(c): c for c in candidates}
         hint = ", ".join(repr(by_key[c]) for c in close) if close else "none close"
+        if self.ordered and name.strip().isdigit() and int(name) < self.num_classes:  # an id?
+            hint += f"; names, not label ids: class {int(name)} is {self.class_names[int(name)]!r}"
         every = (
             f"`tarf classes --dataset {self.name}` lists every name"
             if self.name in BUILTIN and self == builtin_hierarchy(self.name)

@@ -104,10 +104,12 @@ def evaluate(
 
 def gap(metrics: dict[str, float], reference: dict[str, float]) -> float:
     """Mean absolute difference to the retrained reference over UA, RA, TA, MIA (those
-    both hold: without test data there is no TA or MIA)."""
+    both hold: without test data TA and MIA are missing or None)."""
     diffs = [
         abs(metrics[k] - reference[k])
         for k in METRIC_KEYS
-        if k in metrics and k in reference and not math.isnan(metrics[k] - reference[k])
+        if metrics.get(k) is not None
+        and reference.get(k) is not None
+        and not math.isnan(metrics[k] - reference[k])
     ]
     return float(np.mean(diffs)) if diffs else float("nan")

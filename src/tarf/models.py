@@ -36,22 +36,22 @@ def create_model(
     """Instantiate a registered architecture; unknown names list the registered ones.
 
     A factory gets, as keywords, those of ``num_classes``, ``in_channels``, ``mean`` and
-    ``std`` (and ``kwargs``) that its signature names, so a user's ``def net(num_classes)``
-    registers as it is."""
+    ``std`` that its signature names (so a user's ``def net(num_classes)`` registers as
+    it is; it then normalises its inputs itself), and every other keyword given here."""
     if name not in MODELS:
         raise ValueError(f"unknown architecture {name!r}; registered: {', '.join(sorted(MODELS))}")
     factory = MODELS[name]
-    given = dict(num_classes=num_classes, in_channels=in_channels, mean=mean, std=std, **kwargs)
-    offered = ", ".join(given)
+    standard = dict(num_classes=num_classes, in_channels=in_channels, mean=mean, std=std)
+    offered = ", ".join(standard)
     try:
         params = inspect.signature(factory).parameters.values()
     except (TypeError, ValueError):  # no signature to read (a builtin): give it everything
         params = ()
     if params and not any(p.kind is p.VAR_KEYWORD for p in params):
         names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-        given = {k: v for k, v in given.items() if k in names}
+        standard = {k: v for k, v in standard.items() if k in names}
     try:
-        return factory(**given)
+        return factory(**standard, **kwargs)
     except TypeError as e:
         raise ValueError(
             f"architecture {name!r} could not be built ({e}); its factory is called with "

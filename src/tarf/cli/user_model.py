@@ -80,13 +80,20 @@ def _user_inputs(args: argparse.Namespace):
     test = read_data(args.test, h) if args.test else None
     test_pair = (test.x, test.y) if test is not None else data.test
     channels = data.x.shape[1] if data.x.ndim == 4 else 1
-    if args.arch and data.x.ndim == 4 and channels not in (1, 3) and data.x.shape[3] in (1, 3):
-        raise CLIError(
-            f"--data {args.data}: images of shape {tuple(data.x.shape[1:])} look channels-last "
-            "(H, W, C), but --arch builds a network that takes (C, H, W); save "
-            "x.transpose(0, 3, 1, 2)"
-        )
-    loaded = load_model_file(args.model, args.arch, channels)
+    channels_last = CLIError(
+        f"--data {args.data}: images of shape {tuple(data.x.shape[1:])} look channels-last "
+        "(H, W, C), but --arch builds a network that takes (C, H, W); save "
+        "x.transpose(0, 3, 1, 2)"
+    )
+    looks_nhwc = data.x.ndim == 4 and channels not in (1, 3, 4) and data.x.shape[3] in (1, 3, 4)
+    try:
+        loaded = load_model_file(args.model, args.arch, channels)
+    except ValueError:
+        if args.arch and looks_nhwc:  # the weights do not fit: the channels are why
+            raise channels_last from None
+        raise
+    if looks_nhwc and loaded.kind != "torchscript":
+        raise channels_last
     if args.arch and loaded.kind != "state_dict":
         log(f"--arch {args.arch} not used: {args.model} is a {loaded.kind.replace('-', ' ')}, "
             "which carries its architecture")  # fmt: skip
