@@ -189,6 +189,9 @@ def test_evaluate_says_what_it_could_not_trust(user, tmp_path):
     assert no_test["metrics"]["Gap"] == pytest.approx(sum(ua_ra) / 2)
     assert any("the Gap is over UA and RA only" in n for n in no_test["notes"])
     assert "| target-mismatch | model " in tarf.summary(no_test)
+    assert not any("0-255" in n for n in no_test["notes"])  # uint8 images: nothing to say
+    as_floats = tarf.evaluate(m, (x.double(), y), req)  # 0-255 as floats: as they are
+    assert any("floats of whole numbers 0-255" in n for n in as_floats["notes"])
     (tmp_path / "eval.json").write_text(json.dumps(no_test))  # as eval-model --out writes it
     assert tarf.summary(tmp_path / "eval.json") == tarf.summary(no_test)
     with pytest.raises(ValueError, match="not found"):

@@ -147,6 +147,15 @@ class PreparedData:
             self.x_test = self.x[:0]
             self.y_test = self.y[:0]
         self.has_test = test is not None
+        # float images of whole numbers 0-255 reach the model as they are: right for a
+        # model trained on them, silently wrong for one trained on x / 255 (a note says so)
+        self.pixel_floats = bool(
+            self.scale != 1.0
+            and self.x.max() > 1.5
+            and self.x.min() >= 0
+            and self.x.max() <= 255
+            and torch.equal(self.x, self.x.round())
+        )
         self.parts: Partitions = request.partitions(self.y, self.y_test)
         self.y_model = request.model_labels(self.y)
         self.y_test_model = request.model_labels(self.y_test)

@@ -205,8 +205,14 @@ def _metrics(
     return out
 
 
-def _notes(request: UnlearningRequest, has_test: bool, has_reference: bool) -> list[str]:
-    notes = []
+def _notes(request: UnlearningRequest, prep: PreparedData, has_reference: bool) -> list[str]:
+    notes, has_test = [], prep.has_test
+    if prep.pixel_floats:
+        notes.append(
+            "x holds floats of whole numbers 0-255, which reach the model as they are; if it "
+            "was trained on images scaled to [0, 1], pass uint8 images (they reach it as "
+            "x / 255) or x / 255"
+        )
     if not has_reference:
         notes.append(
             "no retrained reference: Gap and the reference's metrics are unavailable "
@@ -324,7 +330,7 @@ def evaluate(
         out["metrics"] = _metrics(wrapped, prep, req, dev, seed)
         if reference is not None:
             out["metrics"]["Gap"] = gap_to(out["metrics"], out["reference"])
-        out["notes"] = _notes(req, prep.has_test, reference is not None)
+        out["notes"] = _notes(req, prep, reference is not None)
         for line in out["warnings"]:
             warnings.warn(line, TarfWarning, stacklevel=2)
         return out
@@ -408,7 +414,7 @@ def unlearn(
         result, report = execute(
             method, wrapped, make_unlearn_data(req, prep.x, prep.y), ctx, req,
             measure=measure, original=original, reference=ref, partition_sizes=prep.parts.sizes(),
-            recipe_name="user", notes=_notes(req, prep.has_test, reference is not None) if evaluate else [],
+            recipe_name="user", notes=_notes(req, prep, reference is not None) if evaluate else [],
         )  # fmt: skip
         if ref is not None:
             report["warnings"] += _reference_problem(prep, ref)
