@@ -138,6 +138,8 @@ def test_bad_inputs_name_the_fix(user):
         tarf.evaluate(user["model"], user["data"], user["request"], reference="ref.pt")
     with pytest.raises(ValueError, match="device='gpu': not a device torch knows"):
         tarf.evaluate(user["model"], user["data"], user["request"], device="gpu")
+    with pytest.raises(ValueError, match="device='mps': tarf runs on the CPU or a CUDA GPU"):
+        tarf.evaluate(user["model"], user["data"], user["request"], device="mps")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU is available; use device='cpu'"):
             tarf.evaluate(user["model"], user["data"], user["request"], device="cuda")

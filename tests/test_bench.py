@@ -99,6 +99,10 @@ def test_the_plans_key_is_where_the_cache_stores_the_model(toy, tmp_path, monkey
 def test_parse_and_bad_input(toy, tmp_path, capsys):
     assert bench.parse_seeds("3") == (0, 1, 2)
     assert bench.parse_seeds("0,2") == (0, 2) and bench.parse_seeds("5,") == (5,)
+    with pytest.raises(bench.BenchError, match="seed 0 given twice"):
+        bench.parse_seeds("0,1,0")
+    with pytest.raises(bench.BenchError, match="--concept animls does not fit|closest"):
+        bench.make_plan(dataclasses.replace(grid(("all-matched",)), concept="animls"), tmp_path)
     assert bench.parse_tasks("all") == bench.MAIN_TASKS
     with pytest.raises(
         bench.BenchError, match="valid: all, scenarios, all-matched, target-mismatch"
@@ -589,7 +593,7 @@ def test_ray_missing_says_how_to_install(toy, tmp_path, capsys):
     argv = ["bench", "--dataset", "toy", "--recipe", "micro", "--forget", "cat",
             "--tasks", "all-matched", "--methods", "ft", "--backend", "ray", "--out", str(tmp_path)]  # fmt: skip
     assert main(argv) == 2
-    assert "pip install tarf[ray]" in capsys.readouterr().err
+    assert 'pip install -e ".[ray]"' in capsys.readouterr().err
 
 
 def test_estimate_from_reports_without_a_log(toy, tmp_path, monkeypatch):
@@ -612,6 +616,20 @@ def test_estimate_from_reports_without_a_log(toy, tmp_path, monkeypatch):
     text = bench.format_plan(plan, tmp_path, 2)
     assert "ft_all-matched_s0             done (other hyperparameters: lr=0.5)" in text
     assert "ft_target-mismatch_s0         to do  ~15s" in text and "not counting rl" in text
+
+
+def test_a_report_of_another_request_is_neither_done_nor_overwritten(toy, tmp_path):
+    rep = {"dataset": "toy", "recipe": "micro", "task": "all-matched", "method": "ft", "seed": 0,
+           "request": {"forget": ["Dog"], "target": ["dog"], "model_labels": "class"},
+           "metrics": {"RTE_s": 10.0}}  # fmt: skip
+    (tmp_path / "ft_all-matched_s0.json").write_text(json.dumps(rep))
+    with pytest.raises(bench.BenchError, match=r"another request \(forget, target: forget Dog"):
+        bench.make_plan(grid(tasks=("all-matched",)), tmp_path)
+    rep["request"] = {"forget": ["CAT"], "target": ["cat"], "model_labels": "class"}
+    (tmp_path / "ft_all-matched_s0.json").write_text(json.dumps(rep))  # the same, spelt so
+    assert list(bench.make_plan(grid(tasks=("all-matched",)), tmp_path).done) == [
+        "ft_all-matched_s0"
+    ]
 
 
 def test_estimate_counts_a_resumed_training_whole(toy, tmp_path):
@@ -815,7 +833,8 @@ def test_a_grid_that_does_not_fit_its_dataset_names_the_file_and_its_keys(toy, t
     assert "--" not in err and err.rstrip().endswith("concept vehicles")  # the file's keys
     assert main(["bench", str(path), "--dry-run", "--concept", "plants"]) == 2
     err = capsys.readouterr().err  # a value given on the command line keeps its flag
-    assert "--concept plants does not fit forget car" in err
+    # (grid a's all-matched uses no concept, but a concept given is checked all the same)
+    assert "--concept plants does not fit forget cat" in err
 
 
 def test_grid_file_grids_inherit_and_override(toy, tmp_path):

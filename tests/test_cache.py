@@ -123,3 +123,30 @@ def test_a_cache_that_cannot_be_a_folder_is_refused(tmp_path, monkeypatch):
             cache_root()
     monkeypatch.setenv("TARF_CACHE", str(tmp_path / "new" / "cache"))
     assert cache_root() == tmp_path / "new" / "cache" and not (tmp_path / "new").exists()
+
+
+def test_a_superclass_model_of_another_grouping_has_its_own_key():
+    """A --hierarchy that regroups the classes trains its own superclass model; the
+    built-in grouping (its superclasses renamed at most) keeps the built-in key."""
+    from tarf.cache import model_key
+    from tarf.data import load_dataset
+    from tarf.hierarchy import LabelHierarchy
+
+    ds = load_dataset("digits")
+    recipe, idx = get_recipe("tiny", "digits"), torch.arange(len(ds.y_train))
+    groups = {"round": ["0", "6", "8", "9"], "straight": ["1", "4", "7"], "curved": ["2", "3", "5"]}
+    order = ds.hierarchy.class_names
+
+    def key(hierarchy, level="superclass"):
+        req = UnlearningRequest.from_names(hierarchy, "2", level, "2")
+        return model_key(ds, req, idx, recipe, 0)
+
+    builtin = key(ds.hierarchy)
+    renamed = {f"s{i}": v for i, v in enumerate(groups.values())}
+    assert key(LabelHierarchy.from_groups("h", renamed, order)) == builtin
+    swapped = {"round": groups["straight"], "straight": groups["round"], "curved": groups["curved"]}
+    assert key(LabelHierarchy.from_groups("h", swapped, order)) != builtin
+    # a class model's labels are the dataset's own: no hierarchy changes its key
+    assert key(LabelHierarchy.from_groups("h", swapped, order), "class") == key(
+        ds.hierarchy, "class"
+    )

@@ -122,6 +122,22 @@ def test_unlearn_writes_report(capsys, tmp_path, monkeypatch, shared_cache):
         CheckpointError, match="is a model of digits, not of toy: pass --dataset digits"
     ):
         load_checkpoint(ck, other, torch.device("cpu"), "toy")
+    # a superclass model of another hierarchy: other superclass names, or the same names
+    # over another grouping, is told to pass the hierarchy it was trained with
+    from tarf.hierarchy import builtin_hierarchy
+
+    digits = builtin_hierarchy("digits")
+    request = tarf.make_request(digits, "1", "1", model_labels="superclass")
+    saved = torch.load(ck, weights_only=False)
+    for names, grouping, said in (
+        (["a", "b", "c"], list(digits.superclass_of), "labels are a, b, c, the request's"),
+        (list(digits.superclass_names), [(s + 1) % 3 for s in digits.superclass_of], "grouped otherwise"),
+    ):  # fmt: skip
+        relabelled = ck.parent / "relabelled.pt"
+        torch.save({**saved, "label_level": "superclass", "label_names": names,
+                    "superclass_of": grouping}, relabelled)  # fmt: skip
+        with pytest.raises(CheckpointError, match=f"another hierarchy: .*{said}.*--hierarchy"):
+            load_checkpoint(relabelled, request, torch.device("cpu"), "digits")
 
 
 def test_second_run_hits_the_cache(capsys, monkeypatch, shared_cache):
@@ -154,6 +170,13 @@ def test_second_run_hits_the_cache(capsys, monkeypatch, shared_cache):
         (["--forget", "1", "--target", "round"], "D_f ⊆ D_t"),
         (["--forget", "1", "--target", "1", "--set", "nonsense=1"], "unknown hyperparameter"),
         (["--forget", "1", "--target", "1", "--method", "magic"], "unknown method 'magic'"),
+        (["--forget", "1", "--target", "1", "--method", "GA"], "(closest: 'ga')"),
+        (["--forget", "1", "--target", "1", "--set", "lrr=0.1"], "'lrr' (closest: 'lr')"),
+        (["--forget", "1", "--target", "1", "--device", "mps"], "tarf runs on the CPU or a CUDA"),
+        (
+            ["--forget", "1", "--target", "1", "--out", "same.pt", "--save-model", "same.pt"],
+            "--out and --save-model are both same.pt",
+        ),
         (
             ["--forget", "1", "--target", "1", "--method", "retrain", "--set", "lr=0.1"],
             "for this method; it takes no hyperparameters",

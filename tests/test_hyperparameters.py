@@ -106,6 +106,8 @@ def test_config_files_that_cannot_be_read_name_themselves(tmp_path):
         "bad.yaml": ("lr: [0.1\nk: 2\n", "bad.yaml, line 2: not valid YAML"),
         "bad.json": ('{"lr": 0.1,,}', "bad.json, line 1: not valid JSON"),
         "list.yaml": ("- 1\n", "list.yaml: a method config file must map"),
+        "twice.yaml": ("lr: 0.1\nk: 2\nlr: 0.2\n", "twice.yaml, line 3: .*'lr' given twice"),
+        "twice.json": ('{"lr": 0.1, "lr": 0.2}', "twice.json: not valid JSON .*'lr' given twice"),
     }
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)

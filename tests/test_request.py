@@ -142,6 +142,9 @@ def test_user_hierarchy_files(tmp_path):
         LabelHierarchy.from_file(tmp_path / "broken.json")
     with pytest.raises(ValueError, match="without a superclass"):
         LabelHierarchy.from_file(tmp_path / "h.json", class_order=["a", "b", "c", "d"])
+    (tmp_path / "twice.yaml").write_text("X: [a]\nY: [c]\nX: [b]\n")  # YAML would keep [b]
+    with pytest.raises(ValueError, match=r"twice.yaml, line 3 .*'X' given twice"):
+        LabelHierarchy.from_file(tmp_path / "twice.yaml")
 
 
 def test_builtin_hierarchies_match_spec():

@@ -151,12 +151,35 @@ def model_key(
     everything that determines its weights. The exact training indices stand for the
     request: a reference of random forgetting or of a sub-set task is keyed by the
     samples its draw (fraction, seed) left in, so two draws never share a model, and no
-    other task's reference (which leaves out whole classes) has its indices."""
-    return digest({
+    other task's reference (which leaves out whole classes) has its indices. A superclass
+    model under a hierarchy of the user's (``--hierarchy``) that groups the classes
+    otherwise than the built-in one is keyed by its grouping too (the built-in grouping
+    adds nothing, so the keys of models trained before stay theirs)."""
+    parts = {
         "data": dataset_digest(ds), "labels": request.model_level.label,
         "num_classes": request.num_model_classes, "train": tensor_digest(train_idx),
         "recipe": recipe.to_dict(), "seed": seed, "code": CODE_VERSION,
-    })  # fmt: skip
+    }  # fmt: skip
+    grouping = _own_grouping(ds.name, request)
+    if grouping is not None:
+        parts["grouping"] = grouping
+    return digest(parts)
+
+
+def _own_grouping(dataset: str, request: UnlearningRequest) -> list[int] | None:
+    """The superclass of each class when a superclass model's labels are not the built-in
+    hierarchy's (another grouping, or the same groups in another order), else None."""
+    from tarf.domains import Level
+    from tarf.hierarchy import BUILTIN, builtin_hierarchy
+
+    if request.model_level != Level.SUPERCLASS:
+        return None
+    h = request.hierarchy
+    if dataset in BUILTIN:
+        b = builtin_hierarchy(dataset)
+        if (b.class_names, b.superclass_of) == (h.class_names, h.superclass_of):
+            return None  # the built-in grouping, its superclasses renamed at most
+    return list(h.superclass_of)
 
 
 def trained_model(

@@ -41,6 +41,8 @@ def checkpoint_meta(
         "label_level": request.model_level.label,
         "label_names": model_label_names(request),
         "dataset": dataset,
+        # which superclass each class is in: a superclass model's labels depend on it
+        "superclass_of": list(request.hierarchy.superclass_of),
     }
 
 
@@ -84,6 +86,22 @@ def load_checkpoint(
         raise CheckpointError(
             f"checkpoint {path} is a model of {other}, not of {dataset}: pass --dataset "
             f"{other}, or a checkpoint trained on {dataset}"
+        )
+    regrouped = (
+        request.model_level == Level.SUPERCLASS
+        and ck.get("superclass_of") is not None
+        and list(ck["superclass_of"]) != list(request.hierarchy.superclass_of)
+    )
+    if ck["label_level"] == request.model_level.label and (
+        len(ck["label_names"]) == len(names) and (list(ck["label_names"]) != names or regrouped)
+    ):
+        raise CheckpointError(
+            f"checkpoint {path} was trained under another hierarchy: its "
+            f"{ck['label_level']} labels are {', '.join(ck['label_names'][:5])}"
+            f"{', ...' if len(names) > 5 else ''}"
+            f"{' grouped otherwise' if list(ck['label_names']) == names else ''}, the "
+            f"request's {', '.join(names[:5])}{', ...' if len(names) > 5 else ''}; pass the "
+            "--hierarchy it was trained with"
         )
     if ck["label_level"] != request.model_level.label or list(ck["label_names"]) != names:
         raise CheckpointError(

@@ -26,6 +26,11 @@ def pick_device(name: str | torch.device = "auto", given_as: str = "--device ") 
         dev = torch.device(name)
     except (RuntimeError, TypeError) as e:
         raise ValueError(f"{said(name)}: not a device torch knows (auto, cpu, cuda, cuda:N)") from e
+    if dev.type not in ("cpu", "cuda"):  # mps, xla, meta, ...: not a path tarf has tested
+        raise ValueError(
+            f"{said(name)}: tarf runs on the CPU or a CUDA GPU (auto, cpu, cuda, cuda:N), "
+            f"not on {dev.type}; use {said('cpu')}"
+        )
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(

@@ -7,14 +7,13 @@ YAML file mapping class names to superclass names.
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tarf.domains import Level
-from tarf.io import parse_error_at
+from tarf.io import load_json, load_yaml, parse_error_at
 
 
 def normalize_name(name: str) -> str:
@@ -137,6 +136,12 @@ class LabelHierarchy:
                 raise ValueError(
                     f"hierarchy {name!r}: superclass {sup!r} must list its classes, got {members!r}"
                 )
+            members = list(members)
+            if not members:
+                raise ValueError(
+                    f"hierarchy {name!r}: superclass {sup!r} lists no class; give it its "
+                    "classes, or leave it out"
+                )
             for c in members:
                 c = _name(c, name)
                 if c in mapping:
@@ -201,11 +206,9 @@ class LabelHierarchy:
             raise FileNotFoundError(f"cannot read hierarchy file {path}: {e}") from e
         try:
             if path.suffix.lower() in (".yaml", ".yml"):
-                import yaml
-
-                data = yaml.safe_load(text)
+                data = load_yaml(text)  # a superclass given twice is refused, not merged
             else:
-                data = json.loads(text)
+                data = load_json(text)
         except Exception as e:  # noqa: BLE001 - any parse error becomes one clear message
             line, problem = parse_error_at(e)
             raise ValueError(
@@ -241,6 +244,24 @@ class LabelHierarchy:
                     f"label-id order, got {stated!r}"
                 )
             stated = [_name(c, name) for c in stated]
+            listed = [
+                _name(c, name)
+                for c in (
+                    [m for v in data.values() if isinstance(v, (list, tuple)) for m in v]
+                    + [k for k, v in data.items() if isinstance(v, str)]
+                )
+            ]
+            missing = [c for c in dict.fromkeys(listed) if c not in stated]
+            unknown = [c for c in stated if c not in listed]
+            twice = sorted({c for c in stated if stated.count(c) > 1})
+            if missing or unknown or twice:
+                said = [f"leaves out {missing}" if missing else "",
+                        f"names {unknown}, which no superclass lists" if unknown else "",
+                        f"names {twice} twice" if twice else ""]  # fmt: skip
+                raise ValueError(
+                    f"{where}: {CLASS_ORDER_KEY!r} must list every class once, in label-id "
+                    f"order; it {'; it '.join(p for p in said if p)}"
+                )
             if class_order is not None and stated != [_name(c, name) for c in class_order]:
                 raise ValueError(
                     f"{where}: {CLASS_ORDER_KEY!r} lists the classes in another order than "

@@ -119,3 +119,41 @@ def parse_error_at(e: Exception) -> tuple[int | None, str]:
     line = mark.line + 1 if mark is not None else getattr(e, "lineno", None)
     problem = getattr(e, "problem", None) or getattr(e, "msg", None) or str(e).splitlines()[0]
     return line, problem
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, but a key given twice in one mapping is an error (YAML would
+    keep the last one silently); the error is a YAML error with the key's line."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> Any:
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"{key!r} given twice in one mapping; keep one", key_node.start_mark
+                )
+            seen.add(key)
+        return loader.construct_mapping(node, deep=deep)
+
+    UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def load_json(text: str) -> Any:
+    """``json.loads``, but a key given twice in one object is an error (JSON parsers keep
+    the last one silently)."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise ValueError(f"{key!r} given twice in one object; keep one")
+            out[key] = value
+        return out
+
+    return json.loads(text, object_pairs_hook=unique)

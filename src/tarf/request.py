@@ -447,7 +447,13 @@ def training_split(
     the original: every sample; the request then names the first class as forget data
     and target, which only fixes the label domain (nothing reads its partitions)."""
     if exclude:
-        request = UnlearningRequest.from_names(hierarchy, exclude, model_labels, exclude)
+        try:
+            request = UnlearningRequest.from_names(hierarchy, exclude, model_labels, exclude)
+        except ValueError as e:  # said of the request it stands for: name the option given
+            if "covers every class" not in str(e):
+                raise
+            text = str(e).replace("--forget covers", "--exclude covers")
+            raise ValueError(text.replace("--target covers", "--exclude covers")) from None
         return request, request.partitions(y_train, y_train[:0]).remaining
     first = hierarchy.class_names[0]
     request = UnlearningRequest.from_names(hierarchy, first, model_labels, first)

@@ -88,8 +88,12 @@ class LocalBackend:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)
+        if self.pool is None:
+            return
+        if exc[0] is not None:  # interrupted or failed: no worker outlives the bench
+            for process in list(getattr(self.pool, "_processes", {}).values()):
+                process.terminate()
+        self.pool.shutdown(wait=exc[0] is None, cancel_futures=True)
 
     def submit(self, fn: Callable, job: Any, out_dir: str) -> None:
         """Queue ``fn(job, out_dir)``; jobs start in the order submitted."""

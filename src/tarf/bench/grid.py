@@ -274,11 +274,17 @@ def parse_seeds(text: str) -> tuple[int, ...]:
             if n < 1:
                 raise ValueError
             return tuple(range(n))
-        return tuple(dict.fromkeys(int(s) for s in _split(text)))
+        seeds = [int(s) for s in _split(text)]
     except ValueError:
         raise BenchError(
             f"--seeds expects a count (3 = seeds 0,1,2) or a comma list (0,2; one seed: 5,), got {text!r}"
         ) from None
+    twice = sorted({s for s in seeds if seeds.count(s) > 1})
+    if twice:
+        raise BenchError(
+            f"--seeds {text}: seed {', '.join(map(str, twice))} given twice; give each once"
+        )
+    return tuple(seeds)
 
 
 def method_fields(method: str) -> set[str]:
@@ -379,7 +385,8 @@ def check_grid(grid: Grid, hierarchy: Any) -> None:
     except (ValueError, RuntimeError) as e:
         msg = str(e).splitlines()[0]
         raise BenchError(msg if "--device" in msg else f"--device {grid.device}: {msg}") from None
-    if any(TASKS[t][1] == "concept" for t in grid.tasks):
+    # a concept given is checked though no task uses it: a typo is not left in a header
+    if named and (grid.concept or any(TASKS[t][1] == "concept" for t in grid.tasks)):
         if len(supers) > 1:
             raise BenchError(
                 f"the --forget classes lie in several superclasses ({', '.join(supers)}); "

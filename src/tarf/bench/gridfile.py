@@ -440,8 +440,10 @@ def _seeds(value: Any) -> tuple[int, ...]:
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
     if isinstance(value, list) and value:
         ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        if ok and len(set(value)) < len(value):
+            raise BenchError(f"seeds {value!r} name a seed twice; give each once")
         if ok:
-            return tuple(dict.fromkeys(value))
+            return tuple(value)
     elif isinstance(value, str):
         try:
             return parse_seeds(value)

@@ -11,7 +11,15 @@ from typing import Any
 
 import torch
 
-from tarf.bench.grid import Grid, ModelJob, RunJob, _config_changes, _method, check_grid
+from tarf.bench.grid import (
+    BenchError,
+    Grid,
+    ModelJob,
+    RunJob,
+    _config_changes,
+    _method,
+    check_grid,
+)
 from tarf.bench.jobs import load_dataset_once
 from tarf.bench.results import read_report, report_done
 from tarf.cache import model_key
@@ -91,16 +99,56 @@ def make_plan(grid: Grid, out_dir: str | Path, cache: Any = None, download: bool
             add(job, req, remaining, users)
     out = Path(out_dir)
     done, other = {}, {}
+    requests = {task: grid.request(ds.hierarchy, task) for task in grid.tasks}
     for run in runs:
         rep = read_report(out / f"{run.name}.json")
         if not report_done(rep, run):
             continue
+        differs = _other_request(rep, requests[run.task], ds.name, recipe.name)
+        if differs:
+            raise BenchError(
+                f"{out / run.name}.json is a run of another request ({differs}), so this "
+                "grid cannot count it done nor overwrite it; give the grid another out "
+                "folder (or move the reports away)"
+            )
         done[run.name] = rep
         other_settings = _other_settings(rep, run)
         if other_settings is not None:
             other[run.name] = other_settings
     shape = tuple(pds.x_train.shape[1:])
     return Plan(grid, list(models.values()), runs, done, other, shape)
+
+
+def _other_request(rep: dict[str, Any], req: UnlearningRequest, dataset: str, recipe: str) -> str:
+    """How a finished report's request differs from the run's (dataset, recipe, model
+    labels, forget data, concept, the sub-set draw), or "": names compare as the classes
+    they stand for; a field an older report lacks is not compared."""
+    have = rep.get("request") or {}
+
+    def classes(names: Any) -> frozenset[int] | None:
+        if not names:
+            return None
+        try:
+            return req.hierarchy.class_ids(*req.hierarchy.resolve_many(names))
+        except ValueError:  # a name this hierarchy lacks: another request
+            return frozenset({-1})
+
+    fields = {
+        "dataset": (rep.get("dataset"), dataset),
+        "recipe": (rep.get("recipe"), recipe),  # as resolved: `auto` is the one it picks
+        "model labels": (have.get("model_labels"), req.model_level.label),
+        "forget": (classes(have.get("forget")), classes(req.forget)),
+        "target": (classes(have.get("target")), classes(req.target)),
+        "forget fraction": (have.get("forget_fraction"), req.forget_fraction),
+        "forget seed": (have.get("forget_seed", 0), req.subset_seed),
+    }
+    named = "request" in rep  # its forget and target, an empty target included, are known
+    differ = [name for name, (theirs, mine) in fields.items()
+              if theirs != mine and (theirs is not None or named and name in ("forget", "target"))]  # fmt: skip
+    if not differ:
+        return ""
+    return (f"{', '.join(differ)}: forget {','.join(have.get('forget') or []) or '-'} -> "
+            f"{','.join(have.get('target') or []) or '-'}")  # fmt: skip
 
 
 def _other_settings(rep: dict[str, Any], run: RunJob) -> dict[str, Any] | None:

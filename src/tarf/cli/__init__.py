@@ -11,7 +11,10 @@ command prints what the library returns (tables and text come from ``tarf.report
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
+import threading
 
 from tarf import __version__
 from tarf.cli import analyze, bench, gpucheck, info, run, user_model
@@ -45,13 +48,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # `kill` ends a run as Ctrl-C does: workers stopped, state kept
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminated) if main_thread else None
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # `tarf ... | head`: the reader left; nothing more to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at exit's flush
+        return 0
     except KeyboardInterrupt:
         print("interrupted; finished results and cached models are kept", file=sys.stderr)
         return 130
     except (CLIError, DataError, ValueError, FileNotFoundError) as e:
         print(f"tarf: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -157,7 +157,7 @@ def cmd_analyze_ablate(args: argparse.Namespace) -> int:
         bench.parse_seeds(args.seeds), args.recipe, args.data_root, args.device,
     )  # fmt: skip
     recipe(args)  # an unknown recipe fails here, not in every job
-    jobs = args.jobs or bench.default_jobs()
+    jobs = args.jobs if args.jobs is not None else bench.default_jobs()
     if jobs < 1:
         raise CLIError("--jobs must be >= 1")
     plan = bench.make_plan(grid, args.out, download=args.download)

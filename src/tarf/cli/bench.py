@@ -74,7 +74,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Plan every grid (checking all of them), then run them all on one backend (shared
     models trained once, each run as soon as its models are there) and write each grid's
     results as soon as its last run is in."""
-    jobs = args.jobs or bench.default_jobs()
+    jobs = args.jobs if args.jobs is not None else bench.default_jobs()
     if jobs < 1:
         raise CLIError("--jobs must be >= 1")
     if args.only and not args.file:
@@ -91,7 +91,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     plans = []
     for grid, out, _ in specs:
         get_recipe(grid.recipe, grid.dataset)  # an unknown recipe fails here, not in every job
-        problem = None if args.dry_run else unwritable(out, folder=True)
+        problem = unwritable(out, folder=True)  # a dry run says what the run would refuse
         if problem:
             raise CLIError(f"--out {out}: {problem}; give another folder")
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -50,6 +51,17 @@ def preflight(
         writable(args, dest)
     for dest in folders:
         writable(args, dest, folder=True)
+    given = {}  # two outputs to one path: the second write would replace the first
+    for dest in (*files, *folders):
+        path = getattr(args, dest, None)
+        if path:
+            where = Path(path).resolve()
+            if where in given:
+                raise CLIError(
+                    f"--{given[where].replace('_', '-')} and --{dest.replace('_', '-')} are "
+                    f"both {path}: the second would overwrite the first; give two paths"
+                )
+            given[where] = dest
     if cache:
         from tarf.cache import cache_root
 

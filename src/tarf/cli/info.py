@@ -58,11 +58,12 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     preflight(args, files=("md", "csv"), cache=False)
-    reports = []
+    reports, seen = [], set()  # a file named twice (a folder and a file in it) counts once
     for path in args.reports:
         if Path(path).is_dir():  # a bench folder: the reports in it
-            found = [r for f in sorted(Path(path).glob("*.json")) for r in read_reports(f)]
-            if not found:
+            files = sorted(Path(path).glob("*.json"))
+            found = [r for f in files if f.resolve() not in seen for r in read_reports(f)]
+            if not found and not any(f.resolve() in seen for f in files):
                 below = sorted(
                     {str(f.parent) for f in Path(path).glob("*/*.json") if read_reports(f)}
                 )
@@ -71,8 +72,12 @@ def cmd_report(args: argparse.Namespace) -> int:
                 raise CLIError(
                     f"{path} is a folder with no run report in it (*.json){hint if below else ''}"
                 )
+            seen.update(f.resolve() for f in files)
             reports.extend(found)
             continue
+        if Path(path).resolve() in seen:
+            continue
+        seen.add(Path(path).resolve())
         try:
             reports.extend(load_reports(path))
         except ValueError as e:

@@ -138,6 +138,8 @@ def cmd_unlearn(args: argparse.Namespace) -> int:
     log(req.describe())
     if req.task.name not in (*MAIN_TASKS, RANDOM):
         log(f"note: {req.task.comment} — reported under the name {req.task.name!r}")
+    if args.prior is not None and not method.uses_prior:
+        log(f"note: --prior is read by TARF only; {method.name} does not use it")
     report = run_request(ds, req, method, rec, args.seed, dev, log=log, save_model=args.save_model)
     print(runs_summary([report]))
     if args.out:

@@ -9,8 +9,8 @@ may see is exactly :class:`UnlearnData` (no leakage, docs/design.md): the model,
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import fnmatch
-import json
 import math
 import numbers
 import sys
@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn as nn
 
-from tarf.io import parse_error_at
+from tarf.io import load_json, load_yaml, parse_error_at
 from tarf.recipes import Recipe
 from tarf.request import Prior
 
@@ -178,7 +178,9 @@ def get_method(
     """A registered method with hyperparameters from a YAML/JSON file, then ``--set``
     pairs (``overrides``), then keyword arguments."""
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; registered: {', '.join(sorted(METHODS))}")
+        close = difflib.get_close_matches(str(name).lower(), list(METHODS), n=1)
+        hint = f" (closest: {close[0]!r})" if close else ""
+        raise ValueError(f"unknown method {name!r}{hint}; registered: {', '.join(sorted(METHODS))}")
     cls = METHODS[name]
     values: dict[str, Any] = {}
     if config_file is not None:
@@ -207,18 +209,20 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
         import yaml
 
         try:
-            data = yaml.safe_load(text) or {}
+            data = load_yaml(text) or {}  # a name given twice is refused, not the last kept
         except yaml.YAMLError as e:
             line, problem = parse_error_at(e)
             where = f", line {line}" if line else ""
             raise ValueError(f"{what}{where}: not valid YAML ({problem}); fix the file") from None
     else:
         try:
-            data = json.loads(text) if text.strip() else {}
-        except json.JSONDecodeError as e:
+            data = load_json(text) if text.strip() else {}
+        except ValueError as e:
+            line, problem = parse_error_at(e)
+            where = f", line {line}" if line else ""
             raise ValueError(
-                f"{what}, line {e.lineno}: not valid JSON ({e.msg}); fix the file, or name it "
-                ".yaml to write YAML"
+                f"{what}{where}: not valid JSON ({problem}); fix the file, or name it .yaml "
+                "to write YAML"
             ) from None
     if not isinstance(data, dict):
         raise ValueError(f"{what}: a method config file must map hyperparameter names to values")
@@ -255,7 +259,9 @@ def coerce_overrides(config_cls: type, values: dict[str, Any]) -> dict[str, Any]
         key = k.replace("-", "_")
         if key not in fields:
             valid = f"valid: {', '.join(fields)}" if fields else "it takes no hyperparameters"
-            raise ValueError(f"unknown hyperparameter {k!r} for this method; {valid}")
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f" (closest: {close[0]!r})" if close else ""
+            raise ValueError(f"unknown hyperparameter {k!r}{hint} for this method; {valid}")
         out[key] = _coerce(v, hints[key], key)
     return out
 
