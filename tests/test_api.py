@@ -270,6 +270,10 @@ def test_hierarchy_mistakes_are_refused(tmp_path):
         tarf.load_hierarchy({**GROUPS, "pets": ["cat"]})
     with pytest.raises(ValueError, match=r"classes \['kat'\] are not among the data's classes"):
         tarf.load_hierarchy({**GROUPS, "animals": ["kat", "cat", "dog", "fox"]}, CLASSES)
+    with pytest.raises(ValueError, match=r"\['cat'\] twice in the data's classes"):
+        tarf.load_hierarchy(GROUPS, [*CLASSES, "cat"])
+    with pytest.raises(ValueError, match=r"classes \['fern'\] are not among its 'class_order'"):
+        tarf.load_hierarchy({**GROUPS, "class_order": list(CLASSES[:-1])})
     digits = tmp_path / "digits.yaml"
     digits.write_text("round: [0, 6, 8, 9]\nstraight: [1, 4, 7]\ncurved: [2, 3, 5]\n")
     h = tarf.load_hierarchy(digits)  # unquoted numbers are the names "0", "6", ...

@@ -149,12 +149,8 @@ class PreparedData:
         self.has_test = test is not None
         # float images of whole numbers 0-255 reach the model as they are: right for a
         # model trained on them, silently wrong for one trained on x / 255 (a note says so)
-        self.pixel_floats = bool(
-            self.scale != 1.0
-            and self.x.max() > 1.5
-            and self.x.min() >= 0
-            and self.x.max() <= 255
-            and torch.equal(self.x, self.x.round())
+        self.pixel_floats = self.scale != 1.0 and bool(
+            1.5 < self.x.max() <= 255 and self.x.min() >= 0 and torch.equal(self.x, self.x.round())
         )
         self.parts: Partitions = request.partitions(self.y, self.y_test)
         self.y_model = request.model_labels(self.y)

@@ -47,10 +47,11 @@ from tarf.domains import RANDOM
 from tarf.hierarchy import LabelHierarchy
 from tarf.methods.base import Method, UnlearnContext, get_method
 from tarf.metrics import evaluate as _paper_metrics
+from tarf.metrics import gap
 from tarf.recipes import Recipe
 from tarf.report import run_summary
 from tarf.request import UnlearningRequest
-from tarf.run import execute, gap_to, make_unlearn_data
+from tarf.run import execute, make_unlearn_data
 from tarf.schema import Report
 from tarf.training import forward_logits
 
@@ -229,6 +230,18 @@ def _notes(request: UnlearningRequest, prep: PreparedData, has_reference: bool) 
     return notes
 
 
+def _reference_metrics(
+    reference: nn.Module, prep: PreparedData, req: UnlearningRequest, dev: torch.device,
+    seed: int, check_labels: bool,
+) -> dict[str, float | None]:  # fmt: skip
+    """The reference measured as the model is, its output size and (``check_labels``) its
+    label mapping on the retained data checked first."""
+    wrapped = _checked(reference, prep, req, dev, "reference")
+    if check_labels:
+        check_label_mapping(wrapped, prep, req, dev, role="the reference")
+    return _metrics(wrapped, prep, req, dev, seed)
+
+
 def _reference_problem(prep: PreparedData, reference: dict[str, Any]) -> list[str]:
     """A reference retrained without the concept cannot give the concept's samples labels
     it never saw (when no kept sample has them): one that does was not retrained so."""
@@ -318,10 +331,7 @@ def evaluate(
         out: dict[str, Any] = {"task": req.task.name, "reference": None, "warnings": []}
         wrapped = _checked(model, prep, req, dev)
         if reference is not None:
-            ref_wrapped = _checked(reference, prep, req, dev, "reference")
-            if check_labels:
-                check_label_mapping(ref_wrapped, prep, req, dev, role="the reference")
-            out["reference"] = _metrics(ref_wrapped, prep, req, dev, seed)
+            out["reference"] = _reference_metrics(reference, prep, req, dev, seed, check_labels)
             out["warnings"] += _reference_problem(prep, out["reference"])
         elif check_labels:
             problem = label_mapping_problem(wrapped, prep, req, dev, role="the model")
@@ -329,7 +339,7 @@ def evaluate(
                 out["warnings"].append(problem)
         out["metrics"] = _metrics(wrapped, prep, req, dev, seed)
         if reference is not None:
-            out["metrics"]["Gap"] = gap_to(out["metrics"], out["reference"])
+            out["metrics"]["Gap"] = gap(out["metrics"], out["reference"])
         out["notes"] = _notes(req, prep, reference is not None)
         for line in out["warnings"]:
             warnings.warn(line, TarfWarning, stacklevel=2)
@@ -407,10 +417,7 @@ def unlearn(
             measure = lambda m: _metrics(m, prep, req, dev, seed)  # noqa: E731
             original = measure(wrapped)
             if reference is not None:
-                ref_wrapped = _checked(reference, prep, req, dev, "reference")
-                if check_labels:
-                    check_label_mapping(ref_wrapped, prep, req, dev, role="the reference")
-                ref = measure(ref_wrapped)
+                ref = _reference_metrics(reference, prep, req, dev, seed, check_labels)
         result, report = execute(
             method, wrapped, make_unlearn_data(req, prep.x, prep.y), ctx, req,
             measure=measure, original=original, reference=ref, partition_sizes=prep.parts.sizes(),

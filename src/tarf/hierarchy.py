@@ -127,6 +127,7 @@ class LabelHierarchy:
         name: str,
         groups: Mapping[str, Iterable[str]],
         class_order: Iterable[str] | None = None,
+        order_of: str = "the data's classes",
     ) -> LabelHierarchy:
         """Build from ``{superclass: [classes]}``; superclass ids follow the groups' order,
         class ids follow ``class_order`` if given."""
@@ -150,7 +151,8 @@ class LabelHierarchy:
                         f"and {sup!r}; every class belongs to exactly one"
                     )
                 mapping[c] = _name(sup, name)
-        return cls._build(name, mapping, list(dict.fromkeys(mapping.values())), class_order)
+        supers = list(dict.fromkeys(mapping.values()))
+        return cls._build(name, mapping, supers, class_order, order_of)
 
     @classmethod
     def _build(
@@ -159,10 +161,16 @@ class LabelHierarchy:
         mapping: Mapping[str, str],
         supers: list[str],
         class_order: Iterable[str] | None,
+        order_of: str = "the data's classes",
     ) -> LabelHierarchy:
+        """The hierarchy, checked: the class order (``order_of`` says whose, for the
+        messages) names each class once, and each under a superclass."""
         classes = (
             [_name(c, name) for c in class_order] if class_order is not None else list(mapping)
         )
+        twice = sorted({c for c in classes if classes.count(c) > 1})
+        if twice:
+            raise ValueError(f"hierarchy {name!r}: {twice} twice in {order_of}; give each once")
         missing = [c for c in classes if c not in mapping]
         if missing:
             raise ValueError(
@@ -173,7 +181,7 @@ class LabelHierarchy:
         extra = [c for c in mapping if c not in set(classes)]
         if extra:
             raise ValueError(
-                f"hierarchy {name!r}: classes {extra} are not among the data's classes "
+                f"hierarchy {name!r}: classes {extra} are not among {order_of} "
                 f"({', '.join(classes[:6])}{', ...' if len(classes) > 6 else ''}; "
                 f"{len(classes)} in all); check their spelling"
             )
@@ -185,13 +193,17 @@ class LabelHierarchy:
 
     @classmethod
     def from_mapping(
-        cls, name: str, mapping: Mapping[str, str], class_order: Iterable[str] | None = None
+        cls,
+        name: str,
+        mapping: Mapping[str, str],
+        class_order: Iterable[str] | None = None,
+        order_of: str = "the data's classes",
     ) -> LabelHierarchy:
         """Build from ``{class: superclass}``; superclass ids in order of first appearance."""
         named = {_name(c, name): _name(s, name) for c, s in mapping.items()}
         order = [_name(c, name) for c in class_order] if class_order is not None else list(named)
         supers = list(dict.fromkeys(named[c] for c in order if c in named))
-        return cls._build(name, named, supers, class_order)
+        return cls._build(name, named, supers, class_order, order_of)
 
     @classmethod
     def from_file(
@@ -244,35 +256,19 @@ class LabelHierarchy:
                     f"label-id order, got {stated!r}"
                 )
             stated = [_name(c, name) for c in stated]
-            listed = [
-                _name(c, name)
-                for c in (
-                    [m for v in data.values() if isinstance(v, (list, tuple)) for m in v]
-                    + [k for k, v in data.items() if isinstance(v, str)]
-                )
-            ]
-            missing = [c for c in dict.fromkeys(listed) if c not in stated]
-            unknown = [c for c in stated if c not in listed]
-            twice = sorted({c for c in stated if stated.count(c) > 1})
-            if missing or unknown or twice:
-                said = [f"leaves out {missing}" if missing else "",
-                        f"names {unknown}, which no superclass lists" if unknown else "",
-                        f"names {twice} twice" if twice else ""]  # fmt: skip
-                raise ValueError(
-                    f"{where}: {CLASS_ORDER_KEY!r} must list every class once, in label-id "
-                    f"order; it {'; it '.join(p for p in said if p)}"
-                )
             if class_order is not None and stated != [_name(c, name) for c in class_order]:
                 raise ValueError(
                     f"{where}: {CLASS_ORDER_KEY!r} lists the classes in another order than "
                     "the one given beside it (a built-in dataset's label ids, or "
                     "class_names= in Python); give the order once"
                 )
-            class_order = stated
+            class_order, order_of = stated, f"its {CLASS_ORDER_KEY!r}"
+        else:
+            order_of = "the data's classes"
         if all(isinstance(v, (list, tuple)) for v in data.values()):
-            return cls.from_groups(name, data, class_order)
+            return cls.from_groups(name, data, class_order, order_of)
         if all(isinstance(v, str) for v in data.values()):
-            return cls.from_mapping(name, data, class_order)
+            return cls.from_mapping(name, data, class_order, order_of)
         raise ValueError(
             f"{where}: values must be all strings (class -> superclass) or all lists "
             "(superclass -> classes)"

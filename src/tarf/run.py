@@ -31,7 +31,7 @@ from tarf.methods.base import (
     config_changes,
     config_dict,
 )
-from tarf.metrics import METRIC_KEYS, evaluate, gap
+from tarf.metrics import evaluate, gap
 from tarf.recipes import Recipe
 from tarf.request import UnlearningRequest
 from tarf.schema import Report
@@ -76,14 +76,6 @@ def make_unlearn_data(request: UnlearningRequest, x: torch.Tensor, y: torch.Tens
 def unlearn_data(ds: ImageDataset, request: UnlearningRequest) -> UnlearnData:
     """:func:`make_unlearn_data` on a dataset's training split."""
     return make_unlearn_data(request, ds.x_train, ds.y_train)
-
-
-def gap_to(metrics: dict[str, Any], reference: dict[str, Any]) -> float:
-    """The Gap over the metrics both have (without test data: UA and RA only)."""
-    keys = [k for k in METRIC_KEYS if metrics.get(k) is not None and reference.get(k) is not None]
-    if not keys:
-        return float("nan")
-    return gap({k: metrics[k] for k in keys}, {k: reference[k] for k in keys})
 
 
 # Percent of D_t below the MIA attack's range (metrics.mia_extrapolated) from which the
@@ -323,11 +315,11 @@ def execute(
         report["original"] = dict(original) if original is not None else None
         if reference is not None:
             report["reference"] = dict(reference)
-            report["metrics"]["Gap"] = gap_to(report["metrics"], reference)
+            report["metrics"]["Gap"] = gap(report["metrics"], reference)
             if reference.get("train_s"):
                 report["metrics"]["RTE_ratio"] = rte / reference["train_s"]
             if report["original"] is not None:
-                report["original"]["Gap"] = gap_to(report["original"], reference)
+                report["original"]["Gap"] = gap(report["original"], reference)
     memo: dict[str, Any] = {}  # what more than one check measures, measured once
     failed = next(
         filter(None, (check(method, result, model, data, ctx, report, memo) for check in CHECKS)),

@@ -279,11 +279,15 @@ def parse_seeds(text: str) -> tuple[int, ...]:
         raise BenchError(
             f"--seeds expects a count (3 = seeds 0,1,2) or a comma list (0,2; one seed: 5,), got {text!r}"
         ) from None
+    return unique_seeds(seeds, f"--seeds {text}")
+
+
+def unique_seeds(seeds: list[int], said: str) -> tuple[int, ...]:
+    """The seeds as given, each once: a seed named twice (``said``: how) is refused, not
+    run twice or silently merged."""
     twice = sorted({s for s in seeds if seeds.count(s) > 1})
     if twice:
-        raise BenchError(
-            f"--seeds {text}: seed {', '.join(map(str, twice))} given twice; give each once"
-        )
+        raise BenchError(f"{said}: seed {', '.join(map(str, twice))} given twice; give each once")
     return tuple(seeds)
 
 

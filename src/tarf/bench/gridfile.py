@@ -29,6 +29,7 @@ from tarf.bench.grid import (
     parse_methods,
     parse_seeds,
     parse_tasks,
+    unique_seeds,
 )
 from tarf.io import parse_error_at
 
@@ -440,10 +441,8 @@ def _seeds(value: Any) -> tuple[int, ...]:
     ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
     if isinstance(value, list) and value:
         ok = all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
-        if ok and len(set(value)) < len(value):
-            raise BenchError(f"seeds {value!r} name a seed twice; give each once")
         if ok:
-            return tuple(value)
+            return unique_seeds(value, f"seeds {value!r}")
     elif isinstance(value, str):
         try:
             return parse_seeds(value)

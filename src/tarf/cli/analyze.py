@@ -19,6 +19,7 @@ from tarf.cli.common import (
     make_method,
     names,
     nonempty,
+    parallel_jobs,
     preflight,
     recipe,
 )
@@ -157,9 +158,7 @@ def cmd_analyze_ablate(args: argparse.Namespace) -> int:
         bench.parse_seeds(args.seeds), args.recipe, args.data_root, args.device,
     )  # fmt: skip
     recipe(args)  # an unknown recipe fails here, not in every job
-    jobs = args.jobs if args.jobs is not None else bench.default_jobs()
-    if jobs < 1:
-        raise CLIError("--jobs must be >= 1")
+    jobs = parallel_jobs(args)
     plan = bench.make_plan(grid, args.out, download=args.download)
     if args.dry_run:
         print(bench.format_plan(plan, args.out, jobs))

@@ -16,7 +16,7 @@ from typing import Any
 
 from tarf import bench
 from tarf.cli import options as opt
-from tarf.cli.common import CLIError, hyperparameters, log, preflight
+from tarf.cli.common import CLIError, hyperparameters, log, parallel_jobs, preflight
 from tarf.comparison import table1
 from tarf.domains import RANDOM
 from tarf.io import unwritable
@@ -74,9 +74,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Plan every grid (checking all of them), then run them all on one backend (shared
     models trained once, each run as soon as its models are there) and write each grid's
     results as soon as its last run is in."""
-    jobs = args.jobs if args.jobs is not None else bench.default_jobs()
-    if jobs < 1:
-        raise CLIError("--jobs must be >= 1")
+    jobs = parallel_jobs(args)
     if args.only and not args.file:
         raise CLIError("--only picks grids of a grid FILE; give the file, or leave --only out")
     specs = _grids_from_file(args) if args.file else [(_grid_from_options(args), args.out, "")]

@@ -139,6 +139,16 @@ def hyperparameters(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
+def parallel_jobs(args: argparse.Namespace) -> int:
+    """``--jobs``, left out: the local backend's default (min(2, cores)); below 1 refused."""
+    from tarf.bench import default_jobs
+
+    n = args.jobs if args.jobs is not None else default_jobs()
+    if n < 1:
+        raise CLIError("--jobs must be >= 1")
+    return n
+
+
 def device(args: argparse.Namespace) -> torch.device:
     """``--device``; a name torch does not know, or a GPU this machine lacks, is a
     one-line error."""
