@@ -96,6 +96,15 @@ def test_unlearn_writes_report(capsys, tmp_path, monkeypatch, shared_cache):
     )
     assert code == 0, err
     assert json.loads(stdout)["metrics"]["UA"] == pytest.approx(rep["metrics"]["UA"])
+    assert "note" not in err  # its own recipe and seed: no note
+    # --recipe left out is the checkpoint's; another --seed measures against another
+    # reference, and the run says so
+    request = ["--model-labels", "class", "--forget", "1", "--target", "straight"]
+    code, stdout, err = run(capsys, "eval", "--dataset", "digits", *request,
+                            "--checkpoint", str(ck), "--seed", "1")  # fmt: skip
+    assert code == 0, err
+    assert "checkpoint was trained with --seed 0" in err and "--recipe tiny --seed 1" in err
+    assert json.loads(stdout)["metrics"]["UA"] == pytest.approx(rep["metrics"]["UA"])
     code, _, err = run(
         capsys,
         "eval",

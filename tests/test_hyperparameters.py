@@ -108,6 +108,7 @@ def test_config_files_that_cannot_be_read_name_themselves(tmp_path):
         "list.yaml": ("- 1\n", "list.yaml: a method config file must map"),
         "twice.yaml": ("lr: 0.1\nk: 2\nlr: 0.2\n", "twice.yaml, line 3: .*'lr' given twice"),
         "twice.json": ('{"lr": 0.1, "lr": 0.2}', "twice.json: not valid JSON .*'lr' given twice"),
+        "grid.yaml": ("grids:\n  - {dataset: digits}\n", "grid.yaml is a grid file .*tarf bench"),
     }
     for name, (text, message) in cases.items():
         (tmp_path / name).write_text(text)

@@ -51,14 +51,14 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict[str, Any]) ->
     return save_torch(path, {"format": CHECKPOINT_FORMAT, **meta, "state_dict": state})
 
 
-def load_checkpoint(
-    path: str | Path, request: UnlearningRequest, device: torch.device, dataset: str | None = None
-) -> nn.Module:
-    """Load a checkpoint, refusing one whose label domain is not the request's model domain
-    (``dataset``, the one in use: a checkpoint of another is told so). A file that is
-    missing, is not a file ``torch.save`` wrote, or is not a tarf checkpoint is a
+MAKE = "write one with `tarf unlearn --save-model` or `tarf train --out`"
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A tarf checkpoint's contents (its meta and ``state_dict``). A file that is missing,
+    is not a file ``torch.save`` wrote, or is not a tarf checkpoint is a
     :class:`CheckpointError` naming it and the fix."""
-    make = "write one with `tarf unlearn --save-model` or `tarf train --out`"
+    make = MAKE
     path = Path(path)
     if not path.is_file():
         what = "is a folder" if path.is_dir() else "does not exist"
@@ -80,6 +80,21 @@ def load_checkpoint(
         raise CheckpointError(
             f"checkpoint {path} lacks {', '.join(missing)}: it is damaged; {make} again"
         )
+    return ck
+
+
+def load_checkpoint(
+    path: str | Path,
+    request: UnlearningRequest,
+    device: torch.device,
+    dataset: str | None = None,
+    contents: dict[str, Any] | None = None,
+) -> nn.Module:
+    """Load a checkpoint (``contents``: already read by :func:`read_checkpoint`), refusing
+    one whose label domain is not the request's model domain (``dataset``, the one in use:
+    a checkpoint of another is told so)."""
+    make, path = MAKE, Path(path)
+    ck = read_checkpoint(path) if contents is None else contents
     names = model_label_names(request)
     other = ck.get("dataset")
     if dataset and other and other != dataset:

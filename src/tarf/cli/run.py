@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from tarf.cache import prepare_dataset, trained_model
-from tarf.checkpoint import checkpoint_meta, load_checkpoint, save_checkpoint
+from tarf.checkpoint import checkpoint_meta, load_checkpoint, read_checkpoint, save_checkpoint
 from tarf.cli import options as opt
 from tarf.cli.common import (
     CLIError,
@@ -30,7 +30,7 @@ from tarf.domains import MAIN_TASKS, RANDOM
 from tarf.io import write_json
 from tarf.methods import get_method
 from tarf.metrics import evaluate, gap
-from tarf.recipes import get_recipe
+from tarf.recipes import AUTO, get_recipe
 from tarf.report import runs_summary, throughput_verdict
 from tarf.request import UnlearningRequest, training_split
 from tarf.run import run_request
@@ -89,7 +89,8 @@ def add_parsers(sub: Any) -> None:
                    help="a tarf checkpoint (from unlearn --save-model or train --out)")  # fmt: skip
     g.add_argument("--reference",
                    help="checkpoint of the retrained reference; left out: train/fetch it")  # fmt: skip
-    opt.run_options(p, "write the metrics to this JSON file")
+    g = opt.run_options(p, "write the metrics to this JSON file")
+    g.set_defaults(seed=None)  # left out: the checkpoint's, as is --recipe (cmd_eval)
     p.set_defaults(func=cmd_eval)
 
     p = opt.add_command(
@@ -165,13 +166,26 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    ck = read_checkpoint(args.checkpoint)
+    given = {"recipe": args.recipe != AUTO, "seed": args.seed is not None}
+    args.recipe = args.recipe if given["recipe"] else ck.get("recipe", AUTO)
+    args.seed = args.seed if given["seed"] else ck.get("seed", 0)
     preflight(args, files=("out",))
     required_request_options(args)
     ds = load_data(args)
     req = make_request(args, ds)
     rec, dev = recipe(args), device(args)
     ds = prepare_dataset(ds, rec)
-    model = load_checkpoint(args.checkpoint, req, dev, ds.name)
+    model = load_checkpoint(args.checkpoint, req, dev, ds.name, contents=ck)
+    if not args.reference and req.has_reference:
+        # a reference of another recipe or seed is another bar: say so, the Gap is then
+        # partly the models' difference in training, not the unlearning
+        mine = {"recipe": rec.name, "seed": args.seed}
+        other = [f"--{k} {ck[k]}" for k in mine if ck.get(k) is not None and ck[k] != mine[k]]
+        if other:
+            log(f"note: the checkpoint was trained with {', '.join(other)}; the reference is "
+                f"trained with --recipe {rec.name} --seed {args.seed}; pass "
+                f"{' '.join(other)} (or leave them out) to measure against its own reference")  # fmt: skip
     ref = load_checkpoint(args.reference, req, dev, ds.name) if args.reference else None
     parts = req.partitions(ds.y_train, ds.y_test)
     ev = (ds.x_train, req.model_labels(ds.y_train), ds.x_test, req.model_labels(ds.y_test),

@@ -226,6 +226,11 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
             ) from None
     if not isinstance(data, dict):
         raise ValueError(f"{what}: a method config file must map hyperparameter names to values")
+    if "grids" in data:
+        raise ValueError(
+            f"{what} is a grid file (it has grids:), not hyperparameters; run it as "
+            f"`tarf bench {path}`"
+        )
     return data
 
 
