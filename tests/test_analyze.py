@@ -2,6 +2,7 @@
 constructed case with a known answer (written, summarised, resumed)."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -139,6 +140,17 @@ def test_dynamics_run_writes_curves_distances_and_tsne(toy_dataset, tmp_path):
     for name in ("ascent.png", "distances.png", "tsne.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "ascent.csv").read_text().count("\n") == 1 + 8
+    # D_f all of the concept: nothing to follow, refused before any training
+    with pytest.raises(ValueError, match="--forget cat,dog,fox is all of --concept animals"):
+        dynamics.run(toy_dataset, "cat,dog,fox", "animals", recipe, 0, torch.device("cpu"),
+                     tmp_path)  # fmt: skip
+    with pytest.raises(ValueError, match=r"\(--concept\)"):
+        dynamics.run(toy_dataset, "car", "animals", recipe, 0, torch.device("cpu"), tmp_path)
+    # an ascent too weak to move D_f is told, with the fix
+    said = []
+    dynamics.run(toy_dataset, "cat", "animals", recipe, 0, torch.device("cpu"), tmp_path,
+                 epochs=1, lr=1e-9, tsne_methods=(), log=said.append)  # fmt: skip
+    assert any("moved 0.0 points over 1 ascent epochs: --lr 1e-09" in s for s in said)
 
 
 # -- ablations -----------------------------------------------------------------------------
@@ -183,6 +195,11 @@ def test_ablation_grid_names_and_summary():
         "tarf-op-zero_target-mismatch_s1", "tarf-op-ascent_target-mismatch_s1",
     ]  # fmt: skip
     assert grid.runs()[1].overrides == {"identified_op": "ascent"}
+    # hyperparameters every variant shares; the study's own stays the variant's
+    shared = {"lr": 0.5, "identified_op": "zero"}
+    grid = ablate.make_grid("op", "toy", "cat", "animals", ("target-mismatch",), (0,), "tiny",
+                            shared=shared)  # fmt: skip
+    assert grid.runs()[1].overrides == {"lr": 0.5, "identified_op": "ascent"}
 
     def rep(op, seed, gap):
         m = {"Gap": gap, "UA": 1.0, "RA": 2.0, "TA": 3.0, "MIA": 4.0, "RTE_s": 5.0}
@@ -207,6 +224,18 @@ def test_analyze_cli_identify_and_bad_input(tmp_path, capsys):
     assert main(argv) == 0
     assert "| straight | 1 |" in capsys.readouterr().out
     assert (out / "runs" / "straight_s0.json").exists() and (out / "identification.png").exists()
+    # the same sweep resumes; one of other settings into the folder is refused, not resumed
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main([*argv, "--set", "k=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "was made with --set k=none; this run asks for --set k=0.5" in err
+    other = [*argv[:-6], "--given", "2", "--concepts", "straight", "--out", str(out)]
+    assert main(other) == 2
+    assert re.search(r"was made with given \w+; this run asks for given \w+, \w+",
+                     capsys.readouterr().err)  # fmt: skip
+    assert main([*argv[:-2], "--out", str(tmp_path / "i"), "--set", "identification=instance"]) == 2
+    assert "identification=instance sets aside samples" in capsys.readouterr().err
     assert main(argv[:-2] + ["--given", "0", "--out", str(out)]) == 2
     assert "--given must be >= 1" in capsys.readouterr().err
     assert main(argv[:-6] + ["--given", "5", "--out", str(out)]) == 2  # digits' largest: 4
@@ -215,6 +244,36 @@ def test_analyze_cli_identify_and_bad_input(tmp_path, capsys):
            "--concept", "round", "--out", str(tmp_path / "a"), "--dry-run"]  # fmt: skip
     assert main(bad) == 2
     assert "--concept" in capsys.readouterr().err
+
+
+def test_ablation_summary_holds_its_own_runs_only(tmp_path, capsys, monkeypatch):
+    """A report of another study or task in the --out folder (which matches a variant's
+    hyperparameters) stays out of the summary."""
+    from tarf.cli import main
+    from tarf.io import write_json
+
+    monkeypatch.setenv("TARF_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "ab"
+    m = {"Gap": 50.0, "UA": 1.0, "RA": 2.0, "TA": 3.0, "MIA": 4.0, "RTE_s": 5.0}
+    foreign = {"task": "target-mismatch", "method": "tarf", "seed": 0, "metrics": m,
+               "config": {"identified_op": "zero"}}  # fmt: skip
+    write_json(out / "tarf-frozen0_target-mismatch_s0.json", foreign)
+    argv = ["analyze", "ablate", "--study", "op", "--dataset", "digits", "--forget", "1",
+            "--concept", "straight", "--tasks", "all-matched", "--seeds", "0,", "--recipe",
+            "tiny", "--jobs", "1", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    table = (out / "ablation_op.md").read_text()
+    assert "| op-zero | all-matched | 1 |" in table and "| op-ascent | all-matched | 1 |" in table
+    assert "target-mismatch" not in table and "on TARF's defaults" in table
+    # a run of the grid made with other settings is refused, not summarised as today's
+    path = out / "tarf-op-zero_all-matched_s0.json"
+    rep = json.loads(path.read_text())
+    rep["config"]["lr"] = 0.123
+    path.write_text(json.dumps(rep))
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "1 runs in" in err and "lr=0.123" in err and "give another --out" in err
 
 
 def test_architecture_summary_sets_benches_side_by_side(tmp_path, capsys):
@@ -252,6 +311,16 @@ def test_architecture_summary_sets_benches_side_by_side(tmp_path, capsys):
     assert rows[0]["RA"] == 50.5 and rows[2]["Gap_std"] == pytest.approx(1.41, abs=0.01)
     seed0 = architectures.rows(all_reports, ("all-matched",), ("ga",), seeds=(0,))
     assert [r["Gap"] for r in seed0 if r["method"] == "ga"] == [2.0, 8.0]
+    # a folder given twice (or copied) counts each run once: 2 seeds of ga, not 4
+    twice = architectures.rows(all_reports + reports[base], ("all-matched",), ("ga",))
+    assert [(r["seeds"], r["Gap_std"]) for r in twice if r["method"] == "ga"][0] == (2, 1.41)
+    # folders of another request are not architectures of this one
+    other = {**rep("tiny", "ga", 0, 9.0), "request": {"forget": ["pear"], "target": ["fruit"]}}
+    assert architectures.mixed_requests(all_reports) == []
+    assert architectures.mixed_requests([*all_reports, other]) == [
+        "toy:  -> ?",
+        "toy: pear -> fruit",
+    ]
 
     out = tmp_path / "fig"
     argv = ["analyze", "architectures", "--results", str(base), str(vgg), "--tasks",

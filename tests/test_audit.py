@@ -175,7 +175,7 @@ def test_tarf_audit_end_to_end(toy, tmp_path, capsys, monkeypatch):
     out = tmp_path / "audit.json"
     args = ["audit", "--dataset", "toy", "--forget", "cat", "--concept", "animals", "--task",
             "target-mismatch", "--method", "ft", "--references", "3", "--recipe", "tiny",
-            "--seeds", "0,3", "--device", "cpu", "--out", str(out)]  # fmt: skip
+            "--seeds", "0,3", "--device", "cpu", "--out", str(out), "--prior", "2"]  # fmt: skip
     assert main(args) == 0
     res = json.loads(out.read_text())
     n_target = 3 * 40  # cat, dog, fox
@@ -205,7 +205,14 @@ def test_tarf_audit_end_to_end(toy, tmp_path, capsys, monkeypatch):
     assert "U-LiRA AUC" in table and "pooled" in table and "one-sided" in table
     # the unlearned models are read back from temporary files, deleted at once: unnamed
     assert "unlearned model written" not in captured.err and "original model" in captured.err
-    assert "by class, score shift / U-LiRA AUC: cat " in table
+    assert "--prior is read by TARF only; ft does not use it" in captured.err
+    assert "by class (pooled), score shift / U-LiRA AUC: cat " in table
+    assert "statistic: one-sided" in table  # every row's test the same: said once
+    from tarf.audit.text import _statistics
+
+    mixed = {"runs": [{"seed": s, "audit": {"statistic": "one-sided: x"}} for s in (0, 1)],
+             "pooled": {"statistic": "two-sided: y"}}  # fmt: skip
+    assert _statistics(mixed) == "per seed one-sided: x; pooled two-sided: y"
     # the references' statistics are cached (seeds 0-2, plus 3: seed 3's own reference)
     stats = sorted((ModelCache().root.parent / "audit").glob("*.json"))
     assert len(stats) == 4

@@ -101,6 +101,8 @@ def test_parse_and_bad_input(toy, tmp_path, capsys):
     assert bench.parse_seeds("0,2") == (0, 2) and bench.parse_seeds("5,") == (5,)
     with pytest.raises(bench.BenchError, match="seed 0 given twice"):
         bench.parse_seeds("0,1,0")
+    with pytest.raises(bench.BenchError, match="a count of no seeds: for seed 0, write 0,"):
+        bench.parse_seeds("0")
     with pytest.raises(bench.BenchError, match="--concept animls does not fit|closest"):
         bench.make_plan(dataclasses.replace(grid(("all-matched",)), concept="animls"), tmp_path)
     assert bench.parse_tasks("all") == bench.MAIN_TASKS
@@ -623,7 +625,9 @@ def test_a_report_of_another_request_is_neither_done_nor_overwritten(toy, tmp_pa
            "request": {"forget": ["Dog"], "target": ["dog"], "model_labels": "class"},
            "metrics": {"RTE_s": 10.0}}  # fmt: skip
     (tmp_path / "ft_all-matched_s0.json").write_text(json.dumps(rep))
-    with pytest.raises(bench.BenchError, match=r"another request \(forget, target: forget Dog"):
+    with pytest.raises(
+        bench.BenchError, match=r"another request \(forget Dog -> cat; target dog -> cat\)"
+    ):
         bench.make_plan(grid(tasks=("all-matched",)), tmp_path)
     rep["request"] = {"forget": ["CAT"], "target": ["cat"], "model_labels": "class"}
     (tmp_path / "ft_all-matched_s0.json").write_text(json.dumps(rep))  # the same, spelt so

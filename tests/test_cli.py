@@ -76,6 +76,11 @@ def test_unlearn_writes_report(capsys, tmp_path, monkeypatch, shared_cache):
     (tmp_path / "nest" / "sub" / "r.json").write_text(out.read_text())
     assert main(["report", str(tmp_path / "nest")]) == 2  # the reports are one folder down
     assert f"1 of its subfolders do: {tmp_path / 'nest' / 'sub'}" in capsys.readouterr().err
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "r.json").write_text(out.read_text())  # one run in two folders
+    assert main(["report", str(out), str(tmp_path / "copy"), "--layout", "table1"]) == 0
+    printed = capsys.readouterr()
+    assert "1 of the reports are copies" in printed.err and "| tarf | 1 |" in printed.out
     assert main(["report", str(tmp_path / "none" / "*.json")]) == 2
     assert "no file matches" in capsys.readouterr().err
     assert main(["report", str(ck)]) == 2
@@ -447,6 +452,15 @@ def test_unlearn_a_subset_of_a_class(capsys, tmp_path):
     assert err.count("\n") == 1 and err.rstrip().endswith(
         "`tarf unlearn --help` lists the options)"
     )
+    # an option the command lacks is told by that command, nested ones too
+    for argv, prog in ((["audit", *DIGITS, "--forget", "1", "--bogus", "3"], "tarf audit"),
+                       (["analyze", "identify", *DIGITS, "--out", "x", "--bogus"],
+                        "tarf analyze identify")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            main(argv)
+        err = capsys.readouterr().err
+        assert err.startswith(f"{prog}: error: unrecognized arguments: --bogus")
+        assert f"`{prog} --help` lists the options" in err
 
 
 # -- refusals before any work -----------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Report tables: the paper's Table 1 layout (mean ± std over seeds, best Gap in bold)."""
 
+import re
+
 import pytest
 
 from tarf.comparison import gap_by_seed, runs_table, standings, table1
@@ -98,7 +100,7 @@ def test_runs_of_different_requests_are_not_pooled():
     assert any("maple_tree,oak_tree -> trees" in line and "**2.00**" in line for line in body)
     assert any("pear -> fruit_and_vegetables" in line and "**6.00**" in line for line in body)
     rows = report_rows(fruit, with_request=True)
-    assert rows[0][:2] == ["pear -> fruit_and_vegetables", "target-mismatch"]
+    assert rows[0][:2] == ["pear -> fruit_and_vegetables (toy, tiny)", "target-mismatch"]
     assert mixes_requests([trees, fruit]) and not mixes_requests([trees, trees])
     assert flat_row(trees)["target"] == "trees" and flat_row(fruit)["forget"] == "pear"
     # one bench: its tasks differ in target by design, and their rows stay plain
@@ -178,6 +180,22 @@ def test_gaps_layout_shows_one_seed_too_and_refuses_mixed_requests():
     other["request"] = {"forget": ["x"], "target": ["x"]}
     with pytest.raises(ValueError, match="mix requests"):
         runs_table([*reports, other], "gaps")
+
+
+def test_one_request_under_two_recipes_is_two_settings():
+    tiny, small = run("all-matched", "tarf", 0, 1.0), run("all-matched", "tarf", 0, 3.0)
+    tiny["recipe"], small["recipe"] = "tiny", "tiny:cpunet"
+    assert mixes_requests([tiny, small]) and not mixes_requests([tiny, tiny])
+    body = table1([tiny, small]).splitlines()[2:]
+    rows = [line for line in body if "| tarf |" in line]
+    assert len(rows) == 2 and all("| 1 |" in line for line in rows)  # not 2.00 ± 1.41
+    assert any("tiny:cpunet)" in line and "3.00" in line for line in rows)
+    with pytest.raises(ValueError, match="datasets or recipes"):
+        runs_table([tiny, small], "gaps")
+    # the runs layout names each run's seed when there are several
+    second = run("all-matched", "tarf", 1, 2.0)
+    assert re.match(r"\| task +\| model +\| seed +\| UA", runs_table([tiny, second]))
+    assert "seed" not in runs_table([tiny])
 
 
 def test_standings_say_when_no_other_method_ran():

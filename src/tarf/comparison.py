@@ -18,7 +18,7 @@ from tarf.report import (
     method_order_key,
     mixes_requests,
     report_rows,
-    request_label,
+    setting_label,
     stat_cell,
 )
 
@@ -41,7 +41,7 @@ def table1(reports: Sequence[dict[str, Any]]) -> str:
     by_task: dict[str, dict[str, list[dict[str, Any]]]] = {}
     task_of: dict[str, str] = {}
     for rep in reports:
-        key = f"{rep['task']}: {request_label(rep)}" if mixed else rep["task"]
+        key = f"{rep['task']}: {setting_label(rep)}" if mixed else rep["task"]
         task_of[key] = rep["task"]
         by_task.setdefault(key, {}).setdefault(method_label(rep), []).append(rep)
     rank = lambda t: MAIN_TASKS.index(task_of[t]) if task_of[t] in MAIN_TASKS else 99  # noqa: E731
@@ -244,10 +244,13 @@ def runs_table(reports: Sequence[dict[str, Any]], layout: str = "runs") -> str:
     if layout == "gaps":
         if mixes_requests(reports):
             raise ValueError("--layout gaps compares methods on one request per task; these "
-                             "reports mix requests: give the reports of one grid")  # fmt: skip
+                         "reports mix requests, datasets or recipes: give the reports of "
+                         "one grid, or use --layout table1, which keeps them apart")  # fmt: skip
         return gap_by_seed(reports, min_seeds=1) + "\n\n" + standings(reports)
     if layout != "runs":
         raise ValueError(f"unknown layout {layout!r}; valid: runs, table1, gaps")
     mixed = mixes_requests(reports)
-    rows = [r for rep in reports for r in report_rows(rep, with_request=mixed)]
-    return markdown_table(["request"] * mixed + ["task", "model", *REPORT_COLUMNS], rows)
+    seeds = len({r.get("seed") for r in reports}) > 1
+    rows = [r for rep in reports for r in report_rows(rep, with_request=mixed, with_seed=seeds)]
+    head = ["setting"] * mixed + ["task", "model"] + ["seed"] * seeds + [*REPORT_COLUMNS]
+    return markdown_table(head, rows)

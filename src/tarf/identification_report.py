@@ -32,7 +32,7 @@ def identification_lines(report: dict[str, Any]) -> list[str]:
     if ident.get("skipped"):
         return [f"set aside nothing ({ident['skipped']})"]
     if ident.get("level") == "class":
-        what = f"set aside {ident['classes'] or 'nothing'} ({source} n={ident['n']})"
+        what = f"set aside {', '.join(map(str, ident['classes'])) or 'nothing'} ({source} n={ident['n']})"
     else:
         what = (
             f"set aside {ident['set_aside_samples']} of {ident['scored_samples']} scored "

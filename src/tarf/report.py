@@ -59,19 +59,31 @@ def request_label(report: dict[str, Any]) -> str:
     return f"{forget} -> {target}"
 
 
-def report_rows(report: dict[str, Any], with_request: bool = False) -> list[list[Any]]:
+def setting_label(report: dict[str, Any]) -> str:
+    """:func:`request_label` with the dataset and recipe: one request run under two
+    recipes (or architectures) is two settings, whose runs are never pooled."""
+    return f"{request_label(report)} ({report.get('dataset', '?')}, {report.get('recipe', '?')})"
+
+
+def report_rows(
+    report: dict[str, Any], with_request: bool = False, with_seed: bool = False
+) -> list[list[Any]]:
     """One run as table rows: the method, the retrained reference and the original (each
-    row led by the request when ``with_request``, for tables that mix requests)."""
+    row led by the request, dataset and recipe when ``with_request``, for tables that mix
+    them; the seed after the model when ``with_seed``)."""
     rows = _report_rows(report)
-    return [[request_label(report), *r] for r in rows] if with_request else rows
+    if with_seed:
+        rows = [[*r[:2], report.get("seed"), *r[2:]] for r in rows]
+    return [[setting_label(report), *r] for r in rows] if with_request else rows
 
 
 def mixes_requests(reports: Sequence[dict[str, Any]]) -> bool:
-    """Whether some task holds runs of more than one (forget, target) request (a bench's
-    tasks differ in their target by design, so only requests within a task count)."""
+    """Whether some task holds runs of more than one (forget, target) request, dataset
+    or recipe (a bench's tasks differ in their target by design, so only requests within
+    a task count)."""
     labels: dict[str, set[str]] = {}
     for r in reports:
-        labels.setdefault(r["task"], set()).add(request_label(r))
+        labels.setdefault(r["task"], set()).add(setting_label(r))
     return any(len(v) > 1 for v in labels.values())
 
 

@@ -41,13 +41,16 @@ def study(name: str) -> tuple[str, dict[str, dict[str, Any]]]:
 def make_grid(
     name: str, dataset: str, forget: str, concept: str | None, tasks: tuple[str, ...],
     seeds: tuple[int, ...], recipe: str, data_root: str | None = None, device: str = "auto",
+    shared: dict[str, Any] | None = None,
 ) -> Any:  # fmt: skip
-    """The bench grid of one study: one TARF row per variant, one run per (variant,
-    task, seed)."""
+    """The bench grid of one study: one TARF row per variant (its hyperparameters over
+    the ``shared`` ones every variant gets), one run per (variant, task, seed)."""
     from tarf.bench import Grid, Row
 
     _, variants = study(name)
-    rows = tuple(Row("tarf", label, params) for label, params in variants.items())
+    rows = tuple(
+        Row("tarf", label, {**(shared or {}), **params}) for label, params in variants.items()
+    )
     return Grid(dataset, forget, concept, tasks, (), seeds, recipe, data_root,
                 device=device, rows=rows)  # fmt: skip
 
@@ -77,15 +80,21 @@ def rows(reports: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
     return out
 
 
-def write_summary(reports: list[dict[str, Any]], name: str, out_dir: str | Path) -> list[dict]:
-    """``ablation_{name}.csv``, ``.md`` and ``.png`` under ``out_dir``."""
+def write_summary(
+    reports: list[dict[str, Any]], name: str, out_dir: str | Path,
+    shared: dict[str, Any] | None = None,
+) -> list[dict]:  # fmt: skip
+    """``ablation_{name}.csv``, ``.md`` and ``.png`` under ``out_dir`` (the ``shared``
+    settings every variant had named in the table's head)."""
     out_dir = Path(out_dir)
     rs = rows(reports, name)
     if not rs:
         return rs
     write_text(out_dir / f"ablation_{name}.csv", to_csv(rs))
     cols = ["variant", "task", "seeds", "Gap", "UA", "RA", "TA", "MIA", "RTE_s"]
-    lines = [f"Ablation `{name}`: {STUDIES[name][0]}. Mean over seeds (± std when > 1).", "",
+    on = ", ".join(f"{k}={v}" for k, v in (shared or {}).items()) or "TARF's defaults"
+    lines = [f"Ablation `{name}`: {STUDIES[name][0]}, on {on}. Mean over seeds (± std when "
+             "> 1).", "",
              "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]  # fmt: skip
     for r in rs:
         cells = [str(r[c]) if c in ("variant", "task", "seeds") else

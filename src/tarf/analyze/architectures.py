@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tarf.io import atomic_write, write_text
-from tarf.report import mean_std, method_label, stat_cell, to_csv
+from tarf.report import mean_std, method_label, request_label, stat_cell, to_csv
 
 METRICS = ("Gap", "UA", "RA", "TA", "MIA")
 UNDERTRAINED_RA_DROP = 10.0  # reference RA points below the first architecture's
@@ -24,6 +24,30 @@ def arch_of(report: dict[str, Any]) -> str:
     return get_recipe(report["recipe"]).arch
 
 
+def unique_runs(reports: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """One run per (architecture, request, task, row, seed), the first found, and how
+    many others were dropped (a folder given twice, or two folders of one architecture):
+    a seed counted twice would shrink the spread and inflate the seed count."""
+    seen: set[tuple[Any, ...]] = set()
+    kept = []
+    for r in reports:
+        key = (arch_of(r), r.get("dataset"), request_label(r), r["task"], method_label(r),
+               r["seed"])  # fmt: skip
+        if key not in seen:
+            seen.add(key)
+            kept.append(r)
+    return kept, len(reports) - len(kept)
+
+
+def mixed_requests(reports: list[dict[str, Any]]) -> list[str]:
+    """The requests (dataset, forget -> target) of some task when there are several:
+    architectures are compared on one request, each task's."""
+    by_task: dict[str, set[str]] = {}
+    for r in reports:
+        by_task.setdefault(r["task"], set()).add(f"{r.get('dataset')}: {request_label(r)}")
+    return next((sorted(v) for v in by_task.values() if len(v) > 1), [])
+
+
 def rows(
     reports: list[dict[str, Any]],
     tasks: tuple[str, ...] | None = None,
@@ -34,10 +58,11 @@ def rows(
     plus a ``retrained`` row per (architecture, task) from the reports' reference
     metrics (one per seed). A row is a method with its hyperparameters
     (:func:`tarf.report.method_label`: ``tarf frozen_blocks=-1`` is not ``tarf``), so
-    variants of one method never merge. Architectures in the order they first appear,
+    variants of one method never merge; a run found twice counts once
+    (:func:`unique_runs`). Architectures in the order they first appear,
     tasks and methods in the order given (else as found), a method's variants as found."""
     keep = [
-        (arch_of(r), r) for r in reports
+        (arch_of(r), r) for r in unique_runs(reports)[0]
         if r.get("metrics", {}).get("Gap") is not None
         and (tasks is None or r["task"] in tasks)
         and (methods is None or r["method"] in methods)

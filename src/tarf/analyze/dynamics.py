@@ -176,6 +176,16 @@ def run(
     from tarf.run import unlearn_data
 
     ds = prepare_dataset(ds, recipe)
+    try:
+        probe = UnlearningRequest.from_names(ds.hierarchy, forget, Level.CLASS, concept)
+    except ValueError as e:  # this command's option is --concept, not --target
+        raise ValueError(str(e).replace("--target", "--concept")) from None
+    if probe.forget_classes >= probe.target_classes:
+        raise ValueError(
+            f"--forget {forget} is all of --concept {concept}: the analysis follows the "
+            "concept's other classes while D_f is ascended, and none is left; give fewer of "
+            "its classes as --forget"
+        )
     out_dir = Path(out_dir)
     everything = torch.arange(len(ds.y_train))
     result: dict[str, Any] = {
@@ -187,9 +197,13 @@ def run(
         req = UnlearningRequest.from_names(ds.hierarchy, forget, level, concept)
         originals[level] = trained_model(ds, req, everything, recipe, seed, device, "original")
         log(f"ascent on D_f, {level.label} model ({epochs} epochs, lr {lr:g})")
-        result["ascent"] += ascent_curves(
-            originals[level].model, ds, req, recipe, seed, device, epochs, lr
-        )
+        curves = ascent_curves(originals[level].model, ds, req, recipe, seed, device, epochs, lr)
+        result["ascent"] += curves
+        moved = abs(curves[-1]["forget_acc"] - curves[0]["forget_acc"])
+        if moved < 1.0:  # (NaN, a diverged ascent, is not: the figure shows it)
+            log(f"warning: D_f's accuracy on the {level.label} model moved {moved:.1f} "
+                f"points over {epochs} ascent epochs: --lr {lr:g} is too small for this "
+                "model to show anything; raise --lr (x10)")  # fmt: skip
         result["distances"][level.label] = class_distances(
             originals[level].model, ds, req, device, seed=seed
         )

@@ -12,13 +12,15 @@ truth (the concept's classes not given):
 
 Phase I sees only ``D_f``, ``D_un`` and the model (the same :class:`UnlearnData` the
 method gets); the truth is used for scoring only. One JSON per (concept, seed) is
-written atomically and skipped when present, so an interrupted sweep resumes.
+written atomically with the settings it was made with, and skipped when present, so an
+interrupted sweep resumes; runs made with other settings are refused, not mixed in.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 from pathlib import Path
 from typing import Any
@@ -29,7 +31,7 @@ from tarf.data.core import ImageDataset
 from tarf.domains import Level
 from tarf.identify import auto_count, largest_gap
 from tarf.io import write_json, write_text
-from tarf.methods.base import UnlearnContext
+from tarf.methods.base import UnlearnContext, config_dict
 from tarf.methods.tarf import TARF
 from tarf.methods.tarf_identify import NEARNESS
 from tarf.recipes import Recipe
@@ -105,6 +107,7 @@ def identify_concept(
         "phase1": result.details.get("phase1"),  # phase1=chance or floor: steps and target
         "signal": ident["signal"],  # the signal the run's identification ranked by
         "signals": {},
+        "warnings": list(result.warnings),  # Phase I moved nothing, a margin within noise
     }
     values = {"loss": ident["loss_increase"], "accuracy": ident["drops"]}
     for signal, key in NEARNESS.items():
@@ -167,32 +170,105 @@ def sweep(
             f"no superclass of {h.name} has more than {given} classes (the largest has "
             f"{largest}): nothing is left to identify; use a smaller --given"
         )
+    ids = list(dict.fromkeys(ids))  # a concept named twice runs (and counts) once
+    tarf_params = dict(tarf_params or {})
+    check_params(tarf_params)
+    # what a run file was made with (TARF's whole config, as a bench report holds it): a
+    # folder of runs made otherwise is refused, not resumed
+    config = config_dict(TARF(**tarf_params))
+    settings = json.loads(json.dumps({"dataset": ds.name, "recipe": recipe.name,
+                                      "config": config}))  # fmt: skip
+    path_of = {
+        (seed, s): out_dir / "runs" / f"{_slug(h.superclass_names[s])}_s{seed}.json"
+        for seed in seeds for s in ids
+    }  # fmt: skip
+    done = {key: _read(path) for key, path in path_of.items() if path.exists()}
+    for (seed, s), r in done.items():
+        differs = _other_settings(r, settings, given_classes(h, s, given, seed))
+        if differs:
+            raise ValueError(
+                f"{path_of[(seed, s)]} was made with {', '.join(t for t, _ in differs.values())}; "
+                f"this run asks for {', '.join(m for _, m in differs.values())}: give another "
+                f"--out, or delete {out_dir / 'runs'} to redo its runs"
+            )
     results = []
     everything = torch.arange(len(ds.y_train))
     for seed in seeds:
-        probe_request = UnlearningRequest.from_names(
-            h, [h.class_names[h.classes_of(ids[0])[0]]], Level.CLASS, prior_classes=0
-        )
-        original = trained_model(
-            ds, probe_request, everything, recipe, seed, device, "original"
-        ).model
+        original = None  # trained (or fetched) only when a run of this seed is missing
         for s in progress(ids, desc=f"identify (seed {seed})"):
-            path = out_dir / "runs" / f"{_slug(h.superclass_names[s])}_s{seed}.json"
-            if path.exists():
-                results.append(_read(path))
+            if (seed, s) in done:
+                results.append(done[(seed, s)])
                 continue
+            if original is None:
+                probe_request = UnlearningRequest.from_names(
+                    h, [h.class_names[h.classes_of(ids[0])[0]]], Level.CLASS, prior_classes=0
+                )
+                original = trained_model(
+                    ds, probe_request, everything, recipe, seed, device, "original"
+                ).model
             r = identify_concept(ds, original, s, given, recipe, seed, device, tarf_params)
-            r["recipe"] = recipe.name
-            write_json(path, r)
-            sig = r["signals"][_ranked_by(r)]
+            r.update(recipe=recipe.name, config=settings["config"])  # (dataset: in r)
+            write_json(path_of[(seed, s)], r)
+            signal = _ranked_by(r)
+            sig = r["signals"][signal]
             log(
-                f"{r['concept']} (given {', '.join(r['given'])}): oracle recall "
-                f"{sig['oracle']['recall']:.2f}, auto n={sig['auto']['n']} "
-                f"P={sig['auto']['precision']:.2f} R={sig['auto']['recall']:.2f}"
+                f"{r['concept']} (given {', '.join(r['given'])}; seed {seed}; ranked by "
+                f"{signal}): oracle recall {sig['oracle']['recall']:.2f}, auto "
+                f"n={sig['auto']['n']} P={sig['auto']['precision']:.2f} "
+                f"R={sig['auto']['recall']:.2f}"
             )
+            for warning in r["warnings"]:
+                log(f"warning: {r['concept']}, seed {seed}: {warning}")
             results.append(r)
     write_summary(results, out_dir)
     return results
+
+
+def check_params(tarf_params: dict[str, Any]) -> None:
+    """Settings the sweep cannot score, refused before any work."""
+    if tarf_params.get("identification", "class") != "class":
+        raise ValueError(
+            "identification=instance sets aside samples, not classes, so there is no class "
+            "ranking to score; leave it out (tarf analyze identify studies identification=class)"
+        )
+
+
+def _other_settings(
+    run: dict[str, Any], settings: dict[str, Any], given: list[str]
+) -> dict[str, tuple[str, str]]:
+    """What a run file was made with that differs from this sweep: what -> (the file's,
+    this sweep's). Its given classes (their count, or a hierarchy grouping them
+    otherwise), dataset, recipe and TARF's whole config; a run written before its config
+    was recorded is compared on what it does record, its ranking signal and ``k``."""
+    out = {}
+    if run["given"] != given:
+        out["given"] = (f"given {', '.join(run['given'])}", f"given {', '.join(given)}")
+    for key in ("dataset", "recipe"):
+        if run.get(key) not in (None, settings[key]):
+            out[key] = (f"--{key} {run[key]}", f"--{key} {settings[key]}")
+    mine, config = settings["config"], run.get("config")
+    if config is None:
+        # (its k is the one it resolved: comparable only with a k this sweep sets)
+        made = {"class_signal": _ranked_by(run), "k": run.get("k") if mine.get("k") else None}
+        made = {k: v for k, v in made.items() if v is not None and v != mine.get(k)}
+    else:
+        made = {k: config.get(k, "(not yet a setting)") for k in {*config, *mine}
+                if config.get(k, "(not yet a setting)") != mine.get(k, "(not a setting now)")}  # fmt: skip
+    if made:
+        out["config"] = (_set_text(made), _set_text({k: mine.get(k) for k in made}))
+    return out
+
+
+def _set_text(config: dict[str, Any]) -> str:
+    """Settings as ``--set`` options a user could type (lists comma-joined; None, "derived
+    from the run", as ``none``)."""
+
+    def text(v: Any) -> str:
+        if isinstance(v, (list, tuple)):
+            return ",".join(map(str, v))
+        return "none" if v is None else str(v)
+
+    return " ".join(f"--set {k}={text(v)}" for k, v in sorted(config.items()))
 
 
 def _ranked_by(r: dict[str, Any]) -> str:
@@ -205,8 +281,6 @@ def _slug(name: str) -> str:
 
 
 def _read(path: Path) -> dict[str, Any]:
-    import json
-
     return json.loads(path.read_text())
 
 
@@ -239,7 +313,15 @@ def write_summary(results: list[dict[str, Any]], out_dir: str | Path) -> None:
     w.writeheader()
     w.writerows(rows)
     write_text(out_dir / "identification.csv", buf.getvalue())
-    write_text(out_dir / "identification.md", markdown(rows))
+    warned = [
+        f"- {r['concept']}, seed {r['seed']}: {w}" for r in results for w in r.get("warnings", [])
+    ]
+    notes = (
+        "\nWarnings of the runs (TARF's own, as `tarf unlearn` prints them):\n\n"
+        + "\n".join(warned)
+        + "\n"
+    )
+    write_text(out_dir / "identification.md", markdown(rows) + (notes if warned else ""))
     plot_top10(results, out_dir / "identification.png", _ranked_by(results[0]))
 
 
@@ -295,8 +377,10 @@ def plot_top10(results: list[dict[str, Any]], path: str | Path, signal: str = "l
             ax.add_patch(plt.Rectangle((j, i - 0.42), 0.96, 0.84, color=colour))
             ax.text(j + 0.48, i, f"{c}\n{v:.2f}", ha="center", va="center", fontsize=6)
         n = s["auto"]["n"]
-        if 0 < n <= 10:
-            ax.plot([n - 0.02, n - 0.02], [i - 0.45, i + 0.45], color="black", lw=2)
+        if 0 < n <= 10:  # solid where the test decided, dashed where the task's floor did
+            floor = s["auto"].get("decided_by") == "task floor"
+            ax.plot([n - 0.02, n - 0.02], [i - 0.45, i + 0.45], color="black", lw=2,
+                    linestyle="--" if floor else "-")  # fmt: skip
     ax.set_xlim(0, 10)
     ax.set_ylim(len(rs) - 0.5, -0.5)
     ax.set_yticks(range(len(rs)))
@@ -306,7 +390,7 @@ def plot_top10(results: list[dict[str, Any]], path: str | Path, signal: str = "l
     ax.set_xticklabels([str(x + 1) for x in range(10)])
     unit = PLOT_UNITS[signal]
     ax.set_xlabel(f"rank ({unit}); blue: the concept's other classes; "
-                  "black bar: where --prior auto cuts")  # fmt: skip
+                  "black bar: where --prior auto cuts (dashed: at the task's floor)")  # fmt: skip
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)

@@ -6,7 +6,7 @@ from typing import Any
 
 from tarf.report import markdown_table
 
-HEADER = ["seed", "UA", "RA", "TA", "U-LiRA AUC", "(retrained: min-max)", "TPR@1%FPR",
+HEADER = ["seed", "UA", "RA", "TA", "Gap", "U-LiRA AUC", "(retrained: min-max)", "TPR@1%FPR",
           "TPR@0.1%FPR", "F", "score", "probe BA", "probe BA (retrained)"]  # fmt: skip
 
 
@@ -29,17 +29,30 @@ def format_audit(result: dict[str, Any]) -> str:
         f"{len(refs['seeds'])} retrained references (RA {ra:.2f}, TA {ta:.2f}); "
         f"{pooled['examples']} target examples\n"
         + markdown_table(HEADER, rows)
-        + f"\nstatistic: {pooled['statistic']}; std {pooled['std']}. AUC, TPR and probe in %: "
+        + f"\nstatistic: {_statistics(result)}; std {pooled['std']}. AUC, TPR and probe in %: "
         "AUC 50 and TPR ~ FPR = indistinguishable from retrained (min-max: the AUC each "
         "reference gets in the unlearned model's place); F, score: 1 = best."
-        + (f"\nby class, score shift / U-LiRA AUC: {by_class} (shift < 0: over-forgotten, "
+        + (f"\nby class{' (pooled)' if len(result['runs']) > 1 else ''}, score shift / U-LiRA AUC: {by_class} (shift < 0: over-forgotten, "
            "> 0: under-forgotten)" if by_class else "")
     )  # fmt: skip
 
 
+def _statistics(result: dict[str, Any]) -> str:
+    """The test behind each row: one line when every row uses the same, else per row."""
+    said = {str(r["seed"]): r["audit"]["statistic"] for r in result["runs"]}
+    if len(result["runs"]) > 1:
+        said["pooled"] = result["pooled"]["statistic"]
+    if len(set(said.values())) == 1:
+        return next(iter(said.values()))
+    runs = {v for k, v in said.items() if k != "pooled"}
+    if len(runs) == 1:
+        return f"per seed {runs.pop()}; pooled {said['pooled']}"
+    return "; ".join(f"{k}: {v}" for k, v in said.items())
+
+
 def _row(name: str, a: dict[str, Any], m: dict[str, Any]) -> list[Any]:
     p, null = a["probe"], a["null_AUC"]
-    return [name, m.get("UA"), m.get("RA"), m.get("TA"), a["AUC"],
+    return [name, m.get("UA"), m.get("RA"), m.get("TA"), m.get("Gap"), a["AUC"],
             f"{null['min']:.1f}-{null['max']:.1f}", a["TPR@1%FPR"], a["TPR@0.1%FPR"],
             f"{a['F']:.3f}", f"{a['score']:.3f}", p["unlearned"]["balanced_accuracy"],
             p["retrained"]["balanced_accuracy"]]  # fmt: skip

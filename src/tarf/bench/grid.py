@@ -276,8 +276,13 @@ def parse_seeds(text: str) -> tuple[int, ...]:
             return tuple(range(n))
         seeds = [int(s) for s in _split(text)]
     except ValueError:
+        zero = (
+            "; --seeds 0 is a count of no seeds: for seed 0, write 0,"
+            if text.strip() == "0"
+            else ""
+        )
         raise BenchError(
-            f"--seeds expects a count (3 = seeds 0,1,2) or a comma list (0,2; one seed: 5,), got {text!r}"
+            f"--seeds expects a count (3 = seeds 0,1,2) or a comma list (0,2; one seed: 5,), got {text!r}{zero}"
         ) from None
     return unique_seeds(seeds, f"--seeds {text}")
 
@@ -350,7 +355,7 @@ def build_request(
     if req.task.name != task:
         raise BenchError(
             f"task {task}: forget {forget} with a {labels}-level model and target {target} is "
-            f"a {req.task.name} request, not {task}; --concept must be the superclass of the "
+            f"{'an' if req.task.name[0] in 'aeiou' else 'a'} {req.task.name} request, not {task}; --concept must be the superclass of the "
             "--forget classes (`tarf classes --dataset NAME` lists them)"
         )
     return req

@@ -133,22 +133,32 @@ def _other_request(rep: dict[str, Any], req: UnlearningRequest, dataset: str, re
         except ValueError:  # a name this hierarchy lacks: another request
             return frozenset({-1})
 
+    # each field as (the report's, this run's), in the words a user gave
     fields = {
         "dataset": (rep.get("dataset"), dataset),
         "recipe": (rep.get("recipe"), recipe),  # as resolved: `auto` is the one it picks
         "model labels": (have.get("model_labels"), req.model_level.label),
-        "forget": (classes(have.get("forget")), classes(req.forget)),
-        "target": (classes(have.get("target")), classes(req.target)),
+        "forget": (have.get("forget"), req.forget),
+        "target": (have.get("target"), req.target or ()),
         "forget fraction": (have.get("forget_fraction"), req.forget_fraction),
         "forget seed": (have.get("forget_seed", 0), req.subset_seed),
     }
     named = "request" in rep  # its forget and target, an empty target included, are known
-    differ = [name for name, (theirs, mine) in fields.items()
-              if theirs != mine and (theirs is not None or named and name in ("forget", "target"))]  # fmt: skip
-    if not differ:
-        return ""
-    return (f"{', '.join(differ)}: forget {','.join(have.get('forget') or []) or '-'} -> "
-            f"{','.join(have.get('target') or []) or '-'}")  # fmt: skip
+
+    def differs(name: str, theirs: Any, mine: Any) -> bool:
+        if name in ("forget", "target"):  # names compare as the classes they stand for
+            return named and classes(theirs) != classes(mine)
+        return theirs is not None and theirs != mine
+
+    return "; ".join(f"{name} {_text(theirs)} -> {_text(mine)}"
+                     for name, (theirs, mine) in fields.items() if differs(name, theirs, mine))  # fmt: skip
+
+
+def _text(value: Any) -> str:
+    """A report field as the option would be written (names comma-joined, none: -)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value)) or "-"
+    return "-" if value is None else str(value)
 
 
 def _other_settings(rep: dict[str, Any], run: RunJob) -> dict[str, Any] | None:

@@ -4,12 +4,14 @@ stronger audit (``tarf audit``, ``tarf.audit``)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
 
 from tarf import audit, bench
 from tarf.analyze import ablate, architectures, dynamics, identification
+from tarf.bench.results import read_report
 from tarf.cli import options as opt
 from tarf.cli.common import (
     CLIError,
@@ -84,6 +86,8 @@ def add_parsers(sub: Any) -> None:
     opt.concept(g)
     opt.tasks(g)
     opt.seeds(g)
+    opt.set_values(g, "a TARF hyperparameter every variant shares, e.g. --set preset=paper "
+                   "(repeatable; the study's own one is the variant's)")  # fmt: skip
     opt.jobs(g)
     opt.dry_run(g)
     opt.run_options(p, "folder of the run reports and the summary", with_seed=False,
@@ -122,6 +126,7 @@ def _add_audit_parser(sub: Any) -> None:
     g.add_argument("--task", choices=list(MAIN_TASKS),
                    help="instead of --model-labels: one of the four tasks from (--forget, "
                    "--concept), as in tarf bench")  # fmt: skip
+    opt.prior(g)
     opt.method_options(p)
     g = opt.run_options(p, "write the audit (JSON) here", with_seed=False)
     opt.seeds(g, help="unlearned models: " + opt.SEEDS_HELP)
@@ -136,7 +141,18 @@ def cmd_analyze_architectures(args: argparse.Namespace) -> int:
     if missing:
         raise CLIError(f"--results: no such folder {', '.join(missing)} (run tarf bench into it)")
     seeds = bench.parse_seeds(args.seeds) if args.seeds else None
-    reports = [r for d in args.results for r in bench.collect_reports(d)]
+    folders = list(dict.fromkeys(Path(d).resolve() for d in args.results))
+    reports = [r for d in folders for r in bench.collect_reports(d)]
+    mixed = architectures.mixed_requests(reports)
+    if mixed:
+        raise CLIError(
+            f"the --results folders hold runs of different requests ({'; '.join(mixed)}): "
+            "give the folders of one grid, benched once per architecture"
+        )
+    dropped = architectures.unique_runs(reports)[1]
+    if dropped:
+        log(f"note: {dropped} runs repeat a run of the same architecture, task, method and "
+            "seed in an earlier --results folder; the first folder's are kept")  # fmt: skip
     tasks = bench.parse_tasks(args.tasks) if args.tasks else None
     methods = bench.parse_methods(args.methods)
     rows = architectures.rows(reports, tasks, methods, seeds)
@@ -153,9 +169,11 @@ def cmd_analyze_architectures(args: argparse.Namespace) -> int:
 
 def cmd_analyze_ablate(args: argparse.Namespace) -> int:
     preflight(args, folders=() if args.dry_run else ("out",))
+    # typed and checked here (a bad value fails before any training); those set
+    shared = config_changes(get_method("tarf", overrides=parse_set(args.set)))
     grid = ablate.make_grid(
         args.study, args.dataset, args.forget, args.concept, bench.parse_tasks(args.tasks),
-        bench.parse_seeds(args.seeds), args.recipe, args.data_root, args.device,
+        bench.parse_seeds(args.seeds), args.recipe, args.data_root, args.device, shared,
     )  # fmt: skip
     recipe(args)  # an unknown recipe fails here, not in every job
     jobs = parallel_jobs(args)
@@ -163,8 +181,17 @@ def cmd_analyze_ablate(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(bench.format_plan(plan, args.out, jobs))
         return 0
+    if plan.other_config:  # a bench keeps them; an ablation would compare unlike variants
+        name, changes = next(iter(plan.other_config.items()))
+        raise CLIError(
+            f"{len(plan.other_config)} runs in {args.out} were made with other TARF settings "
+            f"({name}: {', '.join(f'{k}={v}' for k, v in changes.items())}), so its table "
+            "would compare them with today's variants; give another --out"
+        )
     outcome = bench.run_plan(plan, args.out, bench.LocalBackend(jobs), log=log)
-    rows = ablate.write_summary(bench.collect_reports(args.out), args.study, args.out)
+    # this grid's own runs: other runs in the folder (another study, task or seed) stay out
+    own = [read_report(Path(args.out) / f"{run.name}.json") for run in grid.runs()]
+    rows = ablate.write_summary([r for r in own if r], args.study, args.out, shared)
     print((Path(args.out) / f"ablation_{args.study}.md").read_text() if rows else "no results")
     for name in outcome.failed:
         log(f"failed: {name} (see {Path(args.out) / name}.error.txt)")
@@ -197,6 +224,7 @@ def cmd_analyze_identify(args: argparse.Namespace) -> int:
         raise CLIError("--given must be >= 1")
     # typed and checked here (a bad value fails before any training); those set
     params = config_changes(get_method("tarf", overrides=parse_set(args.set)))
+    identification.check_params(params)
     ds = load_data(args)
     concepts = list(names(args.concepts)) if args.concepts else None
     results = identification.sweep(
@@ -215,7 +243,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     seeds = bench.parse_seeds(args.seeds)
     if args.references < 3:
         raise CLIError("--references must be >= 3 (each is judged by a fit on the other K - 1)")
-    make_method(args)  # a bad name or value fails before training
+    method = make_method(args)  # a bad name or value fails before training
+    if args.prior is not None and not method.uses_prior:
+        log(f"note: --prior is read by TARF only; {method.name} does not use it")
     ds = bench.load_dataset_once(args.dataset, args.data_root, args.hierarchy, args.download)
     req = _audit_request(args, ds)
     log(req.describe())
@@ -238,5 +268,15 @@ def _audit_request(args: argparse.Namespace, ds: Any) -> Any:
     if not args.task and not args.target:
         raise CLIError("the audit compares with retrained references: give --target (or --concept)")
     if args.task:
-        return bench.build_request(ds.hierarchy, args.forget, args.target, args.task)
-    return UnlearningRequest.from_names(ds.hierarchy, args.forget, args.model_labels, args.target)
+        req = bench.build_request(ds.hierarchy, args.forget, args.target, args.task)
+        try:
+            return req if args.prior is None else dataclasses.replace(req, prior_classes=args.prior)
+        except ValueError:  # the task fixes the target: the prior is what must change
+            raise CLIError(
+                f"--prior {args.prior} does not fit --task {args.task}, whose target implies "
+                "another count of hidden classes; leave --prior out (it follows from the "
+                "task), or give 'auto' to have TARF estimate it"
+            ) from None
+    return UnlearningRequest.from_names(
+        ds.hierarchy, args.forget, args.model_labels, args.target, args.prior
+    )

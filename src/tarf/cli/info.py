@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
 from tarf.cli import options as opt
-from tarf.cli.common import CLIError, preflight
+from tarf.cli.common import CLIError, log, preflight
 from tarf.comparison import runs_table
 from tarf.hierarchy import LabelHierarchy, builtin_hierarchy
 from tarf.io import write_text
@@ -82,6 +83,13 @@ def cmd_report(args: argparse.Namespace) -> int:
             reports.extend(load_reports(path))
         except ValueError as e:
             raise CLIError(str(e)) from None
+    # one report copied into two folders is one run: counted once
+    unique = list({json.dumps(r, sort_keys=True, default=str): r for r in reports}.values())
+    if len(unique) < len(reports):
+        log(
+            f"note: {len(reports) - len(unique)} of the reports are copies of others; each counted once"
+        )
+    reports = unique
     try:
         table = runs_table(reports, args.layout)
     except ValueError as e:

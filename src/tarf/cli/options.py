@@ -32,7 +32,9 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 def add_command(sub: Any, name: str, help: str) -> argparse.ArgumentParser:
     """A (sub)command whose ``--help`` describes it and shows the defaults."""
-    return sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
+    p = sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter)
+    p.set_defaults(command_parser=p)  # the innermost command's: its errors name its --help
+    return p
 
 
 # -- options the user gave (tarf bench FILE: flags override the file) ------------------------
@@ -197,15 +199,17 @@ def seeds(g: Any, default: str | None = "1", track: bool = False, help: str = ""
     _add(g, "--seeds", default=default, track=track, help=help or SEEDS_HELP)
 
 
-def recipe(g: Any, track: bool = False) -> None:
-    _add(g, "--recipe", default=AUTO, track=track,
+def recipe(g: Any, track: bool = False, left_out: str = "") -> None:
+    _add(g, "--recipe", default=None if left_out else AUTO, track=track,
          help=f"training recipe: cpu (2 cores), paper (ResNet-18, GPU), tiny (seconds); "
-         f"NAME:ARCH swaps the architecture; {AUTO_HELP}")  # fmt: skip
+         f"NAME:ARCH swaps the architecture; "
+         f"{f'left out: {left_out}' if left_out else AUTO_HELP}")  # fmt: skip
 
 
-def seed(g: Any) -> None:
-    g.add_argument("--seed", type=int, default=0,
-                   help="seed of the models, the sampling and the MIA")  # fmt: skip
+def seed(g: Any, left_out: str = "") -> None:
+    g.add_argument("--seed", type=int, default=None if left_out else 0,
+                   help="seed of the models, the sampling and the MIA"
+                   + (f"; left out: {left_out}" if left_out else ""))  # fmt: skip
 
 
 def device(g: Any, track: bool = False) -> None:
@@ -294,13 +298,15 @@ def method_options(p: argparse.ArgumentParser, scoped: bool = False) -> Any:
 
 
 def run_options(
-    p: argparse.ArgumentParser, out_help: str, with_seed: bool = True, out_required: bool = False
-) -> Any:
-    """--recipe, --seed (``with_seed``), --device, --out."""
+    p: argparse.ArgumentParser, out_help: str, with_seed: bool = True, out_required: bool = False,
+    left_out: str = "",
+) -> Any:  # fmt: skip
+    """--recipe, --seed (``with_seed``), --device, --out; ``left_out``: what --recipe and
+    --seed left out take instead of their defaults."""
     g = p.add_argument_group("run")
-    recipe(g)
+    recipe(g, left_out=left_out)
     if with_seed:
-        seed(g)
+        seed(g, left_out)
     device(g)
     out(g, out_help, out_required)
     return g

@@ -89,8 +89,7 @@ def add_parsers(sub: Any) -> None:
                    help="a tarf checkpoint (from unlearn --save-model or train --out)")  # fmt: skip
     g.add_argument("--reference",
                    help="checkpoint of the retrained reference; left out: train/fetch it")  # fmt: skip
-    g = opt.run_options(p, "write the metrics to this JSON file")
-    g.set_defaults(seed=None)  # left out: the checkpoint's, as is --recipe (cmd_eval)
+    opt.run_options(p, "write the metrics to this JSON file", left_out="the checkpoint's")
     p.set_defaults(func=cmd_eval)
 
     p = opt.add_command(
@@ -167,9 +166,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     ck = read_checkpoint(args.checkpoint)
-    given = {"recipe": args.recipe != AUTO, "seed": args.seed is not None}
-    args.recipe = args.recipe if given["recipe"] else ck.get("recipe", AUTO)
-    args.seed = args.seed if given["seed"] else ck.get("seed", 0)
+    # left out (None): the checkpoint's, so the reference is its own
+    args.recipe = args.recipe if args.recipe is not None else ck.get("recipe", AUTO)
+    args.seed = args.seed if args.seed is not None else ck.get("seed", 0)
     preflight(args, files=("out",))
     required_request_options(args)
     ds = load_data(args)
