@@ -389,8 +389,8 @@ def plot_top10(results: list[dict[str, Any]], path: str | Path, signal: str = "l
     ax.set_xticks([x + 0.48 for x in range(10)])
     ax.set_xticklabels([str(x + 1) for x in range(10)])
     unit = PLOT_UNITS[signal]
-    ax.set_xlabel(f"rank ({unit}); blue: the concept's other classes; "
-                  "black bar: where --prior auto cuts (dashed: at the task's floor)")  # fmt: skip
+    ax.set_xlabel(f"rank ({unit})\nblue: the concept's other classes; "
+                  "black bar: --prior auto's cut (dashed: the task's floor)")  # fmt: skip
     fig.tight_layout()
     atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
     plt.close(fig)
