@@ -177,7 +177,11 @@ def test_tarf_audit_end_to_end(toy, tmp_path, capsys, monkeypatch):
             "target-mismatch", "--method", "ft", "--references", "3", "--recipe", "tiny",
             "--seeds", "0,3", "--device", "cpu", "--out", str(out), "--prior", "2"]  # fmt: skip
     assert main(args) == 0
-    res = json.loads(out.read_text())
+
+    def not_standard(constant: str) -> None:
+        raise AssertionError(f"{constant} in the audit file: not standard JSON")
+
+    res = json.loads(out.read_text(), parse_constant=not_standard)
     n_target = 3 * 40  # cat, dog, fox
     assert res["task"] == "target-mismatch" and res["seeds"] == [0, 3]
     assert (
@@ -264,3 +268,11 @@ def test_lines_naming_a_temporary_file_are_hidden(tmp_path):
     log(f"unlearned model written to {tmp_path / 'unlearned.pt'}")
     log("original model: test accuracy 99.00% (cached)")
     assert seen == ["original model: test accuracy 99.00% (cached)"]
+
+
+def test_finite_or_none_makes_standard_json():
+    from tarf.io import finite_or_none
+
+    data = {"a": float("nan"), "b": [1.0, float("inf"), {"c": -float("inf")}], "d": (2, "x")}
+    assert finite_or_none(data) == {"a": None, "b": [1.0, None, {"c": None}], "d": [2, "x"]}
+    json.dumps(finite_or_none(data), allow_nan=False)  # raises on a NaN left behind

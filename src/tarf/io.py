@@ -5,6 +5,7 @@ can be written before the work that ends in writing it."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -42,6 +43,19 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
 
 def write_json(path: str | Path, data: Any) -> Path:
     return atomic_write(path, lambda f: json.dump(data, f, indent=2, sort_keys=False), mode="w")
+
+
+def finite_or_none(data: Any) -> Any:
+    """``data`` with every NaN or infinite float as None: standard JSON, which strict
+    parsers (JavaScript, Go, serde) read; Python's ``json`` writes them as ``NaN`` and
+    ``Infinity``, which only Python reads back."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite_or_none(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [finite_or_none(v) for v in data]
+    return data
 
 
 def write_text(path: str | Path, text: str) -> Path:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from tarf.data.core import ImageDataset
 from tarf.domains import Level
-from tarf.io import atomic_write, write_json, write_text
+from tarf.io import atomic_write, finite_or_none, write_json, write_text
 from tarf.methods.base import UnlearnContext
 from tarf.methods.common import Pool, ce, clone, frozen_batchnorm, sgd, step
 from tarf.recipes import Recipe
@@ -223,7 +223,7 @@ def run(
         models[name] = get_method(name).run(originals[Level.CLASS].model, data, ctx).model
     log("t-SNE of " + ", ".join(models))
     result["tsne"] = tsne_embeddings(models, ds, req, device, seed=seed)
-    write_json(out_dir / "dynamics.json", result)
+    write_json(out_dir / "dynamics.json", finite_or_none(result))  # a diverged ascent: null
     write_text(out_dir / "ascent.csv", _csv(result["ascent"]))
     write_text(
         out_dir / "distances.csv",

@@ -181,8 +181,9 @@ def forgetting_quality(eps: np.ndarray, **kw: Any) -> float:
 def epsilon_summary(eps: np.ndarray) -> dict[str, Any]:
     eps = np.asarray(eps, np.float64)
     k = np.digitize(eps, np.arange(EPS_BINS) * EPS_BIN_WIDTH)
+    median = float(np.median(eps))
     return {
-        "median": float(np.median(eps)),
+        "median": median if np.isfinite(median) else None,  # None: more than half unbounded
         "inf_fraction": float(np.isinf(eps).mean()),
         # examples per bin k = 1..EPS_BINS (epsilon in [(k-1)/2, k/2); the last bin is >= 6)
         "bin_counts": np.bincount(k, minlength=EPS_BINS + 1)[1:].tolist(),

@@ -26,7 +26,7 @@ from tarf.cli.common import (
     recipe,
 )
 from tarf.domains import MAIN_TASKS
-from tarf.io import write_json
+from tarf.io import finite_or_none, write_json
 from tarf.methods import METHODS, get_method
 from tarf.methods.base import config_changes, parse_set
 from tarf.report import dynamics_lines
@@ -255,7 +255,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(audit.format_audit(result))
     if args.out:
-        write_json(args.out, result)
+        write_json(args.out, finite_or_none(result))  # standard JSON: no NaN / Infinity
         log(f"audit written to {args.out}")
     return 0
 
