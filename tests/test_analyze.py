@@ -274,6 +274,9 @@ def test_ablation_summary_holds_its_own_runs_only(tmp_path, capsys, monkeypatch)
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert "1 runs in" in err and "lr=0.123" in err and "give another --out" in err
+    assert main([*argv, "--dry-run"]) == 2  # the dry run shows the plan, then says so too
+    printed = capsys.readouterr()
+    assert "tarf-op-zero_all-matched_s0" in printed.out and "lr=0.123" in printed.err
 
 
 def test_architecture_summary_sets_benches_side_by_side(tmp_path, capsys):

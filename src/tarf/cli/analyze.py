@@ -180,7 +180,6 @@ def cmd_analyze_ablate(args: argparse.Namespace) -> int:
     plan = bench.make_plan(grid, args.out, download=args.download)
     if args.dry_run:
         print(bench.format_plan(plan, args.out, jobs))
-        return 0
     if plan.other_config:  # a bench keeps them; an ablation would compare unlike variants
         name, changes = next(iter(plan.other_config.items()))
         raise CLIError(
@@ -188,6 +187,8 @@ def cmd_analyze_ablate(args: argparse.Namespace) -> int:
             f"({name}: {', '.join(f'{k}={v}' for k, v in changes.items())}), so its table "
             "would compare them with today's variants; give another --out"
         )
+    if args.dry_run:
+        return 0
     outcome = bench.run_plan(plan, args.out, bench.LocalBackend(jobs), log=log)
     # this grid's own runs: other runs in the folder (another study, task or seed) stay out
     own = [read_report(Path(args.out) / f"{run.name}.json") for run in grid.runs()]
