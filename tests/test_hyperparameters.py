@@ -124,3 +124,14 @@ def test_config_files_that_cannot_be_read_name_themselves(tmp_path):
     (tmp_path / "nan.yaml").write_text("lr: .nan\n")
     with pytest.raises(ValueError, match="lr=nan"):
         get_method("ft", tmp_path / "nan.yaml")
+
+
+def test_config_diff_names_each_field_that_differs_or_one_side_lacks():
+    from tarf.methods.base import NOT_A_SETTING, config_diff
+
+    have, want = {"lr": 0.1, "k": 1.0, "old": 3}, {"k": 1.0, "lr": 0.2, "new": "x"}
+    assert config_diff(have, want) == {
+        "lr": (0.1, 0.2), "old": (3, NOT_A_SETTING), "new": (NOT_A_SETTING, "x"),
+    }  # fmt: skip
+    assert list(config_diff(have, want)) == ["lr", "old", "new"]  # have's order, then want's
+    assert config_diff(have, dict(have)) == {}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tarf.domains import RANDOM
@@ -77,14 +77,21 @@ def report_rows(
     return [[setting_label(report), *r] for r in rows] if with_request else rows
 
 
-def mixes_requests(reports: Sequence[dict[str, Any]]) -> bool:
-    """Whether some task holds runs of more than one (forget, target) request, dataset
-    or recipe (a bench's tasks differ in their target by design, so only requests within
-    a task count)."""
+def labels_by_task(
+    reports: Sequence[dict[str, Any]], label: Callable[[dict[str, Any]], str]
+) -> dict[str, set[str]]:
+    """Each task's runs' ``label`` values (a bench's tasks differ in their target by
+    design, so runs are compared within a task)."""
     labels: dict[str, set[str]] = {}
     for r in reports:
-        labels.setdefault(r["task"], set()).add(setting_label(r))
-    return any(len(v) > 1 for v in labels.values())
+        labels.setdefault(r["task"], set()).add(label(r))
+    return labels
+
+
+def mixes_requests(reports: Sequence[dict[str, Any]]) -> bool:
+    """Whether some task holds runs of more than one (forget, target) request, dataset
+    or recipe."""
+    return any(len(v) > 1 for v in labels_by_task(reports, setting_label).values())
 
 
 def _report_rows(report: dict[str, Any]) -> list[list[Any]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tarf.io import atomic_write, write_text
-from tarf.report import mean_std, method_label, request_label, stat_cell, to_csv
+from tarf.report import labels_by_task, mean_std, method_label, request_label, stat_cell, to_csv
 
 METRICS = ("Gap", "UA", "RA", "TA", "MIA")
 UNDERTRAINED_RA_DROP = 10.0  # reference RA points below the first architecture's
@@ -42,9 +42,7 @@ def unique_runs(reports: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], in
 def mixed_requests(reports: list[dict[str, Any]]) -> list[str]:
     """The requests (dataset, forget -> target) of some task when there are several:
     architectures are compared on one request, each task's."""
-    by_task: dict[str, set[str]] = {}
-    for r in reports:
-        by_task.setdefault(r["task"], set()).add(f"{r.get('dataset')}: {request_label(r)}")
+    by_task = labels_by_task(reports, lambda r: f"{r.get('dataset')}: {request_label(r)}")
     return next((sorted(v) for v in by_task.values() if len(v) > 1), [])
 
 

@@ -31,7 +31,7 @@ from tarf.data.core import ImageDataset
 from tarf.domains import Level
 from tarf.identify import auto_count, largest_gap
 from tarf.io import write_json, write_text
-from tarf.methods.base import UnlearnContext, config_dict
+from tarf.methods.base import UnlearnContext, config_dict, config_diff
 from tarf.methods.tarf import TARF
 from tarf.methods.tarf_identify import NEARNESS
 from tarf.recipes import Recipe
@@ -252,8 +252,7 @@ def _other_settings(
         made = {"class_signal": _ranked_by(run), "k": run.get("k") if mine.get("k") else None}
         made = {k: v for k, v in made.items() if v is not None and v != mine.get(k)}
     else:
-        made = {k: config.get(k, "(not yet a setting)") for k in {*config, *mine}
-                if config.get(k, "(not yet a setting)") != mine.get(k, "(not a setting now)")}  # fmt: skip
+        made = {k: have for k, (have, _) in config_diff(config, mine).items()}
     if made:
         out["config"] = (_set_text(made), _set_text({k: mine.get(k) for k in made}))
     return out

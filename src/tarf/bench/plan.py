@@ -23,7 +23,7 @@ from tarf.bench.grid import (
 from tarf.bench.jobs import load_dataset_once
 from tarf.bench.results import read_report, report_done
 from tarf.cache import model_key
-from tarf.methods.base import config_dict
+from tarf.methods.base import config_dict, config_diff
 from tarf.request import UnlearningRequest
 
 
@@ -169,8 +169,9 @@ def _other_settings(rep: dict[str, Any], run: RunJob) -> dict[str, Any] | None:
     want_all = json.loads(json.dumps(config_dict(method)))
     have_all = rep.get("config")
     if isinstance(have_all, dict) and have_all != want_all:
-        out = {k: v for k, v in have_all.items() if k in want_all and want_all[k] != v}
-        added = [k for k in want_all if k not in have_all]  # fields newer than the report
+        diff = config_diff(have_all, want_all)
+        out = {k: h for k, (h, w) in diff.items() if k in have_all and k in want_all}
+        added = [k for k in diff if k not in have_all]  # fields newer than the report
         if added:
             out["fields the report predates"] = ",".join(added)
         return out or None

@@ -427,6 +427,18 @@ def config_dict(method: Method) -> dict[str, Any]:
     return dataclasses.asdict(method.config)
 
 
+NOT_A_SETTING = "(not a setting)"  # config_diff: a field one side's config lacks
+
+
+def config_diff(have: dict[str, Any], want: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """The fields whose values differ between two configs (a finished run's and the one
+    it is compared with): name -> (have's, want's), a field one lacks as
+    :data:`NOT_A_SETTING`; have's fields first, in its order, then want's own."""
+    names = dict.fromkeys([*have, *want])
+    pairs = {k: (have.get(k, NOT_A_SETTING), want.get(k, NOT_A_SETTING)) for k in names}
+    return {k: (h, w) for k, (h, w) in pairs.items() if h != w or (k in have) != (k in want)}
+
+
 def config_changes(method: Method) -> dict[str, Any]:
     """The hyperparameters that differ from the method's defaults (they label a run)."""
     default = dataclasses.asdict(method.Config())
